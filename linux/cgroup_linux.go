@@ -1,0 +1,211 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/cgroups/v3/cgroup1"
+	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Cgroup is the container's control group, whichever hierarchy the host has.
+type Cgroup interface {
+	// Add moves pid into the cgroup.
+	Add(pid int) error
+	// Pids lists every process in the cgroup and below.
+	Pids() ([]int, error)
+	// Delete removes the cgroup; it must be empty.
+	Delete() error
+	// Path is the path inside the hierarchy.
+	Path() string
+}
+
+// cgroupPathOf cleans a spec's cgroupsPath; an empty one becomes /<id>, as
+// runc does. Systemd-style "slice:prefix:name" paths are not handled yet.
+func cgroupPathOf(path, id string) (string, error) {
+	if path == "" {
+		if id == "" {
+			return "", nil
+		}
+		path = "/" + id
+	}
+	if strings.Count(path, ":") == 2 && !strings.HasPrefix(path, "/") {
+		return "", fmt.Errorf("config.json: linux.cgroupsPath %q: the systemd cgroup driver is not supported yet: %w", path, errdefs.ErrNotImplemented)
+	}
+	for _, part := range strings.Split(path, "/") {
+		if part == ".." {
+			return "", fmt.Errorf("config.json: linux.cgroupsPath %q escapes its parent: %w", path, errdefs.ErrInvalidArgument)
+		}
+	}
+	if !filepath.IsAbs(path) {
+		path = "/" + path
+	}
+	return filepath.Clean(path), nil
+}
+
+// NewCgroup creates the cgroup at path on this host's hierarchy.
+func NewCgroup(path string) (Cgroup, error) {
+	if cgroups.Mode() == cgroups.Unified {
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, &cgroup2.Resources{})
+		if err != nil {
+			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		}
+		return &cgroupV2{path: path, m: m}, nil
+	}
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{})
+	if err != nil {
+		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+	}
+	return &cgroupV1{path: path, cg: cg}, nil
+}
+
+// LoadCgroup opens an existing cgroup; a missing one is ErrNotFound.
+func LoadCgroup(path string) (Cgroup, error) {
+	if cgroups.Mode() == cgroups.Unified {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); err != nil {
+			return nil, fmt.Errorf("load cgroup %s: %w", path, errdefs.ErrNotFound)
+		}
+		m, err := cgroup2.Load(path)
+		if err != nil {
+			return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+		}
+		return &cgroupV2{path: path, m: m}, nil
+	}
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	if err != nil {
+		if errors.Is(err, cgroup1.ErrCgroupDeleted) {
+			return nil, fmt.Errorf("load cgroup %s: %w", path, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("load cgroup %s: %w", path, err)
+	}
+	return &cgroupV1{path: path, cg: cg}, nil
+}
+
+type cgroupV1 struct {
+	path string
+	cg   cgroup1.Cgroup
+}
+
+func (c *cgroupV1) Path() string { return c.path }
+
+func (c *cgroupV1) Add(pid int) error {
+	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV1) Pids() ([]int, error) {
+	// Every v1 hierarchy holds every process; the freezer is always mounted
+	// where containers run, and pids or devices stand in for it.
+	var lastErr error
+	for _, sub := range []cgroup1.Name{cgroup1.Freezer, cgroup1.Pids, cgroup1.Devices, cgroup1.Memory} {
+		procs, err := c.cg.Processes(sub, true)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		pids := make([]int, 0, len(procs))
+		for _, p := range procs {
+			pids = append(pids, p.Pid)
+		}
+		return uniquePids(pids), nil
+	}
+	return nil, fmt.Errorf("list processes of cgroup %s: %w", c.path, lastErr)
+}
+
+func (c *cgroupV1) Delete() error {
+	if err := c.cg.Delete(); err != nil {
+		return fmt.Errorf("delete cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+type cgroupV2 struct {
+	path string
+	m    *cgroup2.Manager
+}
+
+func (c *cgroupV2) Path() string { return c.path }
+
+func (c *cgroupV2) Add(pid int) error {
+	if err := c.m.AddProc(uint64(pid)); err != nil {
+		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV2) Pids() ([]int, error) {
+	procs, err := c.m.Procs(true)
+	if err != nil {
+		return nil, fmt.Errorf("list processes of cgroup %s: %w", c.path, err)
+	}
+	pids := make([]int, 0, len(procs))
+	for _, p := range procs {
+		pids = append(pids, int(p))
+	}
+	return uniquePids(pids), nil
+}
+
+func (c *cgroupV2) Delete() error {
+	if err := c.m.Delete(); err != nil {
+		return fmt.Errorf("delete cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func uniquePids(pids []int) []int {
+	seen := make(map[int]bool, len(pids))
+	out := pids[:0]
+	for _, p := range pids {
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// killCgroup sends SIGKILL to every process in cg until it is empty or the
+// deadline passes; processes can fork while we kill, so it loops.
+func killCgroup(cg Cgroup, deadline time.Duration) error {
+	end := time.Now().Add(deadline)
+	for {
+		pids, err := cg.Pids()
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			_ = unix.Kill(pid, unix.SIGKILL)
+		}
+		if time.Now().After(end) {
+			return fmt.Errorf("cgroup %s still has processes %v: %w", cg.Path(), pids, errdefs.ErrUnavailable)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// signalCgroup sends sig once to every process in cg.
+func signalCgroup(cg Cgroup, sig unix.Signal) error {
+	pids, err := cg.Pids()
+	if err != nil {
+		return err
+	}
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,122 @@
+package linux
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// The parent and the container's init talk over one socketpair. After the C
+// preamble's bootstrap frame and its "pid" line, every message is a frame: a
+// 4-byte little-endian length and a JSON document.
+//
+//	parent → init   initConfig
+//	init → parent   message{ready} or message{error}
+//	parent → init   message{start}
+//	init            execve(): the socket closes on exec, the parent reads EOF
+//	                (or message{error} when execve failed)
+const maxFrame = 16 << 20
+
+type messageType string
+
+const (
+	msgReady messageType = "ready"
+	msgStart messageType = "start"
+	msgError messageType = "error"
+)
+
+// message is what init and the parent say to each other after the config.
+type message struct {
+	Type  messageType `json:"type"`
+	Error string      `json:"error,omitempty"`
+	// Class is the errdefs class of Error, so that Create can return it
+	// with the right code: "not_found", "invalid_argument", "not_implemented".
+	Class string `json:"class,omitempty"`
+}
+
+// initConfig is what init needs to set up the container.
+type initConfig struct {
+	Spec *specs.Spec `json:"spec"`
+	// Rootfs is the absolute host path of the container's root.
+	Rootfs string `json:"rootfs"`
+	// NewUTS says whether init has its own UTS namespace, so the hostname is
+	// set only where it cannot change the host's.
+	NewUTS bool `json:"new_uts"`
+}
+
+func writeFrame(w io.Writer, v any) error {
+	payload, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	buf := make([]byte, 4+len(payload))
+	binary.LittleEndian.PutUint32(buf, uint32(len(payload)))
+	copy(buf[4:], payload)
+	_, err = w.Write(buf)
+	return err
+}
+
+func readFrame(r io.Reader, v any) error {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return err
+	}
+	n := binary.LittleEndian.Uint32(hdr[:])
+	if n > maxFrame {
+		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, maxFrame)
+	}
+	payload := make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return err
+	}
+	return json.Unmarshal(payload, v)
+}
+
+// classOf names err's errdefs class for the wire.
+func classOf(err error) string {
+	switch {
+	case errdefs.IsNotFound(err):
+		return "not_found"
+	case errdefs.IsInvalidArgument(err):
+		return "invalid_argument"
+	case errdefs.IsNotImplemented(err):
+		return "not_implemented"
+	case errdefs.IsPermissionDenied(err):
+		return "permission_denied"
+	}
+	return ""
+}
+
+// initError is an error init reported; it unwraps to its errdefs class so
+// the task service maps it to the right code while keeping init's text.
+type initError struct {
+	msg   string
+	class error
+}
+
+func (e *initError) Error() string { return e.msg }
+func (e *initError) Unwrap() error { return e.class }
+
+func errorFromMessage(m message) error {
+	var class error
+	switch m.Class {
+	case "not_found":
+		class = errdefs.ErrNotFound
+	case "invalid_argument":
+		class = errdefs.ErrInvalidArgument
+	case "not_implemented":
+		class = errdefs.ErrNotImplemented
+	case "permission_denied":
+		class = errdefs.ErrPermissionDenied
+	default:
+		class = errdefs.ErrUnknown
+	}
+	return &initError{msg: m.Error, class: class}
+}
+
+var errUnexpectedMessage = errors.New("unexpected handshake message")

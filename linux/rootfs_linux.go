@@ -1,0 +1,593 @@
+package linux
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// SetupRootfs builds the container's filesystem view and pivots into it. It
+// runs in init, inside the container's fresh mount namespace, before any user
+// code. rootfs is the absolute host path of the root.
+//
+// spec.Linux.Sysctl is applied here too, after the pivot and before the
+// read-only paths, because the usual /proc/sys read-only path would make a
+// later write fail; ApplySysctl called afterwards finds the values in place.
+func SetupRootfs(spec *specs.Spec, rootfs string) error {
+	if spec == nil {
+		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
+	}
+	lx := spec.Linux
+	if lx == nil {
+		lx = &specs.Linux{}
+	}
+	root, err := filepath.EvalSymlinks(rootfs)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("container rootfs %s: %w", rootfs, withClass(errdefs.ErrNotFound, err))
+		}
+		return fmt.Errorf("container rootfs %s: %w", rootfs, err)
+	}
+	rootProp, err := rootPropagation(lx.RootfsPropagation)
+	if err != nil {
+		return err
+	}
+	// Files we create (mount points, device nodes) get predictable modes.
+	defer unix.Umask(unix.Umask(0o022))
+
+	// rslave by default, as runc: nothing mounted here reaches the host, yet
+	// host unmounts still reach us and no host mount is kept busy by the
+	// container. A shared or unbindable root is only applied after the
+	// pivot, where it cannot leak out.
+	before := uintptr(unix.MS_SLAVE | unix.MS_REC)
+	if rootProp&unix.MS_PRIVATE != 0 {
+		before = unix.MS_PRIVATE | unix.MS_REC
+	}
+	if err := unix.Mount("", "/", "", before, ""); err != nil {
+		return fmt.Errorf("make / %s before setting up the rootfs: %w", propagationName(before), err)
+	}
+	// pivot_root needs the new root to be a mount point.
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind rootfs %s onto itself: %w", root, err)
+	}
+
+	cgroupNS := slices.ContainsFunc(lx.Namespaces, func(n specs.LinuxNamespace) bool {
+		return n.Type == specs.CgroupNamespace
+	})
+	devFromHost, ptsMounted := false, false
+	for _, m := range spec.Mounts {
+		if err := mountInContainer(root, m, cgroupNS); err != nil {
+			return fmt.Errorf("mount %q on %q in container: %w", m.Source, m.Destination, err)
+		}
+		switch path.Clean("/" + m.Destination) {
+		case "/dev":
+			devFromHost = isBindMount(m)
+		case "/dev/pts":
+			ptsMounted = m.Type == "devpts"
+		}
+	}
+	if !devFromHost {
+		if err := setupDev(root, lx.Devices, ptsMounted); err != nil {
+			return err
+		}
+	}
+	if err := pivotInto(root); err != nil {
+		return fmt.Errorf("pivot_root into %s: %w", root, err)
+	}
+	if rootProp != 0 {
+		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
+			return fmt.Errorf("set rootfs propagation %q: %w", lx.RootfsPropagation, err)
+		}
+	}
+	if err := ApplySysctl(lx.Sysctl); err != nil {
+		return err
+	}
+	for _, p := range lx.ReadonlyPaths {
+		if err := readonlyPath(p); err != nil {
+			return fmt.Errorf("make %s read-only in container: %w", p, err)
+		}
+	}
+	for _, p := range lx.MaskedPaths {
+		if err := maskPath(p); err != nil {
+			return fmt.Errorf("mask %s in container: %w", p, err)
+		}
+	}
+	if spec.Root != nil && spec.Root.Readonly {
+		if err := remountBind("/", unix.MS_RDONLY); err != nil {
+			return fmt.Errorf("make container rootfs read-only: %w", err)
+		}
+	}
+	return nil
+}
+
+func rootPropagation(name string) (uintptr, error) {
+	if name == "" {
+		return 0, nil
+	}
+	if p, ok := propagationFlag(name); ok {
+		return p, nil
+	}
+	return 0, fmt.Errorf("linux.rootfsPropagation %q is not a propagation mode: %w", name, errdefs.ErrInvalidArgument)
+}
+
+func propagationName(p uintptr) string {
+	for _, n := range []string{"private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"} {
+		if f, _ := propagationFlag(n); f == p {
+			return n
+		}
+	}
+	return "0x" + strconv.FormatUint(uint64(p), 16)
+}
+
+func isBindMount(m specs.Mount) bool {
+	if m.Type == "bind" {
+		return true
+	}
+	flags, _, _ := ParseMountOptions(m.Options)
+	return flags&unix.MS_BIND != 0
+}
+
+// pivotInto makes root the root of the mount namespace and drops the old one.
+// pivot_root(".", ".") stacks the old root on top of the new one, so no
+// directory for it is needed inside the container.
+func pivotInto(root string) error {
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open old root: %w", err)
+	}
+	defer unix.Close(oldRoot)
+	newRoot, err := unix.Open(root, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open new root: %w", err)
+	}
+	defer unix.Close(newRoot)
+	if err := unix.Fchdir(newRoot); err != nil {
+		return err
+	}
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root: %w", err)
+	}
+	if err := unix.Fchdir(oldRoot); err != nil {
+		return err
+	}
+	// If the old root is shared with the host, detaching it must not
+	// propagate an unmount there.
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make old root rslave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// readonlyPath runs after the pivot, so paths resolve inside the container.
+func readonlyPath(p string) error {
+	if err := unix.Mount(p, p, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		return err
+	}
+	return remountBind(p, unix.MS_RDONLY)
+}
+
+func maskPath(p string) error {
+	fi, err := os.Stat(p)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	if fi.IsDir() {
+		return unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+	}
+	return unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
+}
+
+// mountInContainer mounts one spec mount under root. The caller names the
+// mount in the error.
+func mountInContainer(root string, m specs.Mount, cgroupNS bool) error {
+	opts, attrs, err := splitRecursiveOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	flags, propagation, data := ParseMountOptions(opts)
+	dest := path.Clean("/" + m.Destination)
+
+	if isBindMount(m) {
+		src := m.Source
+		if !filepath.IsAbs(src) {
+			// Relative sources are relative to the bundle, init's cwd.
+			if src, err = filepath.Abs(src); err != nil {
+				return err
+			}
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return withClass(errdefs.ErrInvalidArgument, err)
+		}
+		if err := checkProcDestination(root, dest, src); err != nil {
+			return err
+		}
+		return mountAt(root, dest, fi.IsDir(), func(target string) error {
+			return unix.Mount(src, target, "", unix.MS_BIND|(flags&unix.MS_REC), "")
+		}, flags, propagation, attrs)
+	}
+	if m.Type != "proc" {
+		if err := checkProcDestination(root, dest, ""); err != nil {
+			return err
+		}
+	}
+	switch m.Type {
+	case "cgroup":
+		return mountCgroup(root, dest, flags, cgroupNS)
+	case "sysfs", "mqueue":
+		err := mountAt(root, dest, true, func(target string) error {
+			return unix.Mount(m.Source, target, m.Type, flags, data)
+		}, 0, propagation, attrs)
+		if !errors.Is(err, unix.EPERM) {
+			return err
+		}
+		// Without a network (sysfs) or IPC (mqueue) namespace of our own the
+		// kernel refuses a fresh instance; show the host's, as runc does.
+		host := map[string]string{"sysfs": "/sys", "mqueue": "/dev/mqueue"}[m.Type]
+		return mountAt(root, dest, true, func(target string) error {
+			return unix.Mount(host, target, "", unix.MS_BIND|unix.MS_REC, "")
+		}, flags, propagation, attrs)
+	}
+	return mountAt(root, dest, true, func(target string) error {
+		return unix.Mount(m.Source, target, m.Type, flags, data)
+	}, 0, propagation, attrs)
+}
+
+// mountAt creates dest inside root when missing, runs mount on a verified
+// handle to it, then applies bind remount flags, propagation and recursive
+// attributes to the new mount.
+func mountAt(root, dest string, dir bool, mount func(target string) error, bindFlags uintptr, propagation []uintptr, attrs *unix.MountAttr) error {
+	hostPath, err := createMountPoint(root, dest, dir)
+	if err != nil {
+		return err
+	}
+	if err := withVerifiedPath(hostPath, mount); err != nil {
+		return err
+	}
+	return withVerifiedPath(hostPath, func(target string) error {
+		if err := remountBind(target, bindFlags); err != nil {
+			return err
+		}
+		if err := applyPropagation(target, propagation); err != nil {
+			return err
+		}
+		if attrs != nil {
+			if err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE, attrs); err != nil {
+				return fmt.Errorf("mount_setattr: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// createMountPoint resolves dest inside root and creates it (a directory, or
+// an empty file for file binds) when it does not exist yet.
+func createMountPoint(root, dest string, dir bool) (string, error) {
+	p, err := resolveInRoot(root, dest)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(p); err == nil {
+		return p, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
+	if dir {
+		return p, os.MkdirAll(p, 0o755)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return "", err
+	}
+	return p, f.Close()
+}
+
+// withVerifiedPath opens hostPath without following a final symlink, checks
+// the kernel sees the file at exactly that path (so no component was swapped
+// for a symlink since it was resolved), and hands fn a /proc/self/fd path to
+// it so that the mount lands on that very file.
+func withVerifiedPath(hostPath string, fn func(target string) error) error {
+	f, err := os.OpenFile(hostPath, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	target := "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
+	got, err := os.Readlink(target)
+	if err != nil {
+		return err
+	}
+	if got != hostPath {
+		return fmt.Errorf("mount point %s resolves to %s: %w", hostPath, got, errdefs.ErrInvalidArgument)
+	}
+	return fn(target)
+}
+
+// resolveInRoot resolves unsafePath as if root were "/": ".." stops at root
+// and symlinks, absolute ones included, are followed inside root. Missing
+// components are kept as named.
+func resolveInRoot(root, unsafePath string) (string, error) {
+	const maxLinks = 255
+	resolved := "/"
+	remaining := unsafePath
+	links := 0
+	for remaining != "" {
+		var part string
+		part, remaining, _ = strings.Cut(remaining, "/")
+		switch part {
+		case "", ".":
+			continue
+		case "..":
+			resolved = path.Dir(resolved)
+			continue
+		}
+		next := path.Join(resolved, part)
+		fi, err := os.Lstat(filepath.Join(root, next))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+				resolved = next
+				continue
+			}
+			return "", err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			resolved = next
+			continue
+		}
+		if links++; links > maxLinks {
+			return "", &fs.PathError{Op: "resolve", Path: unsafePath, Err: unix.ELOOP}
+		}
+		link, err := os.Readlink(filepath.Join(root, next))
+		if err != nil {
+			return "", err
+		}
+		if path.IsAbs(link) {
+			resolved = "/"
+		}
+		remaining = link + "/" + remaining
+	}
+	return filepath.Join(root, resolved), nil
+}
+
+// checkProcDestination refuses non-proc mounts over /proc or inside it, the
+// destination judged after resolving symlinks. bindSource, when set, may be
+// a procfs to be bound onto /proc itself.
+func checkProcDestination(root, dest, bindSource string) error {
+	p, err := resolveInRoot(root, dest)
+	if err != nil {
+		return err
+	}
+	rel := "/" + strings.TrimPrefix(strings.TrimPrefix(p, root), "/")
+	switch {
+	case rel == "/proc":
+		var st unix.Statfs_t
+		if bindSource != "" && unix.Statfs(bindSource, &st) == nil && st.Type == unix.PROC_SUPER_MAGIC {
+			return nil
+		}
+	case strings.HasPrefix(rel, "/proc/"):
+		// What tools like lxcfs replace; anything else mounted over procfs
+		// could hide files LSMs and the kernel's protections rely on.
+		allowed := []string{
+			"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+			"/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev", "/proc/sys/kernel/ns_last_pid",
+		}
+		if slices.Contains(allowed, rel) {
+			return nil
+		}
+	default:
+		return nil
+	}
+	return fmt.Errorf("%s resolves to %s: only procfs may be mounted there: %w", dest, rel, errdefs.ErrInvalidArgument)
+}
+
+// splitRecursiveOptions takes out the mount_setattr(2) style options (rro,
+// rnosuid, ...) that apply to a whole mount tree, and options that only
+// matter to other runtimes.
+func splitRecursiveOptions(options []string) ([]string, *unix.MountAttr, error) {
+	var kept []string
+	var attr *unix.MountAttr
+	for _, o := range options {
+		set, clr, ok := recursiveAttr(o)
+		switch {
+		case ok:
+			if attr == nil {
+				attr = &unix.MountAttr{}
+			}
+			attr.Attr_set = attr.Attr_set&^clr | set
+			attr.Attr_clr = attr.Attr_clr&^set | clr
+		case o == "tmpcopyup":
+			// A copy-up hint for runc's tmpfs; a fresh tmpfs is fine.
+		case o == "idmap" || o == "ridmap" || strings.HasPrefix(o, "idmap=") || strings.HasPrefix(o, "ridmap="):
+			return nil, nil, fmt.Errorf("mount option %q: %w", o, errdefs.ErrNotImplemented)
+		default:
+			kept = append(kept, o)
+		}
+	}
+	return kept, attr, nil
+}
+
+func recursiveAttr(o string) (set, clr uint64, ok bool) {
+	switch o {
+	case "rro":
+		return unix.MOUNT_ATTR_RDONLY, 0, true
+	case "rrw":
+		return 0, unix.MOUNT_ATTR_RDONLY, true
+	case "rnosuid":
+		return unix.MOUNT_ATTR_NOSUID, 0, true
+	case "rsuid":
+		return 0, unix.MOUNT_ATTR_NOSUID, true
+	case "rnodev":
+		return unix.MOUNT_ATTR_NODEV, 0, true
+	case "rdev":
+		return 0, unix.MOUNT_ATTR_NODEV, true
+	case "rnoexec":
+		return unix.MOUNT_ATTR_NOEXEC, 0, true
+	case "rexec":
+		return 0, unix.MOUNT_ATTR_NOEXEC, true
+	case "rnodiratime":
+		return unix.MOUNT_ATTR_NODIRATIME, 0, true
+	case "rdiratime":
+		return 0, unix.MOUNT_ATTR_NODIRATIME, true
+	case "rnoatime":
+		return unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME, true
+	case "rstrictatime":
+		return unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME, true
+	case "rrelatime":
+		return unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME, true
+	}
+	return 0, 0, false
+}
+
+// mountCgroup gives the container a cgroup filesystem at dest. On a unified
+// host that is cgroup2. On a v1 or hybrid host it is a tmpfs holding one
+// mount per hierarchy: fresh ones when the container has a cgroup namespace
+// (the kernel then shows only its subtree), else binds of the container's own
+// cgroup directories from the host.
+func mountCgroup(root, dest string, flags uintptr, cgroupNS bool) error {
+	flags &^= unix.MS_BIND | unix.MS_REC
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		return mountAt(root, dest, true, func(target string) error {
+			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
+		}, 0, nil, nil)
+	}
+	hierarchies, err := ownCgroups()
+	if err != nil {
+		return err
+	}
+	hostMounts, err := readMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	err = mountAt(root, dest, true, func(target string) error {
+		return unix.Mount("tmpfs", target, "tmpfs", flags&^unix.MS_RDONLY, "mode=755")
+	}, 0, nil, nil)
+	if err != nil {
+		return fmt.Errorf("cgroup tmpfs: %w", err)
+	}
+	// The tmpfs is fresh and ours: nothing in it can be a symlink yet.
+	base, err := resolveInRoot(root, dest)
+	if err != nil {
+		return err
+	}
+	for _, h := range hierarchies {
+		if err := mountHierarchy(base, h, hostMounts, flags, cgroupNS); err != nil {
+			return err
+		}
+	}
+	if flags&unix.MS_RDONLY != 0 {
+		return withVerifiedPath(base, func(target string) error {
+			return remountBind(target, unix.MS_RDONLY|flags&bindRemountMask)
+		})
+	}
+	return nil
+}
+
+// cgroupHierarchy is one line of /proc/self/cgroup.
+type cgroupHierarchy struct {
+	controllers string // "cpu,cpuacct", "name=systemd", "" for cgroup2
+	path        string
+}
+
+func ownCgroups() ([]cgroupHierarchy, error) {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var out []cgroupHierarchy
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		out = append(out, cgroupHierarchy{controllers: parts[1], path: parts[2]})
+	}
+	return out, nil
+}
+
+func mountHierarchy(base string, h cgroupHierarchy, hostMounts []mountinfoEntry, flags uintptr, cgroupNS bool) error {
+	name := strings.TrimPrefix(h.controllers, "name=")
+	fsType, data := "cgroup", h.controllers
+	if h.controllers == "" {
+		name, fsType, data = "unified", "cgroup2", ""
+	}
+	host, ok := hostHierarchy(hostMounts, fsType, h.controllers)
+	if !ok {
+		// Not mounted on the host (the unused v2 hierarchy of a v1 host).
+		return nil
+	}
+	dir := filepath.Join(base, name)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	var err error
+	if cgroupNS {
+		err = unix.Mount("cgroup", dir, fsType, flags, data)
+	} else {
+		src := filepath.Join(host.mountPoint, strings.TrimPrefix(h.path, host.root))
+		if err = unix.Mount(src, dir, "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
+			err = remountBind(dir, flags&bindRemountMask)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("cgroup hierarchy %s: %w", name, err)
+	}
+	if strings.Contains(name, ",") {
+		for _, c := range strings.Split(name, ",") {
+			if err := os.Symlink(name, filepath.Join(base, c)); err != nil && !errors.Is(err, fs.ErrExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// hostHierarchy finds the host's mount of the hierarchy with exactly these
+// controllers.
+func hostHierarchy(mounts []mountinfoEntry, fsType, controllers string) (mountinfoEntry, bool) {
+	want := strings.Split(controllers, ",")
+	slices.Sort(want)
+	for _, m := range mounts {
+		if m.fsType != fsType {
+			continue
+		}
+		if fsType == "cgroup2" {
+			return m, true
+		}
+		var have []string
+		for _, o := range strings.Split(m.superOptions, ",") {
+			if o == "rw" || o == "ro" || (strings.Contains(o, "=") && !strings.HasPrefix(o, "name=")) ||
+				o == "xattr" || o == "noprefix" || o == "clone_children" || o == "cpuset_v2_mode" || o == "favordynmods" {
+				continue
+			}
+			have = append(have, o)
+		}
+		slices.Sort(have)
+		if slices.Equal(have, want) {
+			return m, true
+		}
+	}
+	return mountinfoEntry{}, false
+}

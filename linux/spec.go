@@ -1,0 +1,140 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// LoadSpec reads and checks bundle/config.json.
+func LoadSpec(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("config.json: %s does not exist: %w", path, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("config.json: read %s: %w", path, err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("config.json: %s is not a valid runtime spec: %v: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	if err := validateSpec(&spec); err != nil {
+		return nil, err
+	}
+	return &spec, nil
+}
+
+func validateSpec(spec *specs.Spec) error {
+	invalid := func(format string, args ...any) error {
+		return fmt.Errorf("config.json: "+format+": %w", append(args, errdefs.ErrInvalidArgument)...)
+	}
+	if spec.Process == nil {
+		return invalid("process is missing")
+	}
+	if len(spec.Process.Args) == 0 || spec.Process.Args[0] == "" {
+		return invalid("process.args is empty")
+	}
+	if spec.Process.Cwd != "" && !filepath.IsAbs(spec.Process.Cwd) {
+		return invalid("process.cwd %q is not an absolute path", spec.Process.Cwd)
+	}
+	if spec.Root == nil || spec.Root.Path == "" {
+		return invalid("root.path is empty")
+	}
+	if spec.Linux == nil {
+		return invalid("linux section is missing")
+	}
+	if spec.Process.Terminal {
+		return fmt.Errorf("config.json: process.terminal: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
+	}
+	ns, err := namespacesOf(spec)
+	if err != nil {
+		return err
+	}
+	if ns.unshare&unix.CLONE_NEWNS == 0 {
+		return invalid("linux.namespaces: the container needs a new mount namespace")
+	}
+	if spec.Hostname != "" && ns.unshare&unix.CLONE_NEWUTS == 0 {
+		return invalid("hostname %q is set but the container has no UTS namespace of its own", spec.Hostname)
+	}
+	if p := spec.Linux.CgroupsPath; p != "" {
+		if _, err := cgroupPathOf(p, ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// RootfsPath is the container's root as an absolute host path.
+func RootfsPath(spec *specs.Spec, bundle string) string {
+	if filepath.IsAbs(spec.Root.Path) {
+		return filepath.Clean(spec.Root.Path)
+	}
+	return filepath.Join(bundle, spec.Root.Path)
+}
+
+// namespaces is what the C preamble must do: the clone flags to unshare and
+// the namespace files to join.
+type namespaces struct {
+	unshare uintptr
+	join    []string
+}
+
+var namespaceFlags = map[specs.LinuxNamespaceType]uintptr{
+	specs.PIDNamespace:     unix.CLONE_NEWPID,
+	specs.NetworkNamespace: unix.CLONE_NEWNET,
+	specs.MountNamespace:   unix.CLONE_NEWNS,
+	specs.IPCNamespace:     unix.CLONE_NEWIPC,
+	specs.UTSNamespace:     unix.CLONE_NEWUTS,
+	specs.UserNamespace:    unix.CLONE_NEWUSER,
+	specs.CgroupNamespace:  unix.CLONE_NEWCGROUP,
+	specs.TimeNamespace:    unix.CLONE_NEWTIME,
+}
+
+func namespacesOf(spec *specs.Spec) (namespaces, error) {
+	var ns namespaces
+	seen := map[specs.LinuxNamespaceType]bool{}
+	for _, n := range spec.Linux.Namespaces {
+		flag, ok := namespaceFlags[n.Type]
+		if !ok {
+			return ns, fmt.Errorf("config.json: linux.namespaces: unknown namespace type %q: %w", n.Type, errdefs.ErrInvalidArgument)
+		}
+		if seen[n.Type] {
+			return ns, fmt.Errorf("config.json: linux.namespaces: %q is listed twice: %w", n.Type, errdefs.ErrInvalidArgument)
+		}
+		seen[n.Type] = true
+		if n.Type == specs.UserNamespace || n.Type == specs.TimeNamespace {
+			return ns, fmt.Errorf("config.json: linux.namespaces: %s namespaces are not supported yet: %w", n.Type, errdefs.ErrNotImplemented)
+		}
+		if n.Path == "" {
+			ns.unshare |= flag
+			continue
+		}
+		if strings.ContainsRune(n.Path, '\n') || !filepath.IsAbs(n.Path) {
+			return ns, fmt.Errorf("config.json: linux.namespaces: %s path %q is not an absolute path: %w", n.Type, n.Path, errdefs.ErrInvalidArgument)
+		}
+		if _, err := os.Stat(n.Path); err != nil {
+			return ns, fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, errdefs.ErrNotFound)
+		}
+		ns.join = append(ns.join, n.Path)
+	}
+	return ns, nil
+}
+
+// bootstrap is the frame the C preamble reads.
+func (ns namespaces) bootstrap() []byte {
+	var b strings.Builder
+	fmt.Fprintf(&b, "unshare %d\n", ns.unshare)
+	for _, p := range ns.join {
+		fmt.Fprintf(&b, "join %s\n", p)
+	}
+	return []byte(b.String())
+}

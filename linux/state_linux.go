@@ -1,0 +1,81 @@
+package linux
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// stateFile is kept in the bundle so that `delete`, run by containerd after
+// the shim died, can find and undo what Create did.
+const stateFile = "mini-state.json"
+
+type diskState struct {
+	ID string `json:"id"`
+	// InitPid and InitStart (the process's start time in clock ticks) let
+	// cleanup tell our init from a later process that reused the pid.
+	InitPid   int    `json:"init_pid,omitempty"`
+	InitStart uint64 `json:"init_start,omitempty"`
+	Cgroup    string `json:"cgroup,omitempty"`
+	// RootfsMount is where Create mounted the request's rootfs, if it did.
+	RootfsMount string `json:"rootfs_mount,omitempty"`
+}
+
+func writeState(bundle string, st diskState) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(bundle, "."+stateFile+".tmp")
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(bundle, stateFile)); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+func readState(bundle string) (diskState, error) {
+	var st diskState
+	data, err := os.ReadFile(filepath.Join(bundle, stateFile))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(data, &st); err != nil {
+		return st, fmt.Errorf("parse %s: %w", filepath.Join(bundle, stateFile), err)
+	}
+	return st, nil
+}
+
+func removeState(bundle string) error {
+	err := os.Remove(filepath.Join(bundle, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+// processStartTime reads field 22 of /proc/PID/stat.
+func processStartTime(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses: skip past the last ')'.
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	fields := strings.Fields(s[i+1:])
+	// fields[0] is field 3 (state); start time is field 22.
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}

@@ -1,0 +1,28 @@
+//go:build linux && cgo
+
+// Package nsexec is the C preamble that runs in the shim binary's "init"
+// mode before the Go runtime starts.
+//
+// Namespaces cannot be entered from Go: setns(2) into a mount namespace
+// fails for a multi-threaded process, and a new pid namespace only applies to
+// children. The Go runtime is multi-threaded before main runs, so a C
+// constructor does this work while the process is still single-threaded.
+//
+// The constructor does nothing unless _MINI_SYNC_FD names the parent's end
+// of the handshake socket. It then reads one bootstrap frame, joins and
+// creates namespaces, forks once when a pid namespace is involved (the child
+// becomes the namespace's process), reports the pid of the process that will
+// go on into Go, and returns (or, in the forking parent, exits).
+//
+// Bootstrap frame: a 4-byte little-endian length, then text lines:
+//
+//	unshare <clone flags, decimal>
+//	join <path of a /proc/PID/ns/TYPE file>
+//
+// Reply line: "pid <n>\n" or "error <text>\n".
+package nsexec
+
+// #cgo CFLAGS: -Wall -Wextra -std=gnu11
+// extern void mini_nsexec(void);
+// void __attribute__((constructor)) mini_nsexec_init(void) { mini_nsexec(); }
+import "C"

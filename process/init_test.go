@@ -1,0 +1,141 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+type fakeRunner struct {
+	startErr error
+	signals  []syscall.Signal
+	all      []bool
+}
+
+func (f *fakeRunner) Start(context.Context) error { return f.startErr }
+
+func (f *fakeRunner) Signal(sig syscall.Signal, all bool) error {
+	f.signals = append(f.signals, sig)
+	f.all = append(f.all, all)
+	return nil
+}
+
+func TestInitTransitions(t *testing.T) {
+	ctx := context.Background()
+	type step struct {
+		op      string // start, kill, killall, exit, delete
+		class   func(error) bool
+		wantSt  Status
+		signals int
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"normal life", []step{
+			{op: "start", wantSt: Running},
+			{op: "kill", wantSt: Running, signals: 1},
+			{op: "exit", wantSt: Stopped},
+			{op: "delete", wantSt: Deleted},
+		}},
+		{"double start", []step{
+			{op: "start", wantSt: Running},
+			{op: "start", class: errdefs.IsFailedPrecondition, wantSt: Running},
+		}},
+		{"delete running", []step{
+			{op: "start", wantSt: Running},
+			{op: "delete", class: errdefs.IsFailedPrecondition, wantSt: Running},
+		}},
+		{"delete created", []step{
+			{op: "delete", class: errdefs.IsFailedPrecondition, wantSt: Created},
+		}},
+		{"kill created", []step{
+			{op: "kill", wantSt: Created, signals: 1},
+			{op: "exit", wantSt: Stopped},
+		}},
+		{"kill stopped", []step{
+			{op: "exit", wantSt: Stopped},
+			{op: "kill", class: errdefs.IsNotFound, wantSt: Stopped},
+			{op: "killall", wantSt: Stopped, signals: 1},
+			{op: "start", class: errdefs.IsFailedPrecondition, wantSt: Stopped},
+		}},
+		{"after delete", []step{
+			{op: "exit", wantSt: Stopped},
+			{op: "delete", wantSt: Deleted},
+			{op: "delete", class: errdefs.IsNotFound, wantSt: Deleted},
+			{op: "kill", class: errdefs.IsNotFound, wantSt: Deleted},
+		}},
+		{"exit twice keeps first", []step{
+			{op: "exit", wantSt: Stopped},
+			{op: "exit", wantSt: Stopped},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &fakeRunner{}
+			p := NewInit("c1", 42, r)
+			exits := 0
+			for i, s := range tt.steps {
+				var err error
+				switch s.op {
+				case "start":
+					err = p.Start(ctx)
+				case "kill":
+					err = p.Kill(syscall.SIGTERM, false)
+				case "killall":
+					err = p.Kill(syscall.SIGKILL, true)
+				case "exit":
+					exits++
+					p.SetExited(exits+2, time.Unix(int64(exits), 0))
+				case "delete":
+					err = p.Delete()
+				}
+				if s.class == nil && err != nil {
+					t.Fatalf("step %d %s: %v", i, s.op, err)
+				}
+				if s.class != nil && !s.class(err) {
+					t.Fatalf("step %d %s: error %v has the wrong class", i, s.op, err)
+				}
+				if got := p.Status(); got != s.wantSt {
+					t.Fatalf("step %d %s: status %s; want %s", i, s.op, got, s.wantSt)
+				}
+				if s.signals > 0 && len(r.signals) < s.signals {
+					t.Fatalf("step %d %s: %d signals sent", i, s.op, len(r.signals))
+				}
+			}
+			if exits > 0 {
+				if st, at := p.ExitStatus(); st != 3 || at.Unix() != 1 {
+					t.Fatalf("exit status %d at %v; want the first exit", st, at)
+				}
+			}
+		})
+	}
+}
+
+func TestInitStartFailureKeepsCreated(t *testing.T) {
+	boom := errors.New("boom")
+	p := NewInit("c1", 42, &fakeRunner{startErr: boom})
+	if err := p.Start(context.Background()); !errors.Is(err, boom) {
+		t.Fatalf("Start = %v", err)
+	}
+	if p.Status() != Created {
+		t.Fatalf("status %s", p.Status())
+	}
+}
+
+func TestInitWait(t *testing.T) {
+	p := NewInit("c1", 42, &fakeRunner{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	if err := p.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Wait before exit = %v", err)
+	}
+	go p.SetExited(0, time.Now())
+	if err := p.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,162 @@
+package shim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/task"
+)
+
+const (
+	// inheritedListenerFd is where start hands the daemon its socket.
+	inheritedListenerFd = 3
+	serverStopTimeout   = 2 * time.Second
+	eventFlushTimeout   = 5 * time.Second
+)
+
+// runDaemon is the long-running shim: it serves the Task API on the socket
+// start created until Shutdown or SIGTERM/SIGINT.
+func runDaemon(ctx context.Context, o *options) error {
+	// First of all, as a log write to a fifo containerd stopped reading
+	// raises SIGPIPE, which kills a Go program unless it is notified.
+	// Caught rather than ignored: an ignored signal would be inherited by
+	// the container processes the shim executes.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGPIPE)
+	defer signal.Stop(sigs)
+
+	bundle, err := o.bundleDir()
+	if err != nil {
+		return err
+	}
+	w, logErr := openLogFifo(ctx, filepath.Join(bundle, shimLogFifoName))
+	logger := newLogger(w, o.debug, "runtime", "io.containerd.mini.v2",
+		"namespace", o.namespace, "id", o.id, "pid", os.Getpid())
+	// Packages below us may log through slog's default; it should land in
+	// containerd's log as well.
+	slog.SetDefault(logger)
+	if logErr != nil {
+		logger.Warn("logging to stderr", "error", logErr)
+	}
+	ctx = WithLogger(ctx, logger)
+
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become child subreaper: %w", err)
+	}
+	l, err := daemonListener(o.socket)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+
+	reaper := NewReaper()
+	defer reaper.Close()
+	if o.ttrpcAddress == "" {
+		logger.Warn("no " + envTTRPCAddress + ": events cannot reach containerd")
+	}
+	pub := NewPublisher(PublisherConfig{Address: o.ttrpcAddress, Namespace: o.namespace, Logger: logger})
+	defer func() {
+		fctx, cancel := context.WithTimeout(context.Background(), eventFlushTimeout)
+		defer cancel()
+		if err := pub.Close(fctx); err != nil {
+			logger.Error("flush events", "error", err)
+		}
+	}()
+
+	shutdown := make(chan struct{})
+	var once sync.Once
+	svc, err := task.NewService(ctx, task.Config{
+		Namespace: o.namespace,
+		Publisher: pub,
+		Monitor:   reaper,
+		// Called from inside the Shutdown request: it must not wait for
+		// the server, which waits for that request.
+		Shutdown: func() { once.Do(func() { close(shutdown) }) },
+	})
+	if err != nil {
+		return fmt.Errorf("create task service: %w", err)
+	}
+	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+	if err != nil {
+		return fmt.Errorf("create ttrpc server: %w", err)
+	}
+	svc.RegisterTTRPC(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, l) }()
+	logger.Info("serving", "socket", o.socket)
+
+	var serveErr error
+wait:
+	for {
+		select {
+		case <-shutdown:
+			logger.Info("shutdown requested")
+			break wait
+		case s := <-sigs:
+			if s == unix.SIGPIPE {
+				continue
+			}
+			logger.Info("stopping on signal", "signal", s)
+			break wait
+		case err := <-served:
+			if !errors.Is(err, ttrpc.ErrServerClosed) {
+				serveErr = fmt.Errorf("serve ttrpc on %s: %w", o.socket, err)
+			}
+			break wait
+		}
+	}
+
+	sctx, cancel := context.WithTimeout(context.Background(), serverStopTimeout)
+	if err := srv.Shutdown(sctx); err != nil {
+		logger.Warn("connections still busy at shutdown, closing them", "error", err)
+		srv.Close()
+	}
+	cancel()
+	if o.socket != "" {
+		if err := os.Remove(o.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+			logger.Warn("remove socket", "socket", o.socket, "error", err)
+		}
+	}
+	return serveErr
+}
+
+// daemonListener is the socket start handed over as fd 3. Without one (the
+// daemon run by hand) it listens on path itself. fd 3 is checked to be a
+// listening unix socket first: when nothing was inherited there, the Go
+// runtime may own that descriptor.
+func daemonListener(path string) (net.Listener, error) {
+	if isUnixListener(inheritedListenerFd) {
+		f := os.NewFile(inheritedListenerFd, "shim-socket")
+		defer f.Close()
+		l, err := net.FileListener(f)
+		if err != nil {
+			return nil, fmt.Errorf("inherited socket fd %d: %w", inheritedListenerFd, err)
+		}
+		return l, nil
+	}
+	if path == "" {
+		return nil, errors.New("no socket: neither inherited as fd 3 nor given with -socket")
+	}
+	return listenSocket(path)
+}
+
+func isUnixListener(fd int) bool {
+	domain, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_DOMAIN)
+	if err != nil || domain != unix.AF_UNIX {
+		return false
+	}
+	accepting, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+	return err == nil && accepting == 1
+}
