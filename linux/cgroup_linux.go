@@ -26,6 +26,9 @@ type Cgroup interface {
 	Delete() error
 	// Path is the path inside the hierarchy.
 	Path() string
+	// Dir opens the cgroup's directory for clone3(CLONE_INTO_CGROUP), which
+	// only cgroup v2 has; ok is false on v1.
+	Dir() (dir *os.File, ok bool, err error)
 }
 
 // cgroupPathOf cleans a spec's cgroupsPath; an empty one becomes /<id>, as
@@ -96,6 +99,8 @@ type cgroupV1 struct {
 
 func (c *cgroupV1) Path() string { return c.path }
 
+func (c *cgroupV1) Dir() (*os.File, bool, error) { return nil, false, nil }
+
 func (c *cgroupV1) Add(pid int) error {
 	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
 		return fmt.Errorf("add pid %d to cgroup %s: %w", pid, c.path, err)
@@ -135,6 +140,14 @@ type cgroupV2 struct {
 }
 
 func (c *cgroupV2) Path() string { return c.path }
+
+func (c *cgroupV2) Dir() (*os.File, bool, error) {
+	f, err := os.OpenFile(filepath.Join("/sys/fs/cgroup", c.path), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("open cgroup %s: %w", c.path, err)
+	}
+	return f, true, nil
+}
 
 func (c *cgroupV2) Add(pid int) error {
 	if err := c.m.AddProc(uint64(pid)); err != nil {

@@ -37,6 +37,7 @@ type options struct {
 	debug         bool
 	socket        string // path of the socket the daemon serves; set by start
 	version       bool
+	info          bool
 	action        string
 
 	ttrpcAddress   string
@@ -59,6 +60,7 @@ func parseOptions(args []string, getenv func(string) string, errOut io.Writer) (
 	fs.StringVar(&o.socket, "socket", "", "socket path the daemon serves (set by start)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.BoolVar(&o.version, "v", false, "")
+	fs.BoolVar(&o.info, "info", false, "read runtime options from stdin, print the runtime info protobuf and exit")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("parse arguments: %w", err)
 	}
@@ -84,7 +86,7 @@ func parseOptions(args []string, getenv func(string) string, errOut io.Writer) (
 	}
 	o.ttrpcAddress = getenv(envTTRPCAddress)
 	o.maxShimVersion = getenv(envMaxShimVersion)
-	if o.version {
+	if o.version || o.info {
 		return &o, nil
 	}
 	if o.namespace == "" {

@@ -32,6 +32,13 @@ func Run(args []string) int {
 		fmt.Fprintf(os.Stdout, "containerd-shim-mini-v2 %s\n", version)
 		return 0
 	}
+	if o.info {
+		if err := runInfo(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(os.Stderr, "containerd-shim-mini-v2 -info: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	ctx := context.Background()
 	switch o.action {
 	case actionStart:

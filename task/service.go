@@ -165,7 +165,11 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
-	stdio := shimio.Config{Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal, ContainerID: r.ID, Namespace: s.cfg.Namespace}
+	stdio := shimio.Config{
+		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
+		ContainerID: r.ID, Namespace: s.cfg.Namespace,
+		StartLogger: s.startLogger,
+	}
 	pipes, err := shimio.New(ctx, stdio, int(spec.Process.User.UID), int(spec.Process.User.GID))
 	if err != nil {
 		return nil, fmt.Errorf("open stdio of %s: %w", r.ID, err)
@@ -229,6 +233,21 @@ type initRunner struct{ c *linux.Container }
 func (r initRunner) Start(ctx context.Context) error { return r.c.Start(ctx) }
 
 func (r initRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
+
+// startLogger starts a binary:// logging process through the reaper, which
+// reaps every child of the shim.
+func (s *Service) startLogger(cmd *exec.Cmd) (<-chan struct{}, error) {
+	exits, err := s.cfg.Monitor.Start(cmd)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		<-exits
+		close(done)
+	}()
+	return done, nil
+}
 
 // Start releases the container's init into the user's program.
 func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
