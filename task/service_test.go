@@ -1,0 +1,170 @@
+package task
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/minishim/containerd-shim-mini-v2/process"
+)
+
+type fakeMonitor struct{ exits chan process.Exit }
+
+func (m *fakeMonitor) Start(cmd *exec.Cmd) (<-chan process.Exit, error) {
+	return nil, errdefs.ErrNotImplemented
+}
+
+func (m *fakeMonitor) Subscribe() (<-chan process.Exit, func()) { return m.exits, func() {} }
+
+type recordingPublisher struct {
+	mu     sync.Mutex
+	topics []string
+}
+
+func (p *recordingPublisher) Publish(ctx context.Context, topic string, ev proto.Message) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.topics = append(p.topics, topic)
+}
+
+func newTestService(t *testing.T) (*Service, *recordingPublisher) {
+	t.Helper()
+	pub := &recordingPublisher{}
+	mon := &fakeMonitor{exits: make(chan process.Exit)}
+	t.Cleanup(func() { close(mon.exits) })
+	s, err := NewService(context.Background(), Config{Namespace: "test", Publisher: pub, Monitor: mon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, pub
+}
+
+// TestServiceErrors checks that requests the service must refuse are refused
+// with the errdefs class containerd maps to the right code, and that no
+// event is published for them.
+func TestServiceErrors(t *testing.T) {
+	ctx := context.Background()
+	s, pub := newTestService(t)
+	noConfig := t.TempDir()
+	badConfig := t.TempDir()
+	if err := os.WriteFile(filepath.Join(badConfig, "config.json"), []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noArgs := t.TempDir()
+	if err := os.WriteFile(filepath.Join(noArgs, "config.json"), []byte(`{"process":{"args":[]},"root":{"path":"rootfs"},"linux":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name  string
+		call  func() error
+		class func(error) bool
+	}{
+		{"create without id", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{Bundle: noConfig})
+			return err
+		}, errdefs.IsInvalidArgument},
+		{"create without config.json", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noConfig})
+			return err
+		}, errdefs.IsNotFound},
+		{"create with broken config.json", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: badConfig})
+			return err
+		}, errdefs.IsInvalidArgument},
+		{"create with empty args", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noArgs})
+			return err
+		}, errdefs.IsInvalidArgument},
+		{"create from checkpoint", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noConfig, Checkpoint: "/x"})
+			return err
+		}, errdefs.IsNotImplemented},
+		{"start unknown", func() error {
+			_, err := s.Start(ctx, &taskv3.StartRequest{ID: "nope"})
+			return err
+		}, errdefs.IsNotFound},
+		{"kill unknown", func() error {
+			_, err := s.Kill(ctx, &taskv3.KillRequest{ID: "nope", Signal: 9})
+			return err
+		}, errdefs.IsNotFound},
+		{"delete unknown", func() error {
+			_, err := s.Delete(ctx, &taskv3.DeleteRequest{ID: "nope"})
+			return err
+		}, errdefs.IsNotFound},
+		{"state unknown", func() error {
+			_, err := s.State(ctx, &taskv3.StateRequest{ID: "nope"})
+			return err
+		}, errdefs.IsNotFound},
+		{"wait unknown", func() error {
+			_, err := s.Wait(ctx, &taskv3.WaitRequest{ID: "nope"})
+			return err
+		}, errdefs.IsNotFound},
+		{"pids unknown", func() error {
+			_, err := s.Pids(ctx, &taskv3.PidsRequest{ID: "nope"})
+			return err
+		}, errdefs.IsNotFound},
+		{"exec", func() error {
+			_, err := s.Exec(ctx, &taskv3.ExecProcessRequest{ID: "c1", ExecID: "e1"})
+			return err
+		}, errdefs.IsNotImplemented},
+		{"pause", func() error {
+			_, err := s.Pause(ctx, &taskv3.PauseRequest{ID: "c1"})
+			return err
+		}, errdefs.IsNotImplemented},
+		{"stats", func() error {
+			_, err := s.Stats(ctx, &taskv3.StatsRequest{ID: "c1"})
+			return err
+		}, errdefs.IsNotImplemented},
+		{"update", func() error {
+			_, err := s.Update(ctx, &taskv3.UpdateTaskRequest{ID: "c1"})
+			return err
+		}, errdefs.IsNotImplemented},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if native := errgrpc.ToNative(err); !tt.class(native) {
+				t.Fatalf("error %v has the wrong class", err)
+			}
+		})
+	}
+	if len(pub.topics) != 0 {
+		t.Fatalf("events published for refused requests: %v", pub.topics)
+	}
+	// A refused create leaves its id free.
+	s.mu.Lock()
+	left := len(s.containers)
+	s.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d containers registered after refused creates", left)
+	}
+}
+
+func TestServiceShutdownWhenEmpty(t *testing.T) {
+	s, _ := newTestService(t)
+	done := make(chan struct{})
+	s.cfg.Shutdown = func() { close(done) }
+	if _, err := s.Shutdown(context.Background(), &taskv3.ShutdownRequest{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+}
+
+func TestServiceConnect(t *testing.T) {
+	s, _ := newTestService(t)
+	resp, err := s.Connect(context.Background(), &taskv3.ConnectRequest{ID: "c1"})
+	if err != nil || resp.ShimPid != uint32(os.Getpid()) {
+		t.Fatalf("Connect = %v, %v", resp, err)
+	}
+}
