@@ -232,6 +232,9 @@ func (r *Runtime) spawnInit(ctx context.Context, c *Container, ns namespaces, ro
 		return fmt.Errorf("start init: %w", err)
 	}
 	stage0 := cmd.Process.Pid
+	// Only the pid is used from here on; release os/exec's pidfd now
+	// instead of at GC (the reaper, not Wait, collects the child).
+	_ = cmd.Process.Release()
 	// A failed step below leaves a process behind that must not outlive
 	// Create; killing the pid we spawned covers the preamble stage.
 	killStage0 := func() { _ = unix.Kill(stage0, unix.SIGKILL) }
