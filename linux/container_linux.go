@@ -298,19 +298,26 @@ func (r *Runtime) spawnInit(ctx context.Context, c *Container, ns namespaces, ro
 		return fmt.Errorf("send config to init: %w", err)
 	}
 	var m message
-	if err := readFrame(conn, &m); err != nil {
+	readErr := readFrame(conn, &m)
+	// A move that failed because init already died says less than init's
+	// own report, so the report wins.
+	moveErr := <-moved
+	if readErr != nil {
 		killInit()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(readErr, io.EOF) {
+			if moveErr != nil {
+				return moveErr
+			}
 			return errors.New("container init exited during setup without a reason")
 		}
-		return fmt.Errorf("wait for container init: %w", err)
-	}
-	if err := <-moved; err != nil {
-		killInit()
-		return err
+		return fmt.Errorf("wait for container init: %w", readErr)
 	}
 	switch m.Type {
 	case msgReady:
+		if moveErr != nil {
+			killInit()
+			return moveErr
+		}
 		_ = conn.SetDeadline(time.Time{})
 		return nil
 	case msgError:

@@ -12,9 +12,6 @@ import (
 	"github.com/containerd/errdefs"
 )
 
-// defaultExecPath is the PATH searched when the process env has none.
-const defaultExecPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
 // lookPathError reads like os/exec's errors (what runc reports), and also
 // matches an errdefs class.
 type lookPathError struct {
@@ -48,10 +45,9 @@ func LookPath(args []string, env []string) (string, error) {
 		}
 		return name, nil
 	}
-	pathEnv, ok := lookupEnv(env, "PATH")
-	if !ok {
-		pathEnv = defaultExecPath
-	}
+	// No PATH in the process env means no search, as with runc: a spec
+	// without PATH (ctr run --rootfs) must name its binary by path.
+	pathEnv, _ := lookupEnv(env, "PATH")
 	for _, dir := range filepath.SplitList(pathEnv) {
 		if dir == "" {
 			dir = "."
