@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 )
 
@@ -49,6 +50,9 @@ func Run(args []string) int {
 		// Few, short-lived allocations: trade a little CPU for a smaller
 		// resident daemon, one per container.
 		debug.SetGCPercent(40)
+		// The daemon's work is light and mostly waiting; one P means one
+		// mcache and fewer threads, so less memory per container.
+		runtime.GOMAXPROCS(1)
 		err = runDaemon(ctx, o)
 	}
 	if err != nil {
