@@ -292,7 +292,12 @@ func (r *Runtime) spawnInit(ctx context.Context, c *Container, ns namespaces, ro
 		return err
 	}
 
-	cfg := initConfig{Spec: c.Spec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0}
+	// Init learns the cgroup the shim chose (also when the spec named none).
+	spec := *c.Spec
+	lx := *spec.Linux
+	lx.CgroupsPath = c.cg.Path()
+	spec.Linux = &lx
+	cfg := initConfig{Spec: &spec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0}
 	if err := writeFrame(conn, cfg); err != nil {
 		killInit()
 		return fmt.Errorf("send config to init: %w", err)

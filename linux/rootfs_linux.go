@@ -66,7 +66,7 @@ func SetupRootfs(spec *specs.Spec, rootfs string) error {
 	})
 	devFromHost, ptsMounted := false, false
 	for _, m := range spec.Mounts {
-		if err := mountInContainer(root, m, cgroupNS); err != nil {
+		if err := mountInContainer(root, m, cgroupNS, lx.CgroupsPath); err != nil {
 			return fmt.Errorf("mount %q on %q in container: %w", m.Source, m.Destination, err)
 		}
 		switch path.Clean("/" + m.Destination) {
@@ -198,7 +198,7 @@ func maskPath(p string) error {
 
 // mountInContainer mounts one spec mount under root. The caller names the
 // mount in the error.
-func mountInContainer(root string, m specs.Mount, cgroupNS bool) error {
+func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath string) error {
 	opts, attrs, err := splitRecursiveOptions(m.Options)
 	if err != nil {
 		return err
@@ -232,7 +232,7 @@ func mountInContainer(root string, m specs.Mount, cgroupNS bool) error {
 	}
 	switch m.Type {
 	case "cgroup":
-		return mountCgroup(root, dest, flags, cgroupNS)
+		return mountCgroup(root, dest, flags, cgroupNS, cgroupPath)
 	case "sysfs", "mqueue":
 		err := mountAt(root, dest, true, func(target string) error {
 			return unix.Mount(m.Source, target, m.Type, flags, data)
@@ -464,8 +464,10 @@ func recursiveAttr(o string) (set, clr uint64, ok bool) {
 // host that is cgroup2. On a v1 or hybrid host it is a tmpfs holding one
 // mount per hierarchy: fresh ones when the container has a cgroup namespace
 // (the kernel then shows only its subtree), else binds of the container's own
-// cgroup directories from the host.
-func mountCgroup(root, dest string, flags uintptr, cgroupNS bool) error {
+// cgroup directories from the host. cgroupPath is the container's cgroup:
+// init may still be on its way into it while the rootfs is set up, so its
+// own /proc/self/cgroup is not to be trusted for the path.
+func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath string) error {
 	flags &^= unix.MS_BIND | unix.MS_REC
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -493,6 +495,14 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool) error {
 		return err
 	}
 	for _, h := range hierarchies {
+		if cgroupPath != "" && !cgroupNS {
+			if h.controllers == "" {
+				// The controller-less v2 tree of a hybrid host holds no
+				// cgroup of the container's to bind.
+				continue
+			}
+			h.path = cgroupPath
+		}
 		if err := mountHierarchy(base, h, hostMounts, flags, cgroupNS); err != nil {
 			return err
 		}
