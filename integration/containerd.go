@@ -1,0 +1,284 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// DefaultNamespace is the containerd namespace the harness works in. It is
+// also the first element of every container's cgroup path (/minitest/<id>).
+const DefaultNamespace = "minitest"
+
+// Options configure StartContainerd.
+type Options struct {
+	Version Version
+	// ShimDir holds containerd-shim-mini-v2; it goes first on containerd's
+	// PATH. Empty means: only the system shims.
+	ShimDir string
+	// Namespace ctr works in; DefaultNamespace when empty.
+	Namespace string
+	// LogLevel of containerd (and of the shims it starts); "debug" when empty.
+	LogLevel string
+	// StartTimeout bounds the wait for the daemon to answer; 30s when zero.
+	StartTimeout time.Duration
+	// Keep leaves the temp dir (config, log, state) in place after Stop.
+	Keep bool
+}
+
+// Containerd is one private containerd daemon started by the harness.
+type Containerd struct {
+	Version      Version
+	Namespace    string
+	Dir          string // temp dir holding everything below
+	Root         string
+	State        string
+	Address      string // grpc socket
+	TTRPCAddress string
+	LogPath      string
+	PATH         string // containerd's (and so the shims') PATH
+	keep         bool
+
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // Wait's result, valid after done is closed
+}
+
+// StartContainerd writes a config into a fresh short temp dir (unix socket
+// paths must stay under 108 bytes), starts containerd with it and waits
+// until `ctr version` answers.
+func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
+	v := opts.Version
+	if err := v.Check(); err != nil {
+		return nil, err
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "debug"
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	dir, err := os.MkdirTemp("", "mt"+v.Tag()+"-")
+	if err != nil {
+		return nil, fmt.Errorf("containerd %s: temp dir: %w", v.Name, err)
+	}
+	c := &Containerd{
+		Version:      v,
+		Namespace:    opts.Namespace,
+		Dir:          dir,
+		Root:         filepath.Join(dir, "root"),
+		State:        filepath.Join(dir, "state"),
+		Address:      filepath.Join(dir, "c.sock"),
+		TTRPCAddress: filepath.Join(dir, "t.sock"),
+		LogPath:      filepath.Join(dir, "containerd.log"),
+		done:         make(chan struct{}),
+		keep:         opts.Keep,
+	}
+	c.PATH = strings.Join(nonEmpty(opts.ShimDir, v.BinDir,
+		"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"), ":")
+	if err := c.start(ctx, opts); err != nil {
+		_ = c.Stop(context.Background())
+		return nil, err
+	}
+	return c, nil
+}
+
+func nonEmpty(items ...string) []string {
+	var out []string
+	for _, s := range items {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (c *Containerd) configTOML(logLevel string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "version = %d\n", c.Version.ConfigVersion)
+	fmt.Fprintf(&b, "root = %q\nstate = %q\n", c.Root, c.State)
+	quoted := make([]string, 0, len(c.Version.DisabledPlugins))
+	for _, p := range c.Version.DisabledPlugins {
+		quoted = append(quoted, strconv.Quote(p))
+	}
+	fmt.Fprintf(&b, "disabled_plugins = [%s]\n", strings.Join(quoted, ", "))
+	fmt.Fprintf(&b, "\n[grpc]\n  address = %q\n", c.Address)
+	fmt.Fprintf(&b, "\n[ttrpc]\n  address = %q\n", c.TTRPCAddress)
+	fmt.Fprintf(&b, "\n[debug]\n  level = %q\n", logLevel)
+	return b.String()
+}
+
+func (c *Containerd) start(ctx context.Context, opts Options) error {
+	cfg := filepath.Join(c.Dir, "config.toml")
+	if err := os.WriteFile(cfg, []byte(c.configTOML(opts.LogLevel)), 0o600); err != nil {
+		return fmt.Errorf("containerd %s: write config: %w", c.Version.Name, err)
+	}
+	logf, err := os.Create(c.LogPath)
+	if err != nil {
+		return fmt.Errorf("containerd %s: create log: %w", c.Version.Name, err)
+	}
+	defer logf.Close()
+
+	// Not CommandContext: the daemon outlives the ctx of the call that
+	// started it and is stopped by Stop.
+	cmd := exec.Command(c.Version.Containerd(), "--config", cfg)
+	cmd.Dir = c.Dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(envWithout(os.Environ(), "PATH", "NOTIFY_SOCKET", "CONTAINERD_ADDRESS", "CONTAINERD_NAMESPACE"), "PATH="+c.PATH)
+	// Own process group, so a ^C to the test does not hit it before Stop;
+	// Pdeathsig so a crashed test binary does not leave it running.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("containerd %s: start %s: %w", c.Version.Name, cmd.Path, err)
+	}
+	c.cmd = cmd
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+
+	deadline := time.Now().Add(opts.StartTimeout)
+	var last Result
+	for time.Now().Before(deadline) {
+		select {
+		case <-c.done:
+			return fmt.Errorf("containerd %s exited during startup (%v); log:\n%s", c.Version.Name, c.err, c.LogTail(30))
+		case <-ctx.Done():
+			return fmt.Errorf("containerd %s: startup: %w", c.Version.Name, ctx.Err())
+		default:
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		last = c.Ctr(cctx, nil, "version")
+		cancel()
+		if last.ExitCode == 0 && strings.Contains(last.Stdout, "Server:") {
+			if !strings.Contains(last.Stdout, c.Version.VersionMark) {
+				return fmt.Errorf("containerd %s: unexpected version:\n%s", c.Version.Name, last.Stdout)
+			}
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("containerd %s did not answer within %s: %s\nlog:\n%s", c.Version.Name, opts.StartTimeout, last, c.LogTail(30))
+}
+
+func envWithout(env []string, names ...string) []string {
+	out := env[:0:0]
+next:
+	for _, kv := range env {
+		for _, n := range names {
+			if strings.HasPrefix(kv, n+"=") {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// Ctr runs this daemon's ctr against it, in c.Namespace. ctr stops parsing
+// flags at the first positional argument, so flags go before image and id.
+func (c *Containerd) Ctr(ctx context.Context, stdin io.Reader, args ...string) Result {
+	full := append([]string{"--address", c.Address, "--namespace", c.Namespace}, args...)
+	// ctr 2.x warns about cgroup v1 on every call otherwise.
+	return Run(ctx, stdin, []string{"CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1"}, c.Version.CtrPath(), full...)
+}
+
+// Pid is the daemon's pid.
+func (c *Containerd) Pid() int {
+	if c.cmd == nil || c.cmd.Process == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
+}
+
+// TaskDir is the bundle directory containerd makes for a container.
+func (c *Containerd) TaskDir(id string) string {
+	return filepath.Join(c.State, "io.containerd.runtime.v2.task", c.Namespace, id)
+}
+
+// WorkDir is the per-container directory under containerd's root.
+func (c *Containerd) WorkDir(id string) string {
+	return filepath.Join(c.Root, "io.containerd.runtime.v2.task", c.Namespace, id)
+}
+
+// LogTail returns the last n lines of the daemon's log.
+func (c *Containerd) LogTail(n int) string {
+	lines := c.LogLines(func(string) bool { return true })
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// LogLines returns the daemon's log lines that keep accepts. Shim logs are
+// copied into it by containerd, so grepping for a container id shows both.
+func (c *Containerd) LogLines(keep func(string) bool) []string {
+	f, err := os.Open(c.LogPath)
+	if err != nil {
+		return []string{fmt.Sprintf("(no log: %v)", err)}
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		if keep(sc.Text()) {
+			out = append(out, sc.Text())
+		}
+	}
+	return out
+}
+
+// Stop stops the daemon (SIGTERM, SIGKILL after 10s), then cleans up what
+// should not be there any more: shims still serving this daemon are killed
+// and mounts under its directory are unmounted. Each of those is returned
+// as an error, because a clean run leaves none. The temp dir is removed
+// unless Options.Keep was set.
+func (c *Containerd) Stop(ctx context.Context) error {
+	var errs []error
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-c.done:
+		case <-time.After(10 * time.Second):
+			errs = append(errs, fmt.Errorf("containerd %s ignored SIGTERM for 10s; killed", c.Version.Name))
+			_ = c.cmd.Process.Kill()
+			<-c.done
+		}
+	}
+	for _, p := range ProcessesMatching(func(p Proc) bool { return p.HasArgPair("-address", c.Address) }) {
+		errs = append(errs, fmt.Errorf("leak: shim still running after containerd %s stopped: pid %d %s", c.Version.Name, p.Pid, p.CmdlineString()))
+		_ = syscall.Kill(p.Pid, syscall.SIGKILL)
+	}
+	if c.Dir != "" {
+		mounts, err := MountsUnder(c.Dir)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		// Deepest first, so stacked mounts come off in order.
+		for i := len(mounts) - 1; i >= 0; i-- {
+			errs = append(errs, fmt.Errorf("leak: mount left under %s: %s", c.Dir, mounts[i]))
+			if err := syscall.Unmount(mounts[i], syscall.MNT_DETACH); err != nil {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", mounts[i], err))
+			}
+		}
+		if !c.keep {
+			if err := os.RemoveAll(c.Dir); err != nil {
+				errs = append(errs, fmt.Errorf("remove %s: %w", c.Dir, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,92 @@
+package integration
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Case 3: signals from `ctr tasks kill` reach pid 1 and the exit status
+// says how it ended: 128+9 for SIGKILL; a TERM handler runs (and its exit
+// code is reported); SIGTERM to a pid 1 without a handler is ignored, as
+// the kernel does for any pid-namespace init.
+func TestKill(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		t.Run("KILL", func(t *testing.T) {
+			tc := newCase(t, tg, "kill9")
+			done := tc.background("", tc.runArgs([]string{"--rm"}, "", "/bin/sleep", "1000")...)
+			tc.waitStatus("RUNNING")
+			if res := tc.ctr("", "tasks", "kill", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {
+				t.Fatalf("kill: %s", res)
+			}
+			if res := tc.await(done); res.ExitCode != 137 {
+				t.Fatalf("want exit code 137:\n%s", res)
+			}
+			tc.lifecycle(137)
+		})
+		t.Run("TERM-trapped", func(t *testing.T) {
+			tc := newCase(t, tg, "term")
+			script := `trap "echo got-TERM; exit 143" TERM; /bin/sleep 1000 & wait`
+			done := tc.background("", tc.runArgs([]string{"--rm"}, "", "/bin/sh", "-c", script)...)
+			tc.waitStatus("RUNNING")
+			// Two pids means sleep was forked, so the trap is already set.
+			tc.waitPids(2)
+			if res := tc.ctr("", "tasks", "kill", "--signal", "SIGTERM", tc.id); res.ExitCode != 0 {
+				t.Fatalf("kill: %s", res)
+			}
+			res := tc.await(done)
+			if res.ExitCode != 143 || res.Stdout != "got-TERM\n" {
+				t.Fatalf("want stdout got-TERM and exit code 143:\n%s", res)
+			}
+			tc.lifecycle(143)
+		})
+		t.Run("TERM-ignored", func(t *testing.T) {
+			tc := newCase(t, tg, "termign")
+			done := tc.background("", tc.runArgs([]string{"--rm"}, "", "/bin/sleep", "1000")...)
+			pid := tc.waitStatus("RUNNING")
+			if res := tc.ctr("", "tasks", "kill", "--signal", "SIGTERM", tc.id); res.ExitCode != 0 {
+				t.Fatalf("kill: %s", res)
+			}
+			time.Sleep(time.Second)
+			if got := tc.waitStatus("RUNNING"); got != pid {
+				t.Fatalf("pid changed from %s to %s", pid, got)
+			}
+			if res := tc.ctr("", "tasks", "kill", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {
+				t.Fatalf("kill: %s", res)
+			}
+			if res := tc.await(done); res.ExitCode != 137 {
+				t.Fatalf("want exit code 137:\n%s", res)
+			}
+			tc.lifecycle(137)
+		})
+	})
+}
+
+// waitPids polls `ctr tasks ps` until the container has at least n
+// processes and returns their pids.
+func (tc *tcase) waitPids(n int) []string {
+	tc.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	var last Result
+	for time.Now().Before(deadline) && tc.ctx.Err() == nil {
+		tc.checkBackground("it had the processes it starts")
+		last = tc.ctr("", "tasks", "ps", tc.id)
+		if pids := psPids(last.Stdout); last.ExitCode == 0 && len(pids) >= n {
+			return pids
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	tc.t.Fatalf("task %s never had %d processes:\n%s", tc.id, n, last)
+	return nil
+}
+
+// psPids reads the PID column of `ctr tasks ps`.
+func psPids(out string) []string {
+	var pids []string
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if f := strings.Fields(line); i > 0 && len(f) > 0 {
+			pids = append(pids, f[0])
+		}
+	}
+	return pids
+}

@@ -1,0 +1,162 @@
+package integration
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// ShimSocketDir is where shims of a root containerd put their sockets.
+const ShimSocketDir = "/run/containerd/s"
+
+// ShimSocketPaths are the sockets a shim following the runc-v2 convention
+// makes for container id: sha256 of "<containerd address>/<ns>/<id>", and
+// of ".../debug" for the debug socket.
+func (c *Containerd) ShimSocketPaths(id string) []string {
+	var out []string
+	for _, p := range []string{
+		filepath.Join(c.Address, c.Namespace, id),
+		filepath.Join(c.Address, c.Namespace, id, "debug"),
+	} {
+		sum := sha256.Sum256([]byte(p))
+		out = append(out, filepath.Join(ShimSocketDir, hex.EncodeToString(sum[:])))
+	}
+	return out
+}
+
+// CgroupsPath is the cgroup ctr gives a container: /<namespace>/<id>.
+func (c *Containerd) CgroupsPath(id string) string {
+	return path.Join("/", c.Namespace, id)
+}
+
+// Leak is one thing a container left behind.
+type Leak struct {
+	Kind   string // process, mount, cgroup, socket, bundle, container
+	What   string
+	Pid    int    // for processes
+	Target string // path for mounts, cgroups, sockets, bundles
+}
+
+func (l Leak) String() string { return l.Kind + ": " + l.What }
+
+// FindLeaks looks once for everything container id may have left: shim or
+// container processes, mounts under the daemon's dirs, cgroup directories
+// in any hierarchy, shim sockets, bundle directories and the container
+// record itself. shimName is the runtime's binary name.
+func (c *Containerd) FindLeaks(ctx context.Context, shimName, id string) []Leak {
+	var leaks []Leak
+	cg := c.CgroupsPath(id)
+	for _, p := range Processes() {
+		cmdline := p.CmdlineString()
+		inCgroup := slices.ContainsFunc(p.Cgroups(), func(g string) bool { return g == cg || strings.HasPrefix(g, cg+"/") })
+		isShim := strings.Contains(cmdline, shimName) && strings.Contains(cmdline, id)
+		if inCgroup || isShim {
+			leaks = append(leaks, Leak{Kind: "process", Pid: p.Pid, What: fmt.Sprintf("pid %d %q (cgroup %v)", p.Pid, cmdline, p.Cgroups())})
+		}
+	}
+	if mounts, err := Mounts(); err != nil {
+		leaks = append(leaks, Leak{Kind: "mount", What: err.Error()})
+	} else {
+		for _, m := range mounts {
+			if strings.HasPrefix(m.Point, c.Dir+"/") && slices.Contains(strings.Split(m.Point, "/"), id) {
+				leaks = append(leaks, Leak{Kind: "mount", Target: m.Point, What: fmt.Sprintf("%s (%s from %s)", m.Point, m.FSType, m.Source)})
+			}
+		}
+	}
+	if roots, err := CgroupRoots(); err != nil {
+		leaks = append(leaks, Leak{Kind: "cgroup", What: err.Error()})
+	} else {
+		for _, r := range roots {
+			dir := filepath.Join(r, cg)
+			if _, err := os.Stat(dir); err == nil {
+				leaks = append(leaks, Leak{Kind: "cgroup", Target: dir, What: dir})
+			}
+		}
+	}
+	for _, s := range c.ShimSocketPaths(id) {
+		if _, err := os.Lstat(s); err == nil {
+			leaks = append(leaks, Leak{Kind: "socket", Target: s, What: s})
+		}
+	}
+	for _, d := range []string{c.TaskDir(id), c.WorkDir(id)} {
+		if _, err := os.Lstat(d); err == nil {
+			leaks = append(leaks, Leak{Kind: "bundle", Target: d, What: d})
+		}
+	}
+	if res := c.Ctr(ctx, nil, "containers", "list", "--quiet"); res.ExitCode != 0 {
+		leaks = append(leaks, Leak{Kind: "container", What: "list containers: " + res.String()})
+	} else if slices.Contains(strings.Fields(res.Stdout), id) {
+		leaks = append(leaks, Leak{Kind: "container", What: "containerd still has container " + id})
+	}
+	return leaks
+}
+
+// WaitNoLeaks polls FindLeaks until nothing is left or wait has passed
+// (shims exit a moment after the delete that ends them), and returns what
+// is still there.
+func (c *Containerd) WaitNoLeaks(ctx context.Context, shimName, id string, wait time.Duration) []Leak {
+	deadline := time.Now().Add(wait)
+	for {
+		leaks := c.FindLeaks(ctx, shimName, id)
+		if len(leaks) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return leaks
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ForceCleanup removes container id however it can: kill and delete the
+// task, delete the container, then kill leftover processes, unmount leftover
+// mounts and remove leftover cgroups and sockets. Run it after the leak
+// check so a broken case does not poison the cases after it.
+func (c *Containerd) ForceCleanup(ctx context.Context, shimName, id string) {
+	c.Ctr(ctx, nil, "tasks", "kill", "--signal", "SIGKILL", id)
+	c.Ctr(ctx, nil, "tasks", "delete", "--force", id)
+	c.Ctr(ctx, nil, "containers", "delete", id)
+	leaks := c.FindLeaks(ctx, shimName, id)
+	for _, l := range leaks {
+		if l.Kind == "process" {
+			_ = syscall.Kill(l.Pid, syscall.SIGKILL)
+		}
+	}
+	if len(leaks) > 0 {
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Deepest mounts first.
+	slices.SortFunc(leaks, func(a, b Leak) int { return len(b.Target) - len(a.Target) })
+	for _, l := range leaks {
+		switch l.Kind {
+		case "mount":
+			_ = syscall.Unmount(l.Target, syscall.MNT_DETACH)
+		case "cgroup":
+			removeCgroupTree(l.Target)
+		case "socket":
+			_ = os.Remove(l.Target)
+		}
+	}
+	for _, l := range leaks {
+		if l.Kind == "bundle" {
+			_ = os.RemoveAll(l.Target)
+		}
+	}
+}
+
+// removeCgroupTree removes a cgroup and its children, bottom up; cgroup
+// directories are removed with rmdir, not by deleting their files.
+func removeCgroupTree(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	_ = syscall.Rmdir(dir)
+}

@@ -1,0 +1,281 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
+	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
+	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Case 9: bundles ctr cannot produce, sent straight to our shim the way
+// containerd starts and calls it: Create must fail with the errdefs class
+// a caller can act on and name config.json, and Shutdown must then end the
+// shim and remove its socket. Only for our shim: runc's needs runc options.
+// MINI_TEST_DIRECT_SHIM=/path/to/containerd-shim-X-vN drives another shim
+// binary instead, to check the harness itself.
+func TestShimDirect(t *testing.T) {
+	bin := os.Getenv("MINI_TEST_DIRECT_SHIM")
+	if bin == "" {
+		wanted := false
+		for _, rt := range suite.runtimes {
+			wanted = wanted || rt == MiniRuntime
+		}
+		if !wanted {
+			t.Skipf("only for %s (MINI_TEST_RUNTIMES=%v)", MiniRuntime, suite.runtimes)
+		}
+		if suite.shimErr != nil {
+			t.Fatalf("%s not available: %v", MiniRuntime, suite.shimErr)
+		}
+		bin = filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
+	}
+	cases := []struct {
+		name    string
+		config  []byte // nil: no config.json at all
+		isClass func(error) bool
+		class   string
+	}{
+		{name: "no-config", isClass: errdefs.IsNotFound, class: "NotFound"},
+		{name: "garbage-config", config: []byte("this is {not json"), isClass: errdefs.IsInvalidArgument, class: "InvalidArgument"},
+	}
+	for _, d := range suite.daemons {
+		t.Run(d.version.Name, func(t *testing.T) {
+			t.Parallel()
+			if d.err != nil {
+				t.Fatalf("containerd %s unusable: %v", d.version.Name, d.err)
+			}
+			for _, c := range cases {
+				t.Run(c.name, func(t *testing.T) {
+					s := startShimDirect(t, d, bin, "direct-"+c.name)
+					// containerd writes config.json before `start` (runc's
+					// shim reads it there); break it only for Create.
+					cfg := filepath.Join(s.bundle, "config.json")
+					if err := os.Remove(cfg); err != nil {
+						t.Fatal(err)
+					}
+					if c.config != nil {
+						if err := os.WriteFile(cfg, c.config, 0o644); err != nil {
+							t.Fatal(err)
+						}
+					}
+					err := s.create()
+					if err == nil {
+						t.Fatalf("Create with bundle %s (%s) succeeded", s.bundle, c.name)
+					}
+					native := errgrpc.ToNative(err)
+					if !c.isClass(native) {
+						t.Errorf("Create error class: want %s, got %v (%T)", c.class, native, native)
+					}
+					if !strings.Contains(err.Error(), "config.json") {
+						t.Errorf("Create error should name config.json: %v", err)
+					}
+					t.Logf("%s Create says: %v", filepath.Base(bin), err)
+					s.shutdown()
+				})
+			}
+		})
+	}
+}
+
+// directShim is one shim started by hand with a bundle of our making.
+type directShim struct {
+	t        *testing.T
+	d        *daemon
+	bin, id  string
+	bundle   string
+	address  string // unix:///...
+	version  int32  // task API version the shim answered with
+	conn     net.Conn
+	client   *ttrpc.Client
+	ctx      context.Context
+	logMu    sync.Mutex
+	shimLogs []string
+}
+
+// startShimDirect runs `<bin> ... start` with cwd = a new bundle, speaking
+// the start protocol of d's containerd version: nothing on stdin and a plain
+// address back for 1.6, BootstrapParams in and a BootstrapResult out for 2.4.
+func startShimDirect(t *testing.T, d *daemon, bin, label string) *directShim {
+	t.Helper()
+	c := d.c
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	s := &directShim{t: t, d: d, bin: bin, id: fmt.Sprintf("%s-%s-%s", label, d.version.Tag(), randomSuffix())}
+	s.ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{c.Namespace}})
+	s.bundle = filepath.Join(suite.dir, "direct", s.id)
+	if err := os.MkdirAll(s.bundle, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	shimName := filepath.Base(bin)
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
+		defer ccancel()
+		leaks := c.WaitNoLeaks(cctx, shimName, s.id, 5*time.Second)
+		for _, l := range leaks {
+			if l.Kind != "bundle" {
+				t.Errorf("leak after %s: %s", s.id, l)
+			}
+		}
+		if t.Failed() {
+			s.logMu.Lock()
+			t.Logf("shim log:\n%s", strings.Join(s.shimLogs, "\n"))
+			s.logMu.Unlock()
+		}
+		c.ForceCleanup(cctx, shimName, s.id)
+		if s.conn != nil {
+			s.conn.Close()
+		}
+		os.RemoveAll(s.bundle)
+		cancel()
+	})
+	s.readLogFifo()
+	if err := os.WriteFile(filepath.Join(s.bundle, "config.json"), []byte(`{"ociVersion":"1.2.0"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	args := []string{"-namespace", c.Namespace, "-address", c.Address, "-publish-binary", c.Version.Containerd(), "-id", s.id, "-debug", "start"}
+	env := []string{
+		"PATH=" + c.PATH,
+		"TTRPC_ADDRESS=" + c.TTRPCAddress,
+		"GRPC_ADDRESS=" + c.Address,
+		"NAMESPACE=" + c.Namespace,
+		"GOMAXPROCS=2",
+	}
+	var stdin []byte
+	if d.version.Name != "1.6" {
+		env = append(env, "MAX_SHIM_VERSION=2")
+		params := &bootapi.BootstrapParams{
+			InstanceID:             s.id,
+			Namespace:              c.Namespace,
+			LogLevel:               bootapi.LogLevel_LOG_LEVEL_DEBUG,
+			ContainerdVersion:      "2.4.2",
+			ContainerdTtrpcAddress: c.TTRPCAddress,
+			ContainerdGrpcAddress:  c.Address,
+			ContainerdBinary:       c.Version.Containerd(),
+		}
+		var err error
+		if stdin, err = proto.Marshal(params); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := RunIn(ctx, s.bundle, bytes.NewReader(stdin), env, bin, args...)
+	if res.ExitCode != 0 {
+		t.Fatalf("shim start failed:\n%s", res)
+	}
+	s.parseStartOutput([]byte(res.Stdout))
+
+	conn, err := net.Dial("unix", strings.TrimPrefix(s.address, "unix://"))
+	if err != nil {
+		t.Fatalf("connect to shim at %s: %v", s.address, err)
+	}
+	s.conn = conn
+	s.client = ttrpc.NewClient(conn)
+	return s
+}
+
+func (s *directShim) parseStartOutput(out []byte) {
+	s.t.Helper()
+	if s.d.version.Name == "1.6" {
+		// containerd 1.6 reads a plain address.
+		s.address, s.version = strings.TrimSpace(string(out)), 2
+		if !strings.HasPrefix(s.address, "unix://") {
+			s.t.Fatalf("start output for containerd 1.6 should be a unix:// address, got %q", out)
+		}
+		return
+	}
+	var r bootapi.BootstrapResult
+	if err := proto.Unmarshal(out, &r); err != nil || !strings.HasPrefix(r.GetAddress(), "unix://") {
+		s.t.Fatalf("start output for containerd %s should be a BootstrapResult protobuf (err %v), got %q", s.d.version.Name, err, out)
+	}
+	if r.GetProtocol() != "ttrpc" || (r.GetVersion() != 2 && r.GetVersion() != 3) {
+		s.t.Fatalf("BootstrapResult: want protocol ttrpc and version 2 or 3, got %v", &r)
+	}
+	s.address, s.version = r.GetAddress(), r.GetVersion()
+}
+
+// readLogFifo makes bundle/log the way containerd does and keeps what the
+// shim writes to it; O_RDWR so neither side blocks on open.
+func (s *directShim) readLogFifo() {
+	path := filepath.Join(s.bundle, "log")
+	if err := syscall.Mkfifo(path, 0o700); err != nil {
+		s.t.Fatalf("mkfifo %s: %v", path, err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		s.t.Fatalf("open %s: %v", path, err)
+	}
+	s.t.Cleanup(func() { f.Close() })
+	go func() {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			s.logMu.Lock()
+			s.shimLogs = append(s.shimLogs, sc.Text())
+			s.logMu.Unlock()
+		}
+	}()
+}
+
+func (s *directShim) create() error {
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	if s.version == 3 {
+		_, err := taskv3.NewTTRPCTaskClient(s.client).Create(ctx, &taskv3.CreateTaskRequest{ID: s.id, Bundle: s.bundle})
+		return err
+	}
+	_, err := taskv2.NewTTRPCTaskClient(s.client).Create(ctx, &taskv2.CreateTaskRequest{ID: s.id, Bundle: s.bundle})
+	return err
+}
+
+// shutdown asks the shim to exit and checks that it did, socket removed.
+func (s *directShim) shutdown() {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	var err error
+	if s.version == 3 {
+		_, err = taskv3.NewTTRPCTaskClient(s.client).Shutdown(ctx, &taskv3.ShutdownRequest{ID: s.id})
+	} else {
+		_, err = taskv2.NewTTRPCTaskClient(s.client).Shutdown(ctx, &taskv2.ShutdownRequest{ID: s.id})
+	}
+	// The shim may close the connection before the reply gets out.
+	if err != nil && !errors.Is(err, ttrpc.ErrClosed) && !strings.Contains(err.Error(), "closed") && !strings.Contains(err.Error(), "EOF") {
+		s.t.Errorf("Shutdown: %v", err)
+	}
+	socket := strings.TrimPrefix(s.address, "unix://")
+	shimName := filepath.Base(s.bin)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		procs := ProcessesMatching(func(p Proc) bool {
+			return p.Name() == shimName && strings.Contains(p.CmdlineString(), s.id)
+		})
+		_, statErr := os.Lstat(socket)
+		if len(procs) == 0 && statErr != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			if len(procs) > 0 {
+				s.t.Errorf("shim still running 5s after Shutdown: %v", procs)
+			}
+			if statErr == nil {
+				s.t.Errorf("shim socket %s left after Shutdown", socket)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,46 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// ModulePath is the Go module of this repository.
+const ModulePath = "github.com/minishim/containerd-shim-mini-v2"
+
+// RepoRoot finds the repository root by walking up from the working
+// directory to the go.mod of ModulePath.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("find repo root: %w", err)
+	}
+	for {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module "+ModulePath+"\n")) {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("find repo root: no go.mod of %s above the working directory", ModulePath)
+		}
+		dir = parent
+	}
+}
+
+// BuildShim builds containerd-shim-mini-v2 (cgo on) into outDir and returns
+// its path. go's build cache keeps repeated builds cheap.
+func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
+	out := filepath.Join(outDir, ShimBinaryName(MiniRuntime))
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-o", out, "./cmd/containerd-shim-mini-v2")
+	if cmd.ExitCode != 0 {
+		return "", fmt.Errorf("build %s: %s", out, cmd)
+	}
+	return out, nil
+}
