@@ -112,8 +112,10 @@ func (s *Service) startChild(cmd *exec.Cmd) (<-chan int, error) {
 func (s *Service) get(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// A nil entry reserves an id whose Create is still running; containerd
+	// 2.x may ask for its State meanwhile, and it is not there yet.
 	c, ok := s.containers[id]
-	if !ok {
+	if !ok || c == nil {
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
 	return c, nil

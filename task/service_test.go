@@ -168,3 +168,40 @@ func TestServiceConnect(t *testing.T) {
 		t.Fatalf("Connect = %v, %v", resp, err)
 	}
 }
+
+// TestServiceRequestsDuringCreate: containerd 2.x asks for State (and may
+// send other requests) while Create of the same id is still running; the
+// reserved id must read as not found, not crash the shim.
+func TestServiceRequestsDuringCreate(t *testing.T) {
+	ctx := context.Background()
+	s, _ := newTestService(t)
+	s.mu.Lock()
+	s.containers["c1"] = nil // what create holds while it spawns
+	s.mu.Unlock()
+	calls := map[string]func() error{
+		"state": func() error { _, err := s.State(ctx, &taskv3.StateRequest{ID: "c1"}); return err },
+		"kill":  func() error { _, err := s.Kill(ctx, &taskv3.KillRequest{ID: "c1", Signal: 9}); return err },
+		"wait":  func() error { _, err := s.Wait(ctx, &taskv3.WaitRequest{ID: "c1"}); return err },
+		"pids":  func() error { _, err := s.Pids(ctx, &taskv3.PidsRequest{ID: "c1"}); return err },
+		"start": func() error { _, err := s.Start(ctx, &taskv3.StartRequest{ID: "c1"}); return err },
+		"delete": func() error {
+			_, err := s.Delete(ctx, &taskv3.DeleteRequest{ID: "c1"})
+			return err
+		},
+		"create again": func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: t.TempDir()})
+			if !errdefs.IsAlreadyExists(errgrpc.ToNative(err)) {
+				t.Errorf("second create: %v; want already exists", err)
+			}
+			return errgrpc.ToGRPC(errdefs.ErrNotFound)
+		},
+	}
+	for name, call := range calls {
+		if err := call(); !errdefs.IsNotFound(errgrpc.ToNative(err)) {
+			t.Errorf("%s during create: %v; want not found", name, err)
+		}
+	}
+	if _, err := s.Connect(ctx, &taskv3.ConnectRequest{ID: "c1"}); err != nil {
+		t.Errorf("connect during create: %v", err)
+	}
+}
