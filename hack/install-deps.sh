@@ -1,34 +1,128 @@
 #!/usr/bin/env bash
-# Installs what the tests, the demo and the benchmark need, and nothing when
-# it is all there already: containerd 1.6 and runc from Debian, busybox-static
-# for test rootfs, and containerd 2.4.2 (with ctr and its runc shim) built
-# from the Go module proxy into /opt/containerd-2.4.2/bin.
+# Installs what building, testing, the demo and the benchmark need on
+# Debian 12: containerd 1.6 + runc + busybox-static from Debian, a C
+# compiler for the shim's cgo preamble, and containerd 2.4.2 (daemon, ctr
+# and its own runc shim) built with `go install` into /opt.
+#
+# Idempotent and quick when everything is there; apt-get update runs only
+# when a package is missing. Needs root (and network when installing).
+#
+#   hack/install-deps.sh          install what is missing
+#   hack/install-deps.sh --check  only report what is missing (exit 1 if any)
+#
+# Debian's containerd package may start a system containerd; it is left
+# alone: the tests start their own daemons on private sockets.
 set -euo pipefail
 
-CONTAINERD2_VERSION=v2.4.2
-CONTAINERD2_BIN=/opt/containerd-2.4.2/bin
-export PATH="/usr/local/go/bin:$PATH"
+CTRD2_VERSION=2.4.2
+CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev)
 
-missing=()
-[[ -x /usr/bin/containerd && -x /usr/bin/ctr && -x /usr/bin/containerd-shim-runc-v2 ]] || missing+=(containerd)
-command -v runc >/dev/null 2>&1 || missing+=(runc)
-dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
-if ((${#missing[@]})); then
-	echo "install-deps: apt-get install ${missing[*]}"
-	apt-get update -q
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+check_only=false
+case "${1:-}" in
+--check) check_only=true ;;
+"") ;;
+*)
+	echo "usage: $0 [--check]" >&2
+	exit 2
+	;;
+esac
+
+export PATH="/usr/local/go/bin:${PATH}"
+if command -v go >/dev/null; then
+	PATH="$(go env GOPATH)/bin:${PATH}"
 fi
 
-have2() {
-	[[ -x "$CONTAINERD2_BIN/containerd" && -x "$CONTAINERD2_BIN/ctr" && -x "$CONTAINERD2_BIN/containerd-shim-runc-v2" ]] &&
-		"$CONTAINERD2_BIN/containerd" --version 2>/dev/null | grep -q "${CONTAINERD2_VERSION#v}"
+log() { echo "install-deps: $*" >&2; }
+
+# The files each package must provide, so a half-removed package counts as
+# missing too.
+declare -A PROVIDES=(
+	[containerd]="/usr/bin/containerd /usr/bin/ctr /usr/bin/containerd-shim-runc-v2"
+	[runc]="/usr/bin/runc"
+	[busybox-static]="/bin/busybox"
+	[make]="/usr/bin/make"
+	[gcc]="/usr/bin/gcc"
+	[libc6-dev]="/usr/include/stdio.h"
+)
+
+package_ok() {
+	local pkg=$1 f
+	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || return 1
+	for f in ${PROVIDES[$pkg]}; do
+		[ -e "$f" ] || return 1
+	done
 }
-if ! have2; then
-	echo "install-deps: go install containerd $CONTAINERD2_VERSION into $CONTAINERD2_BIN"
-	mkdir -p "$CONTAINERD2_BIN"
-	GOBIN="$CONTAINERD2_BIN" GOFLAGS=-buildvcs=false go install \
-		"github.com/containerd/containerd/v2/cmd/containerd@$CONTAINERD2_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/ctr@$CONTAINERD2_VERSION" \
-		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$CONTAINERD2_VERSION"
+
+containerd2_ok() {
+	local b
+	for b in containerd ctr containerd-shim-runc-v2; do
+		[ -x "${CTRD2_BIN}/${b}" ] || return 1
+	done
+	"${CTRD2_BIN}/containerd" --version 2>/dev/null | grep -q " v\{0,1\}${CTRD2_VERSION}\b"
+}
+
+missing_pkgs=()
+for p in "${APT_PACKAGES[@]}"; do
+	package_ok "$p" || missing_pkgs+=("$p")
+done
+need_ctrd2=false
+containerd2_ok || need_ctrd2=true
+need_go=false
+command -v go >/dev/null || need_go=true
+
+if $check_only; then
+	rc=0
+	if ((${#missing_pkgs[@]})); then
+		log "missing Debian packages: ${missing_pkgs[*]}"
+		rc=1
+	fi
+	if $need_ctrd2; then
+		log "missing containerd ${CTRD2_VERSION} in ${CTRD2_BIN}"
+		rc=1
+	fi
+	if $need_go; then
+		log "missing go (expected in /usr/local/go/bin)"
+		rc=1
+	fi
+	if ((rc)); then
+		log "run hack/install-deps.sh as root to install them"
+	fi
+	exit "$rc"
 fi
-echo "install-deps: containerd $(/usr/bin/containerd --version | awk '{print $3}'), containerd $("$CONTAINERD2_BIN/containerd" --version | awk '{print $3}'), $(runc --version | head -1), busybox-static ready"
+
+if $need_go; then
+	log "go not found (expected /usr/local/go/bin/go); install Go first"
+	exit 1
+fi
+if ((${#missing_pkgs[@]})) || $need_ctrd2; then
+	if [ "$(id -u)" != 0 ]; then
+		log "must run as root to install: ${missing_pkgs[*]} $($need_ctrd2 && echo "containerd-${CTRD2_VERSION}")"
+		exit 1
+	fi
+fi
+
+if ((${#missing_pkgs[@]})); then
+	log "installing ${missing_pkgs[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update </dev/null
+	apt-get install -y --no-install-recommends \
+		-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+		"${missing_pkgs[@]}" </dev/null
+fi
+
+if $need_ctrd2; then
+	log "building containerd ${CTRD2_VERSION} into ${CTRD2_BIN}"
+	mkdir -p "${CTRD2_BIN}"
+	# Outside any module, so the repository's go.mod plays no part.
+	(cd / && GOBIN="${CTRD2_BIN}" GOFLAGS=-buildvcs=false go install \
+		"github.com/containerd/containerd/v2/cmd/containerd@v${CTRD2_VERSION}" \
+		"github.com/containerd/containerd/v2/cmd/ctr@v${CTRD2_VERSION}" \
+		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v${CTRD2_VERSION}")
+	containerd2_ok || {
+		log "containerd ${CTRD2_VERSION} still not usable in ${CTRD2_BIN}"
+		exit 1
+	}
+fi
+
+log "ok: $(/usr/bin/containerd --version | awk '{print $3}'), $("${CTRD2_BIN}/containerd" --version | awk '{print $3}'), runc $(/usr/bin/runc --version | awk 'NR==1{print $3}'), busybox $(/bin/busybox | awk 'NR==1{print $2}')"

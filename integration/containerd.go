@@ -86,6 +86,11 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 		done:         make(chan struct{}),
 		keep:         opts.Keep,
 	}
+	// sun_path holds 108 bytes with the NUL; shims dial these paths too.
+	if len(c.TTRPCAddress) > 100 {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("containerd %s: socket path %s too long for a unix socket; set a shorter TMPDIR", v.Name, c.TTRPCAddress)
+	}
 	c.PATH = strings.Join(nonEmpty(opts.ShimDir, v.BinDir,
 		"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"), ":")
 	if err := c.start(ctx, opts); err != nil {

@@ -173,7 +173,10 @@ func startShimDirect(t *testing.T, d *daemon, bin, label string) *directShim {
 			t.Fatal(err)
 		}
 	}
-	res := RunIn(ctx, s.bundle, bytes.NewReader(stdin), env, bin, args...)
+	// A `start` that hangs fails the case here instead of stalling it.
+	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
+	res := RunIn(sctx, s.bundle, bytes.NewReader(stdin), env, bin, args...)
+	scancel()
 	if res.ExitCode != 0 {
 		t.Fatalf("shim start failed:\n%s", res)
 	}

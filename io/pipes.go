@@ -51,7 +51,7 @@ type Pipes struct {
 // left open.
 func New(ctx context.Context, cfg Config, uid, gid int) (_ *Pipes, retErr error) {
 	if cfg.Terminal {
-		return nil, fmt.Errorf("terminal stdio: %w", errdefs.ErrNotImplemented)
+		return nil, fmt.Errorf("terminal stdio has no pipes, use NewConsole: %w", errdefs.ErrNotImplemented)
 	}
 	in, err := parseURI(cfg.Stdin)
 	if err != nil {

@@ -17,6 +17,10 @@ type inStream struct {
 	src    *end[goio.ReadCloser]
 	keeper *end[goio.Closer] // see source.keeper
 	dst    *end[*os.File]    // shim's write end of the child's stdin pipe
+	// atEOF, if set, runs when src reached EOF (not when the copy was
+	// stopped or the child went away), before dst is closed: a terminal
+	// has no write end to close, so EOF must be sent in-band through dst.
+	atEOF func(dst *os.File)
 }
 
 func (s *inStream) run() {
@@ -32,6 +36,9 @@ func (s *inStream) run() {
 			}
 		}
 		if rerr != nil {
+			if s.atEOF != nil && errors.Is(rerr, goio.EOF) {
+				s.atEOF(s.dst.v)
+			}
 			break
 		}
 	}
@@ -114,7 +121,9 @@ func (s *outStream) run() {
 		s.dst.v.Write(nil)
 	}
 	s.release()
-	if errors.Is(rerr, goio.EOF) {
+	// A pty master reports the last close of its slave as EIO, after
+	// everything the slave wrote was read: that is its EOF.
+	if errors.Is(rerr, goio.EOF) || errors.Is(rerr, unix.EIO) {
 		rerr = nil
 	}
 	if err := errors.Join(rerr, werr); err != nil && !s.wasStopped() && !closedErr(err) {

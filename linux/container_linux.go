@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -77,10 +75,14 @@ type Container struct {
 	// InitPid is init's pid in the shim's pid namespace.
 	InitPid int
 
+	// Console is init's pty master when it has a terminal; the caller
+	// owns it.
+	Console *os.File
+
 	cg          Cgroup
 	rootfsMount string
 	privatePid  bool
-	conn        *net.UnixConn
+	init        *Process
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -138,9 +140,35 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, err
 	}
 
-	if err := r.spawnInit(ctx, c, ns, rootfs, opts); err != nil {
+	binary, err := r.binaryPath(c.privatePid)
+	if err != nil {
 		return nil, err
 	}
+	// Init learns the cgroup the shim chose (also when the spec named none).
+	initSpec := *spec
+	lx := *spec.Linux
+	lx.CgroupsPath = c.cg.Path()
+	initSpec.Linux = &lx
+	p, err := r.spawn(ctx, spawnRequest{
+		what:   "container init",
+		binary: binary,
+		dir:    opts.Bundle,
+		ns:     ns,
+		cg:     c.cg,
+		config: initConfig{Spec: &initSpec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0},
+		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		recordPid: func(pid int) error {
+			c.InitPid = pid
+			return writeState(c.Bundle, c.diskState())
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.init = p
+	c.InitPid = p.Pid
+	c.Console = p.Console
+	p.Console = nil
 	return c, nil
 }
 
@@ -160,189 +188,6 @@ func (c *Container) diskState() diskState {
 		st.InitStart, _ = processStartTime(c.InitPid)
 	}
 	return st
-}
-
-// spawnInit runs the handshake of DESIGN.md: start the sealed binary in init
-// mode, place it in the cgroup, send the namespace bootstrap, learn the pid
-// of the process that became init, send the config and wait for ready.
-func (r *Runtime) spawnInit(ctx context.Context, c *Container, ns namespaces, rootfs string, opts CreateOpts) error {
-	binary, err := r.binaryPath(c.privatePid)
-	if err != nil {
-		return err
-	}
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("init handshake socketpair: %w", err)
-	}
-	parentFile := os.NewFile(uintptr(fds[0]), "init-sync-parent")
-	childFile := os.NewFile(uintptr(fds[1]), "init-sync-child")
-	fc, err := net.FileConn(parentFile)
-	parentFile.Close()
-	if err != nil {
-		childFile.Close()
-		return fmt.Errorf("init handshake socket: %w", err)
-	}
-	conn := fc.(*net.UnixConn)
-	c.conn = conn
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-
-	cmd := &exec.Cmd{
-		Path:       binary,
-		Args:       []string{"containerd-shim-mini-v2", "init"},
-		Env:        []string{"_MINI_SYNC_FD=3", "GOMAXPROCS=1"},
-		Dir:        opts.Bundle,
-		ExtraFiles: []*os.File{childFile},
-	}
-	// Assign only real files: a nil *os.File in the io.Reader field would be
-	// a non-nil interface. Unset ones get /dev/null from exec.Cmd.
-	if opts.Stdin != nil {
-		cmd.Stdin = opts.Stdin
-	}
-	if opts.Stdout != nil {
-		cmd.Stdout = opts.Stdout
-	}
-	if opts.Stderr != nil {
-		cmd.Stderr = opts.Stderr
-	}
-	// On cgroup v2 the process is born in the container's cgroup; on v1 it
-	// is moved there before it gets its bootstrap. Either way everything the
-	// preamble forks inherits the cgroup, so no code of the container runs
-	// outside it.
-	cgDir, bornInCgroup, err := c.cg.Dir()
-	if err != nil {
-		childFile.Close()
-		return err
-	}
-	if bornInCgroup {
-		defer cgDir.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgDir.Fd())}
-	}
-	exited, err := r.start(cmd)
-	if err != nil && bornInCgroup {
-		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
-		bornInCgroup = false
-		cmd.SysProcAttr = nil
-		cmd.Process = nil
-		exited, err = r.start(cmd)
-	}
-	childFile.Close()
-	if err != nil {
-		return fmt.Errorf("start init: %w", err)
-	}
-	stage0 := cmd.Process.Pid
-	// Only the pid is used from here on; release os/exec's pidfd now
-	// instead of at GC (the reaper, not Wait, collects the child).
-	_ = cmd.Process.Release()
-	// A failed step below leaves a process behind that must not outlive
-	// Create; killing the pid we spawned covers the preamble stage.
-	killStage0 := func() { _ = unix.Kill(stage0, unix.SIGKILL) }
-	// A cgroup namespace is rooted where its creator stands, so the
-	// preamble may only create one after the move. Without one, init's own
-	// pid is moved while it sets up the rootfs: on v1 the first move of a
-	// burst waits for an RCU grace period, which this overlaps. Either way
-	// the move completes before Create returns, so no user code runs
-	// outside the cgroup.
-	moveLater := !bornInCgroup && ns.unshare&unix.CLONE_NEWCGROUP == 0
-	if !bornInCgroup && !moveLater {
-		if err := c.cg.Add(stage0); err != nil {
-			killStage0()
-			return err
-		}
-	}
-	boot := ns.bootstrap()
-	hdr := make([]byte, 4, 4+len(boot))
-	hdr[0], hdr[1], hdr[2], hdr[3] = byte(len(boot)), byte(len(boot)>>8), byte(len(boot)>>16), byte(len(boot)>>24)
-	if _, err := conn.Write(append(hdr, boot...)); err != nil {
-		killStage0()
-		return fmt.Errorf("send namespace bootstrap to init: %w", r.deathCause(err, exited))
-	}
-	pid, err := readPidLine(conn)
-	if err != nil {
-		killStage0()
-		return r.deathCause(err, exited)
-	}
-	c.InitPid = pid
-	if pid != stage0 {
-		// The preamble forked into a pid namespace; the first stage exits at
-		// once and its exit status says whether it did so cleanly.
-		select {
-		case status := <-exited:
-			if status != 0 {
-				_ = unix.Kill(pid, unix.SIGKILL)
-				return fmt.Errorf("init preamble exited with status %d", status)
-			}
-		case <-ctx.Done():
-			_ = unix.Kill(pid, unix.SIGKILL)
-			killStage0()
-			return ctx.Err()
-		}
-	}
-	killInit := func() { _ = unix.Kill(pid, unix.SIGKILL) }
-	moved := make(chan error, 1)
-	if moveLater {
-		go func() { moved <- c.cg.Add(pid) }()
-	} else {
-		moved <- nil
-	}
-	if err := writeState(c.Bundle, c.diskState()); err != nil {
-		killInit()
-		<-moved
-		return err
-	}
-
-	// Init learns the cgroup the shim chose (also when the spec named none).
-	spec := *c.Spec
-	lx := *spec.Linux
-	lx.CgroupsPath = c.cg.Path()
-	spec.Linux = &lx
-	cfg := initConfig{Spec: &spec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0}
-	if err := writeFrame(conn, cfg); err != nil {
-		killInit()
-		return fmt.Errorf("send config to init: %w", err)
-	}
-	var m message
-	readErr := readFrame(conn, &m)
-	// A move that failed because init already died says less than init's
-	// own report, so the report wins.
-	moveErr := <-moved
-	if readErr != nil {
-		killInit()
-		if errors.Is(readErr, io.EOF) {
-			if moveErr != nil {
-				return moveErr
-			}
-			return errors.New("container init exited during setup without a reason")
-		}
-		return fmt.Errorf("wait for container init: %w", readErr)
-	}
-	switch m.Type {
-	case msgReady:
-		if moveErr != nil {
-			killInit()
-			return moveErr
-		}
-		_ = conn.SetDeadline(time.Time{})
-		return nil
-	case msgError:
-		killInit()
-		return errorFromMessage(m)
-	default:
-		killInit()
-		return fmt.Errorf("%w %q from init", errUnexpectedMessage, m.Type)
-	}
-}
-
-// deathCause explains a broken handshake with the stage-0 exit status when
-// the preamble already died.
-func (r *Runtime) deathCause(err error, exited <-chan int) error {
-	select {
-	case status := <-exited:
-		return fmt.Errorf("container init exited with status %d before the handshake: %w", status, err)
-	case <-time.After(100 * time.Millisecond):
-		return err
-	}
 }
 
 func readPidLine(conn io.Reader) (int, error) {
@@ -379,34 +224,14 @@ func readPidLine(conn io.Reader) (int, error) {
 	return pid, nil
 }
 
-// Start lets init execve() the user's process. It returns once the execve
-// succeeded (init's end of the socket closed on exec) or init reported why
-// it failed.
+// Start lets init execve() the user's process.
 func (c *Container) Start(ctx context.Context) error {
-	if c.conn == nil {
+	if c.init == nil {
 		return fmt.Errorf("container %s: init is not waiting for start: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	conn := c.conn
-	c.conn = nil
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	if err := writeFrame(conn, message{Type: msgStart}); err != nil {
-		return fmt.Errorf("release container init: %w", err)
-	}
-	var m message
-	err := readFrame(conn, &m)
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("start container init: %w", err)
-	}
-	if m.Type == msgError {
-		return errorFromMessage(m)
-	}
-	return fmt.Errorf("%w %q from init at start", errUnexpectedMessage, m.Type)
+	p := c.init
+	c.init = nil
+	return p.Start(ctx)
 }
 
 // Signal sends sig to init, or with all to every process of the container.
@@ -447,9 +272,9 @@ func (c *Container) KillAll() error {
 // the rootfs it mounted and removes its state. Safe to call more than once.
 func (c *Container) Destroy(ctx context.Context) error {
 	var errs []error
-	if c.conn != nil {
-		c.conn.Close()
-		c.conn = nil
+	if c.init != nil {
+		c.init.abandon()
+		c.init = nil
 	}
 	if c.cg != nil {
 		if err := killCgroup(c.cg, 5*time.Second); err != nil {

@@ -16,6 +16,8 @@ import (
 // 4-byte little-endian length and a JSON document.
 //
 //	parent → init   initConfig
+//	init → parent   message{console} with the pty master attached (SCM_RIGHTS),
+//	                when the process has a terminal
 //	init → parent   message{ready} or message{error}
 //	parent → init   message{start}
 //	init            execve(): the socket closes on exec, the parent reads EOF
@@ -28,6 +30,8 @@ const (
 	msgReady messageType = "ready"
 	msgStart messageType = "start"
 	msgError messageType = "error"
+	// msgConsole carries the pty master of a terminal process.
+	msgConsole messageType = "console"
 )
 
 // message is what init and the parent say to each other after the config.
@@ -39,9 +43,14 @@ type message struct {
 	Class string `json:"class,omitempty"`
 }
 
-// initConfig is what init needs to set up the container.
+// initConfig is what a container process needs to set itself up: init
+// builds the container from Spec; an exec (Exec true) has joined init's
+// namespaces and only applies Process.
 type initConfig struct {
 	Spec *specs.Spec `json:"spec"`
+	Exec bool        `json:"exec,omitempty"`
+	// Process is the exec's process; init runs Spec.Process.
+	Process *specs.Process `json:"process,omitempty"`
 	// Rootfs is the absolute host path of the container's root.
 	Rootfs string `json:"rootfs"`
 	// NewUTS says whether init has its own UTS namespace, so the hostname is

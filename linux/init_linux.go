@@ -1,12 +1,15 @@
 package linux
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strconv"
 
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,6 +37,9 @@ func runInit(conn *os.File) error {
 	if err := readFrame(conn, &cfg); err != nil {
 		return fmt.Errorf("read config from shim: %w", err)
 	}
+	if cfg.Exec {
+		return runExec(conn, cfg.Process)
+	}
 	spec := cfg.Spec
 	proc := spec.Process
 
@@ -55,6 +61,22 @@ func runInit(conn *os.File) error {
 	if err := ApplySysctl(spec.Linux.Sysctl); err != nil {
 		return err
 	}
+	return finishProcess(conn, proc)
+}
+
+// runExec runs in a process the preamble put in every namespace of the
+// container (setns into the mount namespace also moved its root and cwd to
+// the container's root); only the process's own settings are left.
+func runExec(conn *os.File, proc *specs.Process) error {
+	if proc == nil || len(proc.Args) == 0 {
+		return fmt.Errorf("exec: process.args is empty: %w", errdefs.ErrInvalidArgument)
+	}
+	return finishProcess(conn, proc)
+}
+
+// finishProcess applies what init and exec processes share, reports ready,
+// waits for start and execve()s.
+func finishProcess(conn *os.File, proc *specs.Process) error {
 	if err := ApplyRlimits(proc.Rlimits); err != nil {
 		return err
 	}
@@ -72,6 +94,13 @@ func runInit(conn *os.File) error {
 	if err != nil {
 		return err
 	}
+	if proc.Terminal {
+		if err := setupTerminal(conn, proc); err != nil {
+			return err
+		}
+	}
+	// Capabilities, ids and no_new_privs apply to this thread, which
+	// FinalizeIdentity locks; execve must come from this goroutine.
 	if err := FinalizeIdentity(proc); err != nil {
 		return err
 	}
@@ -95,6 +124,63 @@ func runInit(conn *os.File) error {
 	}
 	if err := unix.Exec(path, proc.Args, proc.Env); err != nil {
 		return fmt.Errorf("exec %q: %w", path, err)
+	}
+	return nil
+}
+
+// setupTerminal gives the process a pty made inside the container (from its
+// own devpts), makes the slave its controlling terminal and stdio, and sends
+// the master to the shim, which copies it to containerd.
+func setupTerminal(conn *os.File, proc *specs.Process) error {
+	master, err := os.OpenFile("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("terminal: open /dev/ptmx in container: %w", err)
+	}
+	defer master.Close()
+	mfd := int(master.Fd())
+	if err := unix.IoctlSetPointerInt(mfd, unix.TIOCSPTLCK, 0); err != nil {
+		return fmt.Errorf("terminal: unlock pty: %w", err)
+	}
+	n, err := unix.IoctlGetInt(mfd, unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("terminal: pty number: %w", err)
+	}
+	slavePath := "/dev/pts/" + strconv.Itoa(n)
+	slave, err := os.OpenFile(slavePath, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("terminal: open %s: %w", slavePath, err)
+	}
+	defer slave.Close()
+	sfd := int(slave.Fd())
+	// The process owns its terminal, as on a login.
+	if err := unix.Fchown(sfd, int(proc.User.UID), int(proc.User.GID)); err != nil {
+		return fmt.Errorf("terminal: chown %s: %w", slavePath, err)
+	}
+	if cs := proc.ConsoleSize; cs != nil {
+		ws := &unix.Winsize{Row: uint16(cs.Height), Col: uint16(cs.Width)}
+		if err := unix.IoctlSetWinsize(sfd, unix.TIOCSWINSZ, ws); err != nil {
+			return fmt.Errorf("terminal: set size: %w", err)
+		}
+	}
+	// A new session, whose controlling terminal the slave becomes: Ctrl-C
+	// then reaches the foreground process group, and job control works.
+	if _, err := unix.Setsid(); err != nil {
+		return fmt.Errorf("terminal: setsid: %w", err)
+	}
+	if err := unix.IoctlSetInt(sfd, unix.TIOCSCTTY, 0); err != nil {
+		return fmt.Errorf("terminal: make %s the controlling terminal: %w", slavePath, err)
+	}
+	for fd := 0; fd <= 2; fd++ {
+		if err := unix.Dup3(sfd, fd, 0); err != nil {
+			return fmt.Errorf("terminal: dup %s to fd %d: %w", slavePath, fd, err)
+		}
+	}
+	var frame bytes.Buffer
+	if err := writeFrame(&frame, message{Type: msgConsole}); err != nil {
+		return err
+	}
+	if err := unix.Sendmsg(int(conn.Fd()), frame.Bytes(), unix.UnixRights(mfd), nil, 0); err != nil {
+		return fmt.Errorf("terminal: send pty master to the shim: %w", err)
 	}
 	return nil
 }

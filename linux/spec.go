@@ -52,9 +52,6 @@ func validateSpec(spec *specs.Spec) error {
 	if spec.Linux == nil {
 		return invalid("linux section is missing")
 	}
-	if spec.Process.Terminal {
-		return fmt.Errorf("config.json: process.terminal: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
-	}
 	ns, err := namespacesOf(spec)
 	if err != nil {
 		return err

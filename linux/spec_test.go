@@ -29,7 +29,6 @@ func TestSpecLoad(t *testing.T) {
 		{name: "missing ns path", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"network","path":"/proc/0/ns/net"}`, 1)), class: errdefs.IsNotFound, wantErr: "/proc/0/ns/net"},
 		{name: "hostname without uts", config: ptr(strings.Replace(good, `"root"`, `"hostname":"h","root"`, 1)), class: errdefs.IsInvalidArgument, wantErr: "UTS"},
 		{name: "cgroup escape", config: ptr(strings.Replace(good, `"namespaces"`, `"cgroupsPath":"/a/../../b","namespaces"`, 1)), class: errdefs.IsInvalidArgument, wantErr: "escapes"},
-		{name: "terminal", config: ptr(strings.Replace(good, `"cwd"`, `"terminal":true,"cwd"`, 1)), class: errdefs.IsNotImplemented, wantErr: "terminal"},
 		{name: "good", config: ptr(good)},
 	}
 	for _, tt := range tests {

@@ -31,14 +31,17 @@ import (
 
 // Event topics containerd listens to.
 const (
-	topicCreate = "/tasks/create"
-	topicStart  = "/tasks/start"
-	topicExit   = "/tasks/exit"
-	topicDelete = "/tasks/delete"
+	topicCreate      = "/tasks/create"
+	topicStart       = "/tasks/start"
+	topicExit        = "/tasks/exit"
+	topicDelete      = "/tasks/delete"
+	topicExecAdded   = "/tasks/exec-added"
+	topicExecStarted = "/tasks/exec-started"
 )
 
 // ioDrainGrace bounds how long an exit waits for output after the process
-// is gone: a descendant that escaped the container's kill may hold the pipe.
+// is gone: a descendant that escaped the container's kill, or a background
+// child of an exec, may hold the pipe open.
 const ioDrainGrace = 2 * time.Second
 
 // Service implements the Task API for every container of one shim.
@@ -48,29 +51,93 @@ type Service struct {
 
 	mu         sync.Mutex
 	containers map[string]*container
-	byPid      map[int]*container
-	// spawning counts creates in flight; while any is, exits of pids we do
-	// not know yet are kept in early, since an init can exit before its
-	// pid is registered.
+	byPid      map[int]*proc
+	// spawning counts creates and exec starts in flight; while any is,
+	// exits of pids we do not know yet are kept in early, since a process
+	// can exit before its pid is registered.
 	spawning int
 	early    map[int]process.Exit
 }
 
-// container is one container and its init.
+// container is one container: its init and its exec processes.
 type container struct {
 	id     string
 	bundle string
 	rootfs []*types.Mount
+	linux  *linux.Container
+	init   *proc
+
+	mu    sync.Mutex
+	execs map[string]*proc
+}
+
+// proc is a process the service tracks: a container's init or an exec.
+type proc struct {
+	c      *container
+	execID string // empty for init
+	p      *process.Process
 	stdio  shimio.Config
+	spec   *specsProcess // an exec's process spec
 
-	linux *linux.Container
-	init  *process.Init
-	pipes *shimio.Pipes
+	ioMu sync.Mutex
+	io   stdio // nil until the process has its IO
+	// size is a window size asked for before the terminal existed
+	// (ctr resizes an exec before it starts it); applied when it does.
+	size *[2]uint32
 
-	// lifecycle orders events: TaskCreate and TaskStart are published under
+	// lifecycle orders events: create/start events are published under
 	// it, and the exit handler takes it before TaskExit, so a process that
 	// exits at once never has its exit published before its start.
 	lifecycle sync.Mutex
+}
+
+// stdio is a process's IO: pipes, or a terminal (which also resizes).
+type stdio interface {
+	CloseStdin() error
+	Wait(ctx context.Context) error
+	Close() error
+}
+
+func (pr *proc) id() string {
+	if pr.execID != "" {
+		return pr.execID
+	}
+	return pr.c.id
+}
+
+type resizer interface{ Resize(w, h uint32) error }
+
+func (pr *proc) setIO(s stdio) {
+	pr.ioMu.Lock()
+	defer pr.ioMu.Unlock()
+	pr.io = s
+	if r, ok := s.(resizer); ok && pr.size != nil {
+		_ = r.Resize(pr.size[0], pr.size[1])
+	}
+}
+
+// resize sets the terminal's size, or keeps it for when the terminal of a
+// process that has not started yet exists.
+func (pr *proc) resize(w, h uint32) error {
+	pr.ioMu.Lock()
+	defer pr.ioMu.Unlock()
+	if !pr.stdio.Terminal {
+		return fmt.Errorf("resize %s: the process has no terminal: %w", pr.id(), errdefs.ErrFailedPrecondition)
+	}
+	if r, ok := pr.io.(resizer); ok {
+		if err := r.Resize(w, h); err != nil {
+			return fmt.Errorf("resize %s: %w", pr.id(), err)
+		}
+		return nil
+	}
+	pr.size = &[2]uint32{w, h}
+	return nil
+}
+
+func (pr *proc) getIO() stdio {
+	pr.ioMu.Lock()
+	defer pr.ioMu.Unlock()
+	return pr.io
 }
 
 // NewService builds the task service; it starts consuming exits from
@@ -79,7 +146,7 @@ func NewService(ctx context.Context, cfg Config) (*Service, error) {
 	s := &Service{
 		cfg:        cfg,
 		containers: map[string]*container{},
-		byPid:      map[int]*container{},
+		byPid:      map[int]*proc{},
 		early:      map[int]process.Exit{},
 	}
 	s.runtime = linux.NewRuntime(s.startChild)
@@ -109,6 +176,21 @@ func (s *Service) startChild(cmd *exec.Cmd) (<-chan int, error) {
 	return statuses, nil
 }
 
+// startLogger starts a binary:// logging process through the reaper, which
+// reaps every child of the shim.
+func (s *Service) startLogger(cmd *exec.Cmd) (<-chan struct{}, error) {
+	exits, err := s.cfg.Monitor.Start(cmd)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		<-exits
+		close(done)
+	}()
+	return done, nil
+}
+
 func (s *Service) get(id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -121,11 +203,74 @@ func (s *Service) get(id string) (*container, error) {
 	return c, nil
 }
 
+// getProc finds init (execID empty) or an exec of container id.
+func (s *Service) getProc(id, execID string) (*proc, error) {
+	c, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	if execID == "" {
+		return c.init, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pr, ok := c.execs[execID]
+	if !ok {
+		return nil, fmt.Errorf("exec %q in container %q: %w", execID, id, errdefs.ErrNotFound)
+	}
+	return pr, nil
+}
+
 func toGRPC(err error) error {
 	if err == nil {
 		return nil
 	}
 	return errgrpc.ToGRPC(err)
+}
+
+// beginSpawn and endSpawn bracket the time a new pid may exit before it is
+// registered; register records it and hands over an exit that came early.
+func (s *Service) beginSpawn() {
+	s.mu.Lock()
+	s.spawning++
+	s.mu.Unlock()
+}
+
+func (s *Service) endSpawn() {
+	s.mu.Lock()
+	s.spawning--
+	if s.spawning == 0 {
+		clear(s.early)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Service) register(pid int, pr *proc) (process.Exit, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.byPid[pid] = pr
+	e, ok := s.early[pid]
+	if ok {
+		delete(s.early, pid)
+		delete(s.byPid, pid)
+	}
+	return e, ok
+}
+
+// openIO opens a process's non-terminal stdio; terminals get theirs once
+// the process sent its pty master.
+func (s *Service) openIO(ctx context.Context, cfg shimio.Config, user specsUser) (*shimio.Pipes, error) {
+	if cfg.Terminal {
+		return nil, nil
+	}
+	return shimio.New(ctx, cfg, int(user.UID), int(user.GID))
+}
+
+func childFiles(p *shimio.Pipes) (in, out, errf *os.File) {
+	if p == nil {
+		return nil, nil, nil
+	}
+	return p.ChildFiles()
 }
 
 // Create creates a container whose init waits for Start.
@@ -152,32 +297,33 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	s.mu.Unlock()
 	registered := false
 	defer func() {
-		s.mu.Lock()
 		if !registered {
+			s.mu.Lock()
 			delete(s.containers, r.ID)
+			s.mu.Unlock()
 		}
-		s.spawning--
-		if s.spawning == 0 {
-			clear(s.early)
-		}
-		s.mu.Unlock()
+		s.endSpawn()
 	}()
 
 	spec, err := linux.LoadSpec(r.Bundle)
 	if err != nil {
 		return nil, err
 	}
-	stdio := shimio.Config{
+	if r.Terminal != spec.Process.Terminal {
+		return nil, fmt.Errorf("create %s: the request says terminal=%v but config.json says process.terminal=%v: %w",
+			r.ID, r.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
+	}
+	ioCfg := shimio.Config{
 		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
 		ContainerID: r.ID, Namespace: s.cfg.Namespace,
 		StartLogger: s.startLogger,
 	}
-	pipes, err := shimio.New(ctx, stdio, int(spec.Process.User.UID), int(spec.Process.User.GID))
+	pipes, err := s.openIO(ctx, ioCfg, spec.Process.User)
 	if err != nil {
 		return nil, fmt.Errorf("open stdio of %s: %w", r.ID, err)
 	}
 	defer func() {
-		if retErr != nil {
+		if retErr != nil && pipes != nil {
 			pipes.Close()
 		}
 	}()
@@ -185,35 +331,43 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	for _, m := range r.Rootfs {
 		mounts = append(mounts, linux.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
-	in, out, errf := pipes.ChildFiles()
+	in, out, errf := childFiles(pipes)
 	lc, err := s.runtime.Create(ctx, linux.CreateOpts{
 		ID: r.ID, Bundle: r.Bundle, Spec: spec, Rootfs: mounts,
 		Stdin: in, Stdout: out, Stderr: errf,
 	})
 	if err != nil {
-		pipes.CloseChildEnds()
+		if pipes != nil {
+			pipes.CloseChildEnds()
+		}
 		return nil, err
 	}
-	pipes.Start()
-
-	c := &container{
-		id:     r.ID,
-		bundle: r.Bundle,
-		rootfs: r.Rootfs,
-		stdio:  stdio,
-		linux:  lc,
-		pipes:  pipes,
+	var io stdio
+	if pipes != nil {
+		pipes.Start()
+		io = pipes
+	} else {
+		cons, err := shimio.NewConsole(ctx, ioCfg, lc.Console)
+		lc.Console = nil
+		if err != nil {
+			if derr := lc.Destroy(context.WithoutCancel(ctx)); derr != nil {
+				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, derr)
+			}
+			return nil, fmt.Errorf("terminal of %s: %w", r.ID, err)
+		}
+		io = cons
 	}
-	c.init = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
-	c.lifecycle.Lock()
-	defer c.lifecycle.Unlock()
+
+	c := &container{id: r.ID, bundle: r.Bundle, rootfs: r.Rootfs, linux: lc, execs: map[string]*proc{}}
+	c.init = &proc{c: c, stdio: ioCfg, io: io}
+	c.init.p = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
+	c.init.lifecycle.Lock()
+	defer c.init.lifecycle.Unlock()
 	s.mu.Lock()
 	s.containers[r.ID] = c
-	s.byPid[lc.InitPid] = c
 	registered = true
-	early, exitedEarly := s.early[lc.InitPid]
-	delete(s.early, lc.InitPid)
 	s.mu.Unlock()
+	early, exitedEarly := s.register(lc.InitPid, c.init)
 
 	s.cfg.Publisher.Publish(ctx, topicCreate, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -224,7 +378,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		Pid:         uint32(lc.InitPid),
 	})
 	if exitedEarly {
-		go s.handleInitExit(context.WithoutCancel(ctx), c, early)
+		go s.handleExit(context.WithoutCancel(ctx), c.init, early)
 	}
 	return &taskv3.CreateTaskResponse{Pid: uint32(lc.InitPid)}, nil
 }
@@ -232,48 +386,41 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 // initRunner adapts a linux container to process.Runner.
 type initRunner struct{ c *linux.Container }
 
-func (r initRunner) Start(ctx context.Context) error { return r.c.Start(ctx) }
+func (r initRunner) Start(ctx context.Context) (int, error) {
+	return r.c.InitPid, r.c.Start(ctx)
+}
 
 func (r initRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
 
-// startLogger starts a binary:// logging process through the reaper, which
-// reaps every child of the shim.
-func (s *Service) startLogger(cmd *exec.Cmd) (<-chan struct{}, error) {
-	exits, err := s.cfg.Monitor.Start(cmd)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() {
-		<-exits
-		close(done)
-	}()
-	return done, nil
-}
-
-// Start releases the container's init into the user's program.
+// Start releases the container's init, or brings an exec up and runs it.
 func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("start exec %s: exec processes are not implemented yet: %w", r.ExecID, errdefs.ErrNotImplemented))
-	}
-	c, err := s.get(r.ID)
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	c.lifecycle.Lock()
-	defer c.lifecycle.Unlock()
-	if err := c.init.Start(ctx); err != nil {
+	pr.lifecycle.Lock()
+	defer pr.lifecycle.Unlock()
+	if pr.execID != "" {
+		s.beginSpawn()
+		defer s.endSpawn()
+	}
+	if err := pr.p.Start(ctx); err != nil {
 		return nil, toGRPC(err)
 	}
-	s.cfg.Publisher.Publish(ctx, topicStart, &eventstypes.TaskStart{ContainerID: c.id, Pid: uint32(c.init.Pid)})
-	return &taskv3.StartResponse{Pid: uint32(c.init.Pid)}, nil
+	pid := pr.p.Pid()
+	if pr.execID == "" {
+		s.cfg.Publisher.Publish(ctx, topicStart, &eventstypes.TaskStart{ContainerID: pr.c.id, Pid: uint32(pid)})
+	} else {
+		s.cfg.Publisher.Publish(ctx, topicExecStarted, &eventstypes.TaskExecStarted{ContainerID: pr.c.id, ExecID: pr.execID, Pid: uint32(pid)})
+	}
+	return &taskv3.StartResponse{Pid: uint32(pid)}, nil
 }
 
-// handleExits routes every exit the reaper sees to its container.
+// handleExits routes every exit the reaper sees to its process.
 func (s *Service) handleExits(ctx context.Context, exits <-chan process.Exit) {
 	for e := range exits {
 		s.mu.Lock()
-		c, ok := s.byPid[e.Pid]
+		pr, ok := s.byPid[e.Pid]
 		if ok {
 			delete(s.byPid, e.Pid)
 		} else if s.spawning > 0 {
@@ -281,118 +428,145 @@ func (s *Service) handleExits(ctx context.Context, exits <-chan process.Exit) {
 		}
 		s.mu.Unlock()
 		if ok {
-			go s.handleInitExit(ctx, c, e)
+			go s.handleExit(ctx, pr, e)
 		}
 	}
 }
 
-// handleInitExit finishes a container's init: it kills what is left of a
-// container that shares a pid namespace, drains the output, publishes
-// TaskExit and only then marks the process stopped, so Wait and Delete see
-// an exit whose output and event are complete.
-func (s *Service) handleInitExit(ctx context.Context, c *container, e process.Exit) {
-	if !c.linux.PrivatePidNamespace() {
-		_ = c.linux.KillAll()
+// handleExit finishes a process: for an init sharing the host's pid
+// namespace it kills what is left of the container; it drains the output,
+// publishes TaskExit and only then marks the process stopped, so Wait and
+// Delete see an exit whose output and event are complete.
+func (s *Service) handleExit(ctx context.Context, pr *proc, e process.Exit) {
+	if pr.execID == "" && !pr.c.linux.PrivatePidNamespace() {
+		_ = pr.c.linux.KillAll()
 	}
-	drainCtx, cancel := context.WithTimeout(ctx, ioDrainGrace)
-	_ = c.pipes.Wait(drainCtx)
-	cancel()
+	if io := pr.getIO(); io != nil {
+		drainCtx, cancel := context.WithTimeout(ctx, ioDrainGrace)
+		_ = io.Wait(drainCtx)
+		cancel()
+	}
 
-	c.lifecycle.Lock()
-	defer c.lifecycle.Unlock()
+	pr.lifecycle.Lock()
+	defer pr.lifecycle.Unlock()
 	s.cfg.Publisher.Publish(ctx, topicExit, &eventstypes.TaskExit{
-		ContainerID: c.id,
-		ID:          c.id,
+		ContainerID: pr.c.id,
+		ID:          pr.id(),
 		Pid:         uint32(e.Pid),
 		ExitStatus:  uint32(e.Status),
 		ExitedAt:    timestamppb.New(e.Timestamp),
 	})
-	c.init.SetExited(e.Status, e.Timestamp)
+	pr.p.SetExited(e.Status, e.Timestamp)
 }
 
-// Delete removes a stopped container (or a created one, which it kills).
+// Delete removes a stopped container (or a created one, which it kills), or
+// an exec that stopped or never started.
 func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.DeleteResponse, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("delete exec %s: exec processes are not implemented yet: %w", r.ExecID, errdefs.ErrNotImplemented))
-	}
-	c, err := s.get(r.ID)
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	if c.init.Status() == process.Created {
+	if pr.execID != "" {
+		return s.deleteExec(pr)
+	}
+	c := pr.c
+	if c.init.p.Status() == process.Created {
 		// containerd deletes a task it created but could not start; runc-v2
 		// kills such an init, and so do we.
-		if err := c.init.Kill(syscall.SIGKILL, false); err != nil && !errdefs.IsNotFound(err) {
+		if err := c.init.p.Kill(syscall.SIGKILL, false); err != nil && !errdefs.IsNotFound(err) {
 			return nil, toGRPC(err)
 		}
-		if err := c.init.Wait(ctx); err != nil {
+		if err := c.init.p.Wait(ctx); err != nil {
 			return nil, toGRPC(err)
 		}
 	}
-	if err := c.init.Delete(); err != nil {
+	if err := c.init.p.Delete(); err != nil {
 		return nil, toGRPC(err)
 	}
 	var errs error
 	if err := c.linux.Destroy(ctx); err != nil {
 		errs = fmt.Errorf("delete container %s: %w", c.id, err)
 	}
-	c.pipes.Close()
+	if io := c.init.getIO(); io != nil {
+		io.Close()
+	}
+	c.mu.Lock()
+	for _, ex := range c.execs {
+		if io := ex.getIO(); io != nil {
+			io.Close()
+		}
+	}
+	c.mu.Unlock()
 	s.mu.Lock()
 	delete(s.containers, c.id)
 	s.mu.Unlock()
 
-	status, at := c.init.ExitStatus()
+	pid := c.init.p.Pid()
+	status, at := c.init.p.ExitStatus()
 	s.cfg.Publisher.Publish(ctx, topicDelete, &eventstypes.TaskDelete{
 		ContainerID: c.id,
 		ID:          c.id,
-		Pid:         uint32(c.init.Pid),
+		Pid:         uint32(pid),
 		ExitStatus:  uint32(status),
 		ExitedAt:    timestamppb.New(at),
 	})
 	if errs != nil {
 		return nil, toGRPC(errs)
 	}
-	return &taskv3.DeleteResponse{Pid: uint32(c.init.Pid), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
+	return &taskv3.DeleteResponse{Pid: uint32(pid), ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
 }
 
-// Kill signals init, or every process of the container with all.
-func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("kill exec %s: exec processes are not implemented yet: %w", r.ExecID, errdefs.ErrNotImplemented))
+func (s *Service) deleteExec(pr *proc) (*taskv3.DeleteResponse, error) {
+	if err := pr.p.Delete(); err != nil {
+		return nil, toGRPC(err)
 	}
-	c, err := s.get(r.ID)
+	if io := pr.getIO(); io != nil {
+		io.Close()
+	}
+	pr.c.mu.Lock()
+	delete(pr.c.execs, pr.execID)
+	pr.c.mu.Unlock()
+	status, at := pr.p.ExitStatus()
+	resp := &taskv3.DeleteResponse{Pid: uint32(pr.p.Pid()), ExitStatus: uint32(status)}
+	if !at.IsZero() {
+		resp.ExitedAt = timestamppb.New(at)
+	}
+	return resp, nil
+}
+
+// Kill signals init or an exec; with all, every process of the container.
+func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
 	if r.Signal == 0 || r.Signal > 64 {
-		return nil, toGRPC(fmt.Errorf("kill %s: signal %d is out of range: %w", r.ID, r.Signal, errdefs.ErrInvalidArgument))
+		return nil, toGRPC(fmt.Errorf("kill %s: signal %d is out of range: %w", pr.id(), r.Signal, errdefs.ErrInvalidArgument))
 	}
-	if err := c.init.Kill(syscall.Signal(r.Signal), r.All); err != nil {
+	if err := pr.p.Kill(syscall.Signal(r.Signal), r.All); err != nil {
 		return nil, toGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
 }
 
-// State reports the container's init.
+// State reports init or an exec.
 func (s *Service) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3.StateResponse, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("state of exec %s: %w", r.ExecID, errdefs.ErrNotFound))
-	}
-	c, err := s.get(r.ID)
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	status, at := c.init.ExitStatus()
+	status, at := pr.p.ExitStatus()
 	resp := &taskv3.StateResponse{
-		ID:         c.id,
-		Bundle:     c.bundle,
-		Pid:        uint32(c.init.Pid),
-		Status:     statusOf(c.init.Status()),
-		Stdin:      c.stdio.Stdin,
-		Stdout:     c.stdio.Stdout,
-		Stderr:     c.stdio.Stderr,
-		Terminal:   c.stdio.Terminal,
+		ID:         pr.id(),
+		Bundle:     pr.c.bundle,
+		Pid:        uint32(pr.p.Pid()),
+		Status:     statusOf(pr.p.Status()),
+		Stdin:      pr.stdio.Stdin,
+		Stdout:     pr.stdio.Stdout,
+		Stderr:     pr.stdio.Stderr,
+		Terminal:   pr.stdio.Terminal,
 		ExitStatus: uint32(status),
+		ExecID:     pr.execID,
 	}
 	if !at.IsZero() {
 		resp.ExitedAt = timestamppb.New(at)
@@ -412,23 +586,21 @@ func statusOf(st process.Status) tasktypes.Status {
 	return tasktypes.Status_UNKNOWN
 }
 
-// Wait blocks until init exited, its output drained and TaskExit was sent.
+// Wait blocks until the process exited, its output drained and TaskExit
+// was sent.
 func (s *Service) Wait(ctx context.Context, r *taskv3.WaitRequest) (*taskv3.WaitResponse, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("wait for exec %s: %w", r.ExecID, errdefs.ErrNotFound))
-	}
-	c, err := s.get(r.ID)
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	if err := c.init.Wait(ctx); err != nil {
+	if err := pr.p.Wait(ctx); err != nil {
 		return nil, toGRPC(err)
 	}
-	status, at := c.init.ExitStatus()
+	status, at := pr.p.ExitStatus()
 	return &taskv3.WaitResponse{ExitStatus: uint32(status), ExitedAt: timestamppb.New(at)}, nil
 }
 
-// Pids lists the processes of the container.
+// Pids lists the processes of the container, naming exec processes.
 func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.PidsResponse, error) {
 	c, err := s.get(r.ID)
 	if err != nil {
@@ -438,26 +610,49 @@ func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.Pids
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	execByPid := map[int]string{}
+	c.mu.Lock()
+	for id, ex := range c.execs {
+		if pid := ex.p.Pid(); pid > 0 {
+			execByPid[pid] = id
+		}
+	}
+	c.mu.Unlock()
 	resp := &taskv3.PidsResponse{}
 	for _, pid := range pids {
-		resp.Processes = append(resp.Processes, &tasktypes.ProcessInfo{Pid: uint32(pid)})
+		info := &tasktypes.ProcessInfo{Pid: uint32(pid)}
+		if id, ok := execByPid[pid]; ok {
+			info.Info = processDetails(id)
+		}
+		resp.Processes = append(resp.Processes, info)
 	}
 	return resp, nil
 }
 
-// CloseIO closes init's stdin.
+// CloseIO closes the stdin of init or an exec.
 func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*emptypb.Empty, error) {
-	if r.ExecID != "" {
-		return nil, toGRPC(fmt.Errorf("close io of exec %s: %w", r.ExecID, errdefs.ErrNotFound))
-	}
-	c, err := s.get(r.ID)
+	pr, err := s.getProc(r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
 	if r.Stdin {
-		if err := c.pipes.CloseStdin(); err != nil {
-			return nil, toGRPC(err)
+		if io := pr.getIO(); io != nil {
+			if err := io.CloseStdin(); err != nil {
+				return nil, toGRPC(err)
+			}
 		}
+	}
+	return &emptypb.Empty{}, nil
+}
+
+// ResizePty sets the window size of a terminal process.
+func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*emptypb.Empty, error) {
+	pr, err := s.getProc(r.ID, r.ExecID)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	if err := pr.resize(r.Width, r.Height); err != nil {
+		return nil, toGRPC(err)
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -466,7 +661,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*empty
 func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv3.ConnectResponse, error) {
 	resp := &taskv3.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: "containerd-shim-mini-v2"}
 	if c, err := s.get(r.ID); err == nil {
-		resp.TaskPid = uint32(c.init.Pid)
+		resp.TaskPid = uint32(c.init.p.Pid())
 	}
 	return resp, nil
 }
@@ -504,16 +699,6 @@ func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb
 // Checkpoint is not implemented yet.
 func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("checkpoint")
-}
-
-// Exec is not implemented yet.
-func (s *Service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("exec")
-}
-
-// ResizePty is not implemented yet: terminals come with exec.
-func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("resize pty")
 }
 
 // Update is not implemented yet.

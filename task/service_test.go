@@ -111,10 +111,22 @@ func TestServiceErrors(t *testing.T) {
 			_, err := s.Pids(ctx, &taskv3.PidsRequest{ID: "nope"})
 			return err
 		}, errdefs.IsNotFound},
-		{"exec", func() error {
+		{"exec in unknown container", func() error {
 			_, err := s.Exec(ctx, &taskv3.ExecProcessRequest{ID: "c1", ExecID: "e1"})
 			return err
-		}, errdefs.IsNotImplemented},
+		}, errdefs.IsNotFound},
+		{"exec without id", func() error {
+			_, err := s.Exec(ctx, &taskv3.ExecProcessRequest{ID: "c1"})
+			return err
+		}, errdefs.IsInvalidArgument},
+		{"start unknown exec", func() error {
+			_, err := s.Start(ctx, &taskv3.StartRequest{ID: "nope", ExecID: "e1"})
+			return err
+		}, errdefs.IsNotFound},
+		{"resize unknown", func() error {
+			_, err := s.ResizePty(ctx, &taskv3.ResizePtyRequest{ID: "nope", Width: 80, Height: 24})
+			return err
+		}, errdefs.IsNotFound},
 		{"pause", func() error {
 			_, err := s.Pause(ctx, &taskv3.PauseRequest{ID: "c1"})
 			return err

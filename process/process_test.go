@@ -3,6 +3,7 @@ package process
 import (
 	"context"
 	"errors"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -16,7 +17,12 @@ type fakeRunner struct {
 	all      []bool
 }
 
-func (f *fakeRunner) Start(context.Context) error { return f.startErr }
+func (f *fakeRunner) Start(context.Context) (int, error) {
+	if f.startErr != nil {
+		return 0, f.startErr
+	}
+	return 42, nil
+}
 
 func (f *fakeRunner) Signal(sig syscall.Signal, all bool) error {
 	f.signals = append(f.signals, sig)
@@ -74,10 +80,40 @@ func TestInitTransitions(t *testing.T) {
 			{op: "exit", wantSt: Stopped},
 		}},
 	}
-	for _, tt := range tests {
+	execTests := []struct {
+		name  string
+		steps []step
+	}{
+		{"exec normal life", []step{
+			{op: "start", wantSt: Running},
+			{op: "kill", wantSt: Running, signals: 1},
+			{op: "exit", wantSt: Stopped},
+			{op: "delete", wantSt: Deleted},
+		}},
+		{"exec kill before start", []step{
+			{op: "kill", class: errdefs.IsFailedPrecondition, wantSt: Created},
+		}},
+		{"exec delete before start", []step{
+			{op: "delete", wantSt: Deleted},
+			{op: "start", class: errdefs.IsNotFound, wantSt: Deleted},
+		}},
+		{"exec kill all after exit", []step{
+			{op: "start", wantSt: Running},
+			{op: "exit", wantSt: Stopped},
+			{op: "killall", class: errdefs.IsNotFound, wantSt: Stopped},
+		}},
+	}
+	type table = []struct {
+		name  string
+		steps []step
+	}
+	for _, tt := range append(table(tests), table(execTests)...) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := &fakeRunner{}
 			p := NewInit("c1", 42, r)
+			if strings.HasPrefix(tt.name, "exec") {
+				p = NewExec("e1", r)
+			}
 			exits := 0
 			for i, s := range tt.steps {
 				var err error
@@ -108,6 +144,9 @@ func TestInitTransitions(t *testing.T) {
 				}
 			}
 			if exits > 0 {
+				if p.Pid() != 42 {
+					t.Fatalf("pid %d", p.Pid())
+				}
 				if st, at := p.ExitStatus(); st != 3 || at.Unix() != 1 {
 					t.Fatalf("exit status %d at %v; want the first exit", st, at)
 				}

@@ -1,0 +1,227 @@
+// Command bench compares two runtimes (by default io.containerd.mini.v2 and
+// io.containerd.runc.v2) on a private containerd: the wall time of
+// `ctr run --rm ... /bin/true`, interleaved so drift hits both alike, and
+// the memory of one idle shim each. Needs root; `make bench` runs it.
+//
+//	go run ./bench -n 50 -containerd 1.6,2.4
+//	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/minishim/containerd-shim-mini-v2/integration"
+)
+
+type config struct {
+	runs     int
+	warmup   int
+	versions []string
+	a, b     string
+	shim     string
+}
+
+func main() {
+	var cfg config
+	var versions string
+	flag.IntVar(&cfg.runs, "n", 20, "measured runs per runtime")
+	flag.IntVar(&cfg.warmup, "warmup", 2, "unmeasured runs per runtime first")
+	flag.StringVar(&versions, "containerd", "2.4", "containerd versions, comma separated: 1.6,2.4")
+	flag.StringVar(&cfg.a, "a", integration.MiniRuntime, "runtime measured (numerator of the ratios)")
+	flag.StringVar(&cfg.b, "b", integration.RuncRuntime, "reference runtime (denominator)")
+	flag.StringVar(&cfg.shim, "shim", "", "path of containerd-shim-mini-v2 (default: build it into a temp dir)")
+	flag.Parse()
+	cfg.versions = strings.Split(versions, ",")
+	if cfg.runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -n must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg config) error {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "mini-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	shimDir, err := shimDirFor(ctx, cfg, dir)
+	if err != nil {
+		return err
+	}
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := integration.BuildBusyboxRootfs(ctx, rootfs); err != nil {
+		return err
+	}
+	for _, name := range cfg.versions {
+		v, err := integration.LookupVersion(strings.TrimSpace(name))
+		if err != nil {
+			return err
+		}
+		if err := benchVersion(ctx, cfg, v, shimDir, rootfs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func shimDirFor(ctx context.Context, cfg config, tmp string) (string, error) {
+	if cfg.a != integration.MiniRuntime && cfg.b != integration.MiniRuntime {
+		return "", nil
+	}
+	if cfg.shim != "" {
+		abs, err := filepath.Abs(cfg.shim)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("shim: %w", err)
+		}
+		return filepath.Dir(abs), nil
+	}
+	root, err := integration.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	if _, err := integration.BuildShim(ctx, root, tmp); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}
+
+func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {
+	// Info level: debug logging in containerd and the shims costs time.
+	c, err := integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: shimDir, LogLevel: "info"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := c.Stop(context.Background()); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	runtimes := []string{cfg.a, cfg.b}
+	fmt.Printf("containerd %s: %d runs of `ctr run --rm --runtime R --rootfs ROOTFS ID /bin/true` per runtime, interleaved\n", v.Name, cfg.runs)
+
+	once := func(rt string) (time.Duration, error) {
+		id := fmt.Sprintf("b%s-%s", v.Tag(), randomSuffix())
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		res := c.Ctr(rctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", rootfs, id, "/bin/true")
+		if res.ExitCode != 0 {
+			return 0, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
+		}
+		return res.Duration, nil
+	}
+	for i := 0; i < cfg.warmup; i++ {
+		for _, rt := range runtimes {
+			if _, err := once(rt); err != nil {
+				return err
+			}
+		}
+	}
+	times := [2][]time.Duration{}
+	for i := 0; i < cfg.runs; i++ {
+		// Alternate who goes first so neither always runs on a warmer cache.
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, k := range order {
+			d, err := once(runtimes[k])
+			if err != nil {
+				return err
+			}
+			times[k] = append(times[k], d)
+		}
+	}
+
+	mem := [2]integration.MemoryUsage{}
+	for k, rt := range runtimes {
+		if mem[k], err = idleShimMemory(ctx, c, v, rt, rootfs); err != nil {
+			return err
+		}
+	}
+
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "\t%s\t%s\tratio a/b\t\n", label("a", cfg.a), label("b", cfg.b))
+	row := func(name string, a, b float64, unit string) {
+		prec := 1
+		if unit == "KiB" {
+			prec = 0
+		}
+		fmt.Fprintf(tw, "%s\t%.*f %s\t%.*f %s\t%.2f\t\n", name, prec, a, unit, prec, b, unit, a/b)
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	row("run median", ms(percentile(times[0], 50)), ms(percentile(times[1], 50)), "ms")
+	row("run p90", ms(percentile(times[0], 90)), ms(percentile(times[1], 90)), "ms")
+	row("run min", ms(percentile(times[0], 0)), ms(percentile(times[1], 0)), "ms")
+	row("shim Rss", float64(mem[0].RssKiB), float64(mem[1].RssKiB), "KiB")
+	row("shim Pss", float64(mem[0].PssKiB), float64(mem[1].PssKiB), "KiB")
+	row("shim Anonymous", float64(mem[0].AnonymousKiB), float64(mem[1].AnonymousKiB), "KiB")
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Println()
+	return nil
+}
+
+func label(slot, runtime string) string {
+	return slot + ": " + integration.ShortRuntime(runtime)
+}
+
+// idleShimMemory starts a sleeping container, lets its shim settle and reads
+// the shim's smaps_rollup.
+func idleShimMemory(ctx context.Context, c *integration.Containerd, v integration.Version, rt, rootfs string) (integration.MemoryUsage, error) {
+	id := fmt.Sprintf("bmem%s-%s", v.Tag(), randomSuffix())
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	defer func() {
+		c.ForceCleanup(rctx, integration.ShimBinaryName(rt), id)
+	}()
+	if res := c.Ctr(rctx, nil, "run", "--detach", "--runtime", rt, "--rootfs", rootfs, id, "/bin/sleep", "1000"); res.ExitCode != 0 {
+		return integration.MemoryUsage{}, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if p, ok := c.ShimProcess(rt, id); ok {
+			time.Sleep(time.Second)
+			return integration.ReadMemoryUsage(p.Pid)
+		}
+		if time.Now().After(deadline) {
+			return integration.MemoryUsage{}, fmt.Errorf("no %s process serving %s", integration.ShimBinaryName(rt), id)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// percentile by nearest rank; p=0 is the minimum.
+func percentile(ds []time.Duration, p int) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := (p*len(s) + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return s[min(i, len(s)-1)]
+}
+
+func randomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

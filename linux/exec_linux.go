@@ -1,0 +1,86 @@
+package linux
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// nsFiles names each namespace type's file under /proc/PID/ns.
+var nsFiles = map[specs.LinuxNamespaceType]string{
+	specs.PIDNamespace:     "pid",
+	specs.NetworkNamespace: "net",
+	specs.MountNamespace:   "mnt",
+	specs.IPCNamespace:     "ipc",
+	specs.UTSNamespace:     "uts",
+	specs.UserNamespace:    "user",
+	specs.CgroupNamespace:  "cgroup",
+	specs.TimeNamespace:    "time",
+}
+
+// ExecOpts is one more process to run in a running container.
+type ExecOpts struct {
+	ID      string
+	Process *specs.Process
+	// Stdin, Stdout and Stderr become its fds 0, 1 and 2 (unused with a
+	// terminal).
+	Stdin, Stdout, Stderr *os.File
+}
+
+// ValidateExecProcess checks an exec's process spec before anything runs.
+func ValidateExecProcess(id string, p *specs.Process) error {
+	if p == nil {
+		return fmt.Errorf("exec %s: process spec is missing: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if len(p.Args) == 0 || p.Args[0] == "" {
+		return fmt.Errorf("exec %s: process.args is empty: %w", id, errdefs.ErrInvalidArgument)
+	}
+	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
+		return fmt.Errorf("exec %s: process.cwd %q is not an absolute path: %w", id, p.Cwd, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Exec brings a process up inside every namespace and the cgroup of the
+// container's init, to the point where Start execve()s it.
+func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Process, error) {
+	if err := ValidateExecProcess(opts.ID, opts.Process); err != nil {
+		return nil, err
+	}
+	if c.InitPid <= 0 || c.cg == nil {
+		return nil, fmt.Errorf("exec %s in container %s: the container is not running: %w", opts.ID, c.ID, errdefs.ErrFailedPrecondition)
+	}
+	// The preamble joins init's namespaces by their /proc files: the same
+	// ones whether init created them or joined them itself.
+	var ns namespaces
+	for _, n := range c.Spec.Linux.Namespaces {
+		file, ok := nsFiles[n.Type]
+		if !ok {
+			continue
+		}
+		path := fmt.Sprintf("/proc/%d/ns/%s", c.InitPid, file)
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("exec %s in container %s: init is gone: %w", opts.ID, c.ID, errdefs.ErrFailedPrecondition)
+		}
+		ns.join = append(ns.join, path)
+	}
+	// Other container processes can see an exec before it execve()s, so it
+	// always starts from the sealed copy of the binary.
+	binary, err := r.binaryPath(false)
+	if err != nil {
+		return nil, err
+	}
+	return r.spawn(ctx, spawnRequest{
+		what:   "exec " + opts.ID,
+		binary: binary,
+		dir:    c.Bundle,
+		ns:     ns,
+		cg:     c.cg,
+		config: initConfig{Exec: true, Process: opts.Process},
+		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+	})
+}

@@ -1,0 +1,335 @@
+package linux
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// spawnRequest is one container process to bring up to the point where only
+// its execve() is left: init (new namespaces) or an exec (joined ones).
+type spawnRequest struct {
+	what   string // "container init" or "exec ID": names the process in errors
+	binary string
+	dir    string
+	ns     namespaces
+	cg     Cgroup
+	config initConfig
+	// Stdio for fds 0-2; nil ones get /dev/null.
+	stdin, stdout, stderr *os.File
+	// recordPid runs once the final pid is known (Create saves its state).
+	recordPid func(pid int) error
+}
+
+// Process is a container process waiting to execve() its program.
+type Process struct {
+	Pid int
+	// Console is the pty master when the process asked for a terminal; the
+	// caller owns it.
+	Console *os.File
+
+	conn *net.UnixConn
+	in   *fdReader
+}
+
+// spawn runs the handshake of DESIGN.md: start the binary in init mode,
+// place it in the cgroup, send the namespace bootstrap, learn the pid of the
+// process the preamble left running, send the config, and wait for ready.
+// On error no process is left behind.
+func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retErr error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: handshake socketpair: %w", req.what, err)
+	}
+	parentFile := os.NewFile(uintptr(fds[0]), "sync-parent")
+	childFile := os.NewFile(uintptr(fds[1]), "sync-child")
+	fc, err := net.FileConn(parentFile)
+	parentFile.Close()
+	if err != nil {
+		childFile.Close()
+		return nil, fmt.Errorf("%s: handshake socket: %w", req.what, err)
+	}
+	conn := fc.(*net.UnixConn)
+	p := &Process{conn: conn, in: &fdReader{conn: conn}}
+	defer func() {
+		if retErr != nil {
+			p.abandon()
+		}
+	}()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+
+	cmd := &exec.Cmd{
+		Path:       req.binary,
+		Args:       []string{"containerd-shim-mini-v2", "init"},
+		Env:        []string{"_MINI_SYNC_FD=3", "GOMAXPROCS=1"},
+		Dir:        req.dir,
+		ExtraFiles: []*os.File{childFile},
+	}
+	// Assign only real files: a nil *os.File in the io.Reader field would be
+	// a non-nil interface. Unset ones get /dev/null from exec.Cmd.
+	if req.stdin != nil {
+		cmd.Stdin = req.stdin
+	}
+	if req.stdout != nil {
+		cmd.Stdout = req.stdout
+	}
+	if req.stderr != nil {
+		cmd.Stderr = req.stderr
+	}
+	// On cgroup v2 the process is born in the container's cgroup. On v1 it
+	// must be moved, and everything the preamble forks after that inherits
+	// the cgroup.
+	cgDir, bornInCgroup, err := req.cg.Dir()
+	if err != nil {
+		childFile.Close()
+		return nil, err
+	}
+	if bornInCgroup {
+		defer cgDir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgDir.Fd())}
+	}
+	exited, err := r.start(cmd)
+	if err != nil && bornInCgroup {
+		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
+		bornInCgroup = false
+		cmd.SysProcAttr = nil
+		cmd.Process = nil
+		exited, err = r.start(cmd)
+	}
+	childFile.Close()
+	if err != nil {
+		return nil, fmt.Errorf("start %s: %w", req.what, err)
+	}
+	stage0 := cmd.Process.Pid
+	// Only the pid is used from here on; release os/exec's pidfd now
+	// instead of at GC (the reaper, not Wait, collects the child).
+	_ = cmd.Process.Release()
+	p.Pid = stage0
+
+	// A cgroup namespace is rooted where its creator stands, so a preamble
+	// that creates one must be moved first. Otherwise the final process is
+	// moved while it sets itself up: on v1 the first move of a burst waits
+	// for an RCU grace period, which this overlaps. Either way the move is
+	// done before the process may execve(), so no user code runs outside
+	// the cgroup.
+	moveLater := !bornInCgroup && req.ns.unshare&unix.CLONE_NEWCGROUP == 0
+	if !bornInCgroup && !moveLater {
+		if err := req.cg.Add(stage0); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeBootstrap(conn, req.ns.bootstrap()); err != nil {
+		return nil, fmt.Errorf("send namespace bootstrap to %s: %w", req.what, deathCause(err, exited))
+	}
+	pid, err := readPidLine(conn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", req.what, deathCause(err, exited))
+	}
+	if pid != stage0 {
+		p.Pid = pid
+		// The preamble forked into a pid namespace; the first stage exits at
+		// once and its status says whether it did so cleanly.
+		select {
+		case status := <-exited:
+			if status != 0 {
+				_ = unix.Kill(stage0, unix.SIGKILL)
+				return nil, fmt.Errorf("%s: preamble exited with status %d", req.what, status)
+			}
+		case <-ctx.Done():
+			_ = unix.Kill(stage0, unix.SIGKILL)
+			return nil, ctx.Err()
+		}
+	}
+	moved := make(chan error, 1)
+	if moveLater {
+		go func() { moved <- req.cg.Add(pid) }()
+	} else {
+		moved <- nil
+	}
+	if req.recordPid != nil {
+		if err := req.recordPid(pid); err != nil {
+			<-moved
+			return nil, err
+		}
+	}
+	if err := writeFrame(conn, req.config); err != nil {
+		<-moved
+		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
+	}
+	m, err := p.awaitReady()
+	// A move that failed because the process already died says less than
+	// the process's own report, so the report wins.
+	moveErr := <-moved
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			if moveErr != nil {
+				return nil, moveErr
+			}
+			return nil, fmt.Errorf("%s exited during setup without a reason", req.what)
+		}
+		return nil, fmt.Errorf("wait for %s: %w", req.what, err)
+	}
+	switch m.Type {
+	case msgReady:
+		if moveErr != nil {
+			return nil, moveErr
+		}
+		_ = conn.SetDeadline(time.Time{})
+		return p, nil
+	case msgError:
+		return nil, errorFromMessage(m)
+	default:
+		return nil, fmt.Errorf("%w %q from %s", errUnexpectedMessage, m.Type, req.what)
+	}
+}
+
+// awaitReady reads until ready or error, taking the pty master on the way.
+func (p *Process) awaitReady() (message, error) {
+	for {
+		var m message
+		if err := readFrame(p.in, &m); err != nil {
+			return m, err
+		}
+		if m.Type != msgConsole {
+			return m, nil
+		}
+		fd, ok := p.in.takeFd()
+		if !ok {
+			return m, errors.New("console message came without the pty master")
+		}
+		p.Console = os.NewFile(uintptr(fd), "pty-master")
+	}
+}
+
+func writeBootstrap(w io.Writer, boot []byte) error {
+	n := len(boot)
+	frame := append([]byte{byte(n), byte(n >> 8), byte(n >> 16), byte(n >> 24)}, boot...)
+	_, err := w.Write(frame)
+	return err
+}
+
+// deathCause explains a broken handshake with the first stage's exit status
+// when the preamble already died.
+func deathCause(err error, exited <-chan int) error {
+	select {
+	case status := <-exited:
+		return fmt.Errorf("exited with status %d before the handshake: %w", status, err)
+	case <-time.After(100 * time.Millisecond):
+		return err
+	}
+}
+
+// Start lets the process execve() its program. It returns once execve
+// succeeded (the process's end of the socket closed on exec) or the
+// process reported why it failed.
+func (p *Process) Start(ctx context.Context) error {
+	if p.conn == nil {
+		return fmt.Errorf("process %d is not waiting for start: %w", p.Pid, errdefs.ErrFailedPrecondition)
+	}
+	conn := p.conn
+	p.conn = nil
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if err := writeFrame(conn, message{Type: msgStart}); err != nil {
+		return fmt.Errorf("release process %d: %w", p.Pid, err)
+	}
+	var m message
+	err := readFrame(p.in, &m)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("start process %d: %w", p.Pid, err)
+	}
+	if m.Type == msgError {
+		return errorFromMessage(m)
+	}
+	return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
+}
+
+// abandon kills a process that will not be started and drops its console.
+func (p *Process) abandon() {
+	if p.Pid > 0 {
+		_ = unix.Kill(p.Pid, unix.SIGKILL)
+	}
+	if p.conn != nil {
+		p.conn.Close()
+		p.conn = nil
+	}
+	if p.Console != nil {
+		p.Console.Close()
+		p.Console = nil
+	}
+	p.in.closeFds()
+}
+
+// fdReader reads a unix socket and keeps the file descriptors that arrive
+// with the bytes (SCM_RIGHTS), so frames and fds can travel together.
+type fdReader struct {
+	conn *net.UnixConn
+	fds  []int
+}
+
+func (r *fdReader) Read(b []byte) (int, error) {
+	raw, err := r.conn.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var n, oobn int
+	var rerr error
+	// MSG_CMSG_CLOEXEC: a received fd must not leak into a child spawned
+	// concurrently, before we could mark it.
+	err = raw.Read(func(fd uintptr) bool {
+		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), b, oob, unix.MSG_CMSG_CLOEXEC)
+		return !errors.Is(rerr, unix.EAGAIN)
+	})
+	if err == nil {
+		err = rerr
+	}
+	if oobn > 0 {
+		if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
+			for i := range msgs {
+				if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+					r.fds = append(r.fds, fds...)
+				}
+			}
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *fdReader) takeFd() (int, bool) {
+	if len(r.fds) == 0 {
+		return -1, false
+	}
+	fd := r.fds[0]
+	r.fds = r.fds[1:]
+	return fd, true
+}
+
+func (r *fdReader) closeFds() {
+	for _, fd := range r.fds {
+		unix.Close(fd)
+	}
+	r.fds = nil
+}
