@@ -14,6 +14,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
 // Cgroup is the container's control group, whichever hierarchy the host has.
@@ -29,6 +30,17 @@ type Cgroup interface {
 	// Dir opens the cgroup's directory for clone3(CLONE_INTO_CGROUP), which
 	// only cgroup v2 has; ok is false on v1.
 	Dir() (dir *os.File, ok bool, err error)
+	// Update applies resources to the cgroup.
+	Update(r *specs.LinuxResources) error
+	// Stats are the cgroup's metrics as containerd expects them:
+	// io.containerd.cgroups.v1.Metrics or io.containerd.cgroups.v2.Metrics.
+	Stats() (proto.Message, error)
+	// Freeze and Thaw pause and resume every process in the cgroup.
+	Freeze() error
+	Thaw() error
+	// WatchOOM calls onOOM for every OOM kill in the cgroup until stop is
+	// closed or the cgroup goes away.
+	WatchOOM(stop <-chan struct{}, onOOM func()) error
 }
 
 // cgroupPathOf cleans a spec's cgroupsPath; an empty one becomes /<id>, as
@@ -54,16 +66,23 @@ func cgroupPathOf(path, id string) (string, error) {
 	return filepath.Clean(path), nil
 }
 
-// NewCgroup creates the cgroup at path on this host's hierarchy.
-func NewCgroup(path string) (Cgroup, error) {
+// NewCgroup creates the cgroup at path on this host's hierarchy with the
+// resources applied (nil: none).
+func NewCgroup(path string, resources *specs.LinuxResources) (Cgroup, error) {
+	if resources == nil {
+		resources = &specs.LinuxResources{}
+	}
+	if err := ValidateResources(resources); err != nil {
+		return nil, err
+	}
 	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, &cgroup2.Resources{})
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(resources))
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 		}
 		return &cgroupV2{path: path, m: m}, nil
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), &specs.LinuxResources{})
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), resources)
 	if err != nil {
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
@@ -100,6 +119,71 @@ type cgroupV1 struct {
 func (c *cgroupV1) Path() string { return c.path }
 
 func (c *cgroupV1) Dir() (*os.File, bool, error) { return nil, false, nil }
+
+func (c *cgroupV1) Update(r *specs.LinuxResources) error {
+	if err := ValidateResources(r); err != nil {
+		return err
+	}
+	if err := c.cg.Update(r); err != nil {
+		return fmt.Errorf("update cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV1) Stats() (proto.Message, error) {
+	m, err := c.cg.Stat(cgroup1.IgnoreNotExist)
+	if err != nil {
+		return nil, fmt.Errorf("stats of cgroup %s: %w", c.path, err)
+	}
+	return m, nil
+}
+
+func (c *cgroupV1) Freeze() error {
+	if err := c.cg.Freeze(); err != nil {
+		return fmt.Errorf("freeze cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV1) Thaw() error {
+	if err := c.cg.Thaw(); err != nil {
+		return fmt.Errorf("thaw cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+// WatchOOM reads the memory controller's OOM eventfd: each read is one or
+// more OOM events.
+func (c *cgroupV1) WatchOOM(stop <-chan struct{}, onOOM func()) error {
+	fd, err := c.cg.OOMEventFD()
+	if err != nil {
+		return fmt.Errorf("oom events of cgroup %s: %w", c.path, err)
+	}
+	// Non-blocking, so the runtime poller serves it and Close ends a read.
+	if err := unix.SetNonblock(int(fd), true); err != nil {
+		unix.Close(int(fd))
+		return err
+	}
+	f := os.NewFile(fd, "oom-eventfd")
+	go func() {
+		<-stop
+		f.Close()
+	}()
+	go func() {
+		buf := make([]byte, 8)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+			// The eventfd also fires when the cgroup is removed.
+			if _, err := os.Stat(filepath.Join("/sys/fs/cgroup/memory", c.path)); err != nil {
+				return
+			}
+			onOOM()
+		}
+	}()
+	return nil
+}
 
 func (c *cgroupV1) Add(pid int) error {
 	if err := c.cg.Add(cgroup1.Process{Pid: pid}); err != nil {
@@ -147,6 +231,60 @@ func (c *cgroupV2) Dir() (*os.File, bool, error) {
 		return nil, false, fmt.Errorf("open cgroup %s: %w", c.path, err)
 	}
 	return f, true, nil
+}
+
+func (c *cgroupV2) Update(r *specs.LinuxResources) error {
+	if err := ValidateResources(r); err != nil {
+		return err
+	}
+	if err := c.m.Update(cgroup2.ToResources(r)); err != nil {
+		return fmt.Errorf("update cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV2) Stats() (proto.Message, error) {
+	m, err := c.m.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("stats of cgroup %s: %w", c.path, err)
+	}
+	return m, nil
+}
+
+func (c *cgroupV2) Freeze() error {
+	if err := c.m.Freeze(); err != nil {
+		return fmt.Errorf("freeze cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+func (c *cgroupV2) Thaw() error {
+	if err := c.m.Thaw(); err != nil {
+		return fmt.Errorf("thaw cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+// WatchOOM follows memory.events; an OOM kill shows as a rising oom_kill.
+func (c *cgroupV2) WatchOOM(stop <-chan struct{}, onOOM func()) error {
+	events, errs := c.m.EventChan()
+	go func() {
+		var kills uint64
+		for {
+			select {
+			case <-stop:
+				return
+			case <-errs:
+				return
+			case e := <-events:
+				if e.OOMKill > kills {
+					kills = e.OOMKill
+					onOOM()
+				}
+			}
+		}
+	}()
+	return nil
 }
 
 func (c *cgroupV2) Add(pid int) error {

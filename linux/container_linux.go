@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
 // StartFunc starts cmd and reports its exit status on the returned channel,
@@ -132,7 +133,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
 
-	c.cg, err = NewCgroup(cgPath)
+	c.cg, err = NewCgroup(cgPath, spec.Linux.Resources)
 	if err != nil {
 		return nil, err
 	}
@@ -340,4 +341,56 @@ func Cleanup(ctx context.Context, bundle string) (int, error) {
 		}
 	}
 	return st.InitPid, c.Destroy(ctx)
+}
+
+func (c *Container) cgroup() (Cgroup, error) {
+	if c.cg == nil {
+		return nil, fmt.Errorf("container %s has no cgroup: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	return c.cg, nil
+}
+
+// Update applies new resources to the container's cgroup.
+func (c *Container) Update(r *specs.LinuxResources) error {
+	cg, err := c.cgroup()
+	if err != nil {
+		return err
+	}
+	return cg.Update(r)
+}
+
+// Stats are the container's cgroup metrics.
+func (c *Container) Stats() (proto.Message, error) {
+	cg, err := c.cgroup()
+	if err != nil {
+		return nil, err
+	}
+	return cg.Stats()
+}
+
+// Pause freezes every process of the container.
+func (c *Container) Pause() error {
+	cg, err := c.cgroup()
+	if err != nil {
+		return err
+	}
+	return cg.Freeze()
+}
+
+// Resume thaws the container.
+func (c *Container) Resume() error {
+	cg, err := c.cgroup()
+	if err != nil {
+		return err
+	}
+	return cg.Thaw()
+}
+
+// WatchOOM calls onOOM for each OOM kill in the container until stop closes.
+func (c *Container) WatchOOM(stop <-chan struct{}, onOOM func()) error {
+	cg, err := c.cgroup()
+	if err != nil {
+		return err
+	}
+	return cg.WatchOOM(stop, onOOM)
 }

@@ -18,6 +18,9 @@ type Runner interface {
 	// Signal sends sig to the process, or with all to every process of
 	// its container.
 	Signal(sig syscall.Signal, all bool) error
+	// Pause and Resume freeze and thaw the container (init only).
+	Pause() error
+	Resume() error
 }
 
 // Status is a process's place in its life.
@@ -26,6 +29,7 @@ type Status string
 const (
 	Created Status = "created"
 	Running Status = "running"
+	Paused  Status = "paused"
 	Stopped Status = "stopped"
 	Deleted Status = "deleted"
 )
@@ -61,6 +65,8 @@ type state interface {
 	kill(sig syscall.Signal, all bool) error
 	exited(status int, at time.Time)
 	delete() error
+	pause() error
+	resume() error
 }
 
 // NewInit returns the init of container id, created and waiting for Start.
@@ -113,6 +119,20 @@ func (p *Process) Kill(sig syscall.Signal, all bool) error {
 	return p.state.kill(sig, all)
 }
 
+// Pause freezes a running container.
+func (p *Process) Pause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state.pause()
+}
+
+// Resume thaws a paused container.
+func (p *Process) Resume() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state.resume()
+}
+
 // SetExited records the exit; call it once output is drained and the exit
 // event is on its way.
 func (p *Process) SetExited(status int, at time.Time) {
@@ -148,6 +168,10 @@ func (p *Process) ExitStatus() (int, time.Time) {
 	return p.status, p.exitedAt
 }
 
+func (p *Process) notWhile(op string, st Status) error {
+	return fmt.Errorf("cannot %s %s %s: it is %s: %w", op, p.kind(), p.ID, st, errdefs.ErrFailedPrecondition)
+}
+
 func (p *Process) recordExit(status int, at time.Time) {
 	p.status, p.exitedAt = status, at
 	p.state = &stopped{p: p}
@@ -177,6 +201,10 @@ func (s *created) kill(sig syscall.Signal, all bool) error {
 
 func (s *created) exited(status int, at time.Time) { s.p.recordExit(status, at) }
 
+func (s *created) pause() error { return s.p.notWhile("pause", Created) }
+
+func (s *created) resume() error { return s.p.notWhile("resume", Created) }
+
 func (s *created) delete() error {
 	if s.p.exec {
 		// Never started: there is nothing to wait for.
@@ -199,6 +227,45 @@ func (s *running) kill(sig syscall.Signal, all bool) error {
 }
 
 func (s *running) exited(status int, at time.Time) { s.p.recordExit(status, at) }
+
+func (s *running) pause() error {
+	if s.p.exec {
+		return fmt.Errorf("pause exec %s: pause the container instead: %w", s.p.ID, errdefs.ErrFailedPrecondition)
+	}
+	if err := s.p.runner.Pause(); err != nil {
+		return err
+	}
+	s.p.state = &paused{p: s.p}
+	return nil
+}
+
+func (s *running) resume() error { return s.p.notWhile("resume", Running) }
+
+// paused is a frozen container. Signals are queued by the kernel and act
+// on thaw; an exit (say, a SIGKILL) still moves it to stopped.
+type paused struct{ p *Process }
+
+func (s *paused) status() Status { return Paused }
+
+func (s *paused) start(context.Context) error { return s.p.notWhile("start", Paused) }
+
+func (s *paused) kill(sig syscall.Signal, all bool) error { return s.p.runner.Signal(sig, all) }
+
+func (s *paused) exited(status int, at time.Time) { s.p.recordExit(status, at) }
+
+func (s *paused) delete() error {
+	return fmt.Errorf("cannot delete %s %s: it is paused: %w", s.p.kind(), s.p.ID, errdefs.ErrFailedPrecondition)
+}
+
+func (s *paused) pause() error { return s.p.notWhile("pause", Paused) }
+
+func (s *paused) resume() error {
+	if err := s.p.runner.Resume(); err != nil {
+		return err
+	}
+	s.p.state = &running{p: s.p}
+	return nil
+}
 
 func (s *running) delete() error {
 	return fmt.Errorf("cannot delete %s %s: its process is running: %w", s.p.kind(), s.p.ID, errdefs.ErrFailedPrecondition)
@@ -223,6 +290,10 @@ func (s *stopped) kill(sig syscall.Signal, all bool) error {
 
 func (s *stopped) exited(int, time.Time) {}
 
+func (s *stopped) pause() error { return s.p.notWhile("pause", Stopped) }
+
+func (s *stopped) resume() error { return s.p.notWhile("resume", Stopped) }
+
 func (s *stopped) delete() error {
 	s.p.state = &deleted{p: s.p}
 	return nil
@@ -237,6 +308,10 @@ func (s *deleted) start(context.Context) error { return s.gone() }
 func (s *deleted) kill(syscall.Signal, bool) error { return s.gone() }
 
 func (s *deleted) exited(int, time.Time) {}
+
+func (s *deleted) pause() error { return s.gone() }
+
+func (s *deleted) resume() error { return s.gone() }
 
 func (s *deleted) delete() error { return s.gone() }
 

@@ -24,6 +24,9 @@ func (f *fakeRunner) Start(context.Context) (int, error) {
 	return 42, nil
 }
 
+func (f *fakeRunner) Pause() error  { return nil }
+func (f *fakeRunner) Resume() error { return nil }
+
 func (f *fakeRunner) Signal(sig syscall.Signal, all bool) error {
 	f.signals = append(f.signals, sig)
 	f.all = append(f.all, all)
@@ -75,6 +78,22 @@ func TestInitTransitions(t *testing.T) {
 			{op: "delete", class: errdefs.IsNotFound, wantSt: Deleted},
 			{op: "kill", class: errdefs.IsNotFound, wantSt: Deleted},
 		}},
+		{"pause and resume", []step{
+			{op: "pause", class: errdefs.IsFailedPrecondition, wantSt: Created},
+			{op: "start", wantSt: Running},
+			{op: "pause", wantSt: Paused},
+			{op: "pause", class: errdefs.IsFailedPrecondition, wantSt: Paused},
+			{op: "delete", class: errdefs.IsFailedPrecondition, wantSt: Paused},
+			{op: "kill", wantSt: Paused, signals: 1},
+			{op: "resume", wantSt: Running},
+			{op: "resume", class: errdefs.IsFailedPrecondition, wantSt: Running},
+		}},
+		{"killed while paused", []step{
+			{op: "start", wantSt: Running},
+			{op: "pause", wantSt: Paused},
+			{op: "exit", wantSt: Stopped},
+			{op: "resume", class: errdefs.IsFailedPrecondition, wantSt: Stopped},
+		}},
 		{"exit twice keeps first", []step{
 			{op: "exit", wantSt: Stopped},
 			{op: "exit", wantSt: Stopped},
@@ -96,6 +115,10 @@ func TestInitTransitions(t *testing.T) {
 		{"exec delete before start", []step{
 			{op: "delete", wantSt: Deleted},
 			{op: "start", class: errdefs.IsNotFound, wantSt: Deleted},
+		}},
+		{"exec cannot pause", []step{
+			{op: "start", wantSt: Running},
+			{op: "pause", class: errdefs.IsFailedPrecondition, wantSt: Running},
 		}},
 		{"exec kill all after exit", []step{
 			{op: "start", wantSt: Running},
@@ -129,6 +152,10 @@ func TestInitTransitions(t *testing.T) {
 					p.SetExited(exits+2, time.Unix(int64(exits), 0))
 				case "delete":
 					err = p.Delete()
+				case "pause":
+					err = p.Pause()
+				case "resume":
+					err = p.Resume()
 				}
 				if s.class == nil && err != nil {
 					t.Fatalf("step %d %s: %v", i, s.op, err)

@@ -147,6 +147,15 @@ func (r *execRunner) Signal(sig syscall.Signal, all bool) error {
 	return nil
 }
 
+// Pause and Resume apply to whole containers, never to one exec.
+func (r *execRunner) Pause() error {
+	return fmt.Errorf("pause exec %s: %w", r.pr.execID, errdefs.ErrFailedPrecondition)
+}
+
+func (r *execRunner) Resume() error {
+	return fmt.Errorf("resume exec %s: %w", r.pr.execID, errdefs.ErrFailedPrecondition)
+}
+
 // processDetails is what ctr and crictl show for an exec in `ps`: the
 // runc shim's ProcessDetails, which containerd decodes by type.
 func processDetails(execID string) *anypb.Any {

@@ -37,6 +37,9 @@ const (
 	topicDelete      = "/tasks/delete"
 	topicExecAdded   = "/tasks/exec-added"
 	topicExecStarted = "/tasks/exec-started"
+	topicPaused      = "/tasks/paused"
+	topicResumed     = "/tasks/resumed"
+	topicOOM         = "/tasks/oom"
 )
 
 // ioDrainGrace bounds how long an exit waits for output after the process
@@ -66,6 +69,8 @@ type container struct {
 	rootfs []*types.Mount
 	linux  *linux.Container
 	init   *proc
+	// stopOOM ends the OOM watch at Delete.
+	stopOOM chan struct{}
 
 	mu    sync.Mutex
 	execs map[string]*proc
@@ -358,7 +363,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		io = cons
 	}
 
-	c := &container{id: r.ID, bundle: r.Bundle, rootfs: r.Rootfs, linux: lc, execs: map[string]*proc{}}
+	c := &container{id: r.ID, bundle: r.Bundle, rootfs: r.Rootfs, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{})}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	c.init.p = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
 	c.init.lifecycle.Lock()
@@ -380,6 +385,11 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if exitedEarly {
 		go s.handleExit(context.WithoutCancel(ctx), c.init, early)
 	}
+	// An OOM watch that cannot start costs events, not the container.
+	pubCtx := context.WithoutCancel(ctx)
+	_ = lc.WatchOOM(c.stopOOM, func() {
+		s.cfg.Publisher.Publish(pubCtx, topicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
+	})
 	return &taskv3.CreateTaskResponse{Pid: uint32(lc.InitPid)}, nil
 }
 
@@ -391,6 +401,10 @@ func (r initRunner) Start(ctx context.Context) (int, error) {
 }
 
 func (r initRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
+
+func (r initRunner) Pause() error { return r.c.Pause() }
+
+func (r initRunner) Resume() error { return r.c.Resume() }
 
 // Start releases the container's init, or brings an exec up and runs it.
 func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
@@ -483,6 +497,7 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	if err := c.init.p.Delete(); err != nil {
 		return nil, toGRPC(err)
 	}
+	close(c.stopOOM)
 	var errs error
 	if err := c.linux.Destroy(ctx); err != nil {
 		errs = fmt.Errorf("delete container %s: %w", c.id, err)
@@ -580,6 +595,8 @@ func statusOf(st process.Status) tasktypes.Status {
 		return tasktypes.Status_CREATED
 	case process.Running:
 		return tasktypes.Status_RUNNING
+	case process.Paused:
+		return tasktypes.Status_PAUSED
 	case process.Stopped, process.Deleted:
 		return tasktypes.Status_STOPPED
 	}
@@ -686,29 +703,9 @@ func notImplemented(what string) error {
 	return toGRPC(fmt.Errorf("%s is not implemented yet: %w", what, errdefs.ErrNotImplemented))
 }
 
-// Pause is not implemented yet.
-func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("pause")
-}
-
-// Resume is not implemented yet.
-func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("resume")
-}
-
 // Checkpoint is not implemented yet.
 func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) (*emptypb.Empty, error) {
 	return nil, notImplemented("checkpoint")
-}
-
-// Update is not implemented yet.
-func (s *Service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("update")
-}
-
-// Stats is not implemented yet.
-func (s *Service) Stats(ctx context.Context, r *taskv3.StatsRequest) (*taskv3.StatsResponse, error) {
-	return nil, notImplemented("stats")
 }
 
 // Cleanup is what `containerd-shim-mini-v2 delete` runs when containerd lost

@@ -127,16 +127,20 @@ func TestServiceErrors(t *testing.T) {
 			_, err := s.ResizePty(ctx, &taskv3.ResizePtyRequest{ID: "nope", Width: 80, Height: 24})
 			return err
 		}, errdefs.IsNotFound},
-		{"pause", func() error {
+		{"pause unknown", func() error {
 			_, err := s.Pause(ctx, &taskv3.PauseRequest{ID: "c1"})
 			return err
-		}, errdefs.IsNotImplemented},
-		{"stats", func() error {
+		}, errdefs.IsNotFound},
+		{"stats unknown", func() error {
 			_, err := s.Stats(ctx, &taskv3.StatsRequest{ID: "c1"})
 			return err
-		}, errdefs.IsNotImplemented},
-		{"update", func() error {
+		}, errdefs.IsNotFound},
+		{"update unknown", func() error {
 			_, err := s.Update(ctx, &taskv3.UpdateTaskRequest{ID: "c1"})
+			return err
+		}, errdefs.IsNotFound},
+		{"checkpoint", func() error {
+			_, err := s.Checkpoint(ctx, &taskv3.CheckpointTaskRequest{ID: "c1"})
 			return err
 		}, errdefs.IsNotImplemented},
 	}
