@@ -328,6 +328,13 @@ func uniquePids(pids []int) []int {
 // killCgroup sends SIGKILL to every process in cg until it is empty or the
 // deadline passes; processes can fork while we kill, so it loops.
 func killCgroup(cg Cgroup, deadline time.Duration) error {
+	// cgroup v2's cgroup.kill (Linux 5.14) kills the whole tree at once,
+	// with no window for a fork to escape; the loop below then only waits.
+	if v2, ok := cg.(*cgroupV2); ok {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", v2.path, "cgroup.kill")); err == nil {
+			_ = v2.m.Kill()
+		}
+	}
 	end := time.Now().Add(deadline)
 	for {
 		pids, err := cg.Pids()
