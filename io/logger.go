@@ -78,7 +78,7 @@ func startLogger(ctx context.Context, t target, cfg Config) (_ *logger, _, _ *os
 		l.exited, err = startAndWait(cmd)
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("start logging binary %s: %w", t.path, err)
+		return nil, nil, nil, fmt.Errorf("start logging binary %s: %w", t.path, classify(err))
 	}
 	// Only the logger may hold these now: its ready fd must reach EOF when
 	// the logger closes it, and its input pipes when the child is done.
