@@ -53,7 +53,12 @@ func cgroupPathOf(path, id string) (string, error) {
 		path = "/" + id
 	}
 	if strings.Count(path, ":") == 2 && !strings.HasPrefix(path, "/") {
-		return "", fmt.Errorf("config.json: linux.cgroupsPath %q: the systemd cgroup driver is not supported yet: %w", path, errdefs.ErrNotImplemented)
+		// "slice:prefix:name" is the systemd driver's form (SystemdCgroup
+		// in containerd's runtime options).
+		if _, err := os.Stat("/run/systemd/system"); err != nil {
+			return "", fmt.Errorf("config.json: linux.cgroupsPath %q asks for the systemd cgroup driver, but systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (SystemdCgroup = false): %w", path, errdefs.ErrFailedPrecondition)
+		}
+		return "", fmt.Errorf("config.json: linux.cgroupsPath %q: the systemd cgroup driver is not supported yet; use the cgroupfs driver (SystemdCgroup = false): %w", path, errdefs.ErrNotImplemented)
 	}
 	for _, part := range strings.Split(path, "/") {
 		if part == ".." {

@@ -76,7 +76,12 @@ func TestSpecCgroupPath(t *testing.T) {
 			t.Errorf("cgroupPathOf(%q) = %v; want invalid argument", bad, err)
 		}
 	}
-	if _, err := cgroupPathOf("system.slice:mini:c1", "c1"); !errdefs.IsNotImplemented(err) {
+	_, err := cgroupPathOf("system.slice:mini:c1", "c1")
+	if _, statErr := os.Stat("/run/systemd/system"); statErr != nil {
+		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "systemd is not running") {
+			t.Errorf("systemd path without systemd: %v; want a failed precondition saying so", err)
+		}
+	} else if !errdefs.IsNotImplemented(err) {
 		t.Errorf("systemd path: %v; want not implemented", err)
 	}
 }
