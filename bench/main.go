@@ -1,7 +1,8 @@
 // Command bench compares two runtimes (by default io.containerd.mini.v2 and
 // io.containerd.runc.v2) on a private containerd: the wall time of
-// `ctr run --rm ... /bin/true`, interleaved so drift hits both alike, and
-// the memory of one idle shim each. Needs root; `make bench` runs it.
+// `ctr run --rm ... /bin/true` and of `ctr tasks exec ... /bin/true` into a
+// running container, interleaved so drift hits both alike, and the memory
+// of one idle shim each. Needs root; `make bench` runs it.
 //
 //	go run ./bench -n 50 -containerd 1.6,2.4
 //	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
@@ -150,6 +151,11 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 		}
 	}
 
+	execs, floor, err := benchExec(ctx, cfg, c, v, runtimes, rootfs)
+	if err != nil {
+		return err
+	}
+
 	mem := [2]integration.MemoryUsage{}
 	for k, rt := range runtimes {
 		if mem[k], err = idleShimMemory(ctx, c, v, rt, rootfs); err != nil {
@@ -170,6 +176,11 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	row("run median", ms(percentile(times[0], 50)), ms(percentile(times[1], 50)), "ms")
 	row("run p90", ms(percentile(times[0], 90)), ms(percentile(times[1], 90)), "ms")
 	row("run min", ms(percentile(times[0], 0)), ms(percentile(times[1], 0)), "ms")
+	row("exec median", ms(percentile(execs[0], 50)), ms(percentile(execs[1], 50)), "ms")
+	row("exec p90", ms(percentile(execs[0], 90)), ms(percentile(execs[1], 90)), "ms")
+	row("exec min", ms(percentile(execs[0], 0)), ms(percentile(execs[1], 0)), "ms")
+	fl := percentile(floor, 50)
+	row("exec median - floor", ms(percentile(execs[0], 50)-fl), ms(percentile(execs[1], 50)-fl), "ms")
 	row("shim Rss", float64(mem[0].RssKiB), float64(mem[1].RssKiB), "KiB")
 	row("shim Pss", float64(mem[0].PssKiB), float64(mem[1].PssKiB), "KiB")
 	row("shim Anonymous", float64(mem[0].AnonymousKiB), float64(mem[1].AnonymousKiB), "KiB")
@@ -178,6 +189,70 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	}
 	fmt.Println()
 	return nil
+}
+
+// benchExec times `ctr tasks exec --exec-id bN ID /bin/true` into one
+// sleeping container per runtime, runtimes alternating as in the run loop.
+// It also times `ctr version`, the floor of any ctr command (start ctr,
+// one round trip to containerd, no shim): most of an exec's wall time is
+// ctr and containerd, so the part a shim can change is what lies above it.
+func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, runtimes []string, rootfs string) (execs [2][]time.Duration, floor []time.Duration, err error) {
+	ids := make([]string, len(runtimes))
+	for k, rt := range runtimes {
+		ids[k] = fmt.Sprintf("bexec%s-%s", v.Tag(), randomSuffix())
+		defer func() {
+			cctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			c.ForceCleanup(cctx, integration.ShimBinaryName(rt), ids[k])
+		}()
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		res := c.Ctr(rctx, nil, "run", "--detach", "--runtime", rt, "--rootfs", rootfs, ids[k], "/bin/sleep", "100000")
+		cancel()
+		if res.ExitCode != 0 {
+			return execs, floor, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
+		}
+	}
+	fmt.Printf("containerd %s: %d runs of `ctr tasks exec --exec-id bN ID /bin/true` per runtime, interleaved; floor: `ctr version`\n", v.Name, cfg.runs)
+	n := 0
+	once := func(k int, args ...string) (time.Duration, error) {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		res := c.Ctr(rctx, nil, args...)
+		if res.ExitCode != 0 {
+			return 0, fmt.Errorf("%s on containerd %s: %s", runtimes[k], v.Name, res)
+		}
+		return res.Duration, nil
+	}
+	exec := func(k int) (time.Duration, error) {
+		n++
+		return once(k, "tasks", "exec", "--exec-id", fmt.Sprintf("b%d", n), ids[k], "/bin/true")
+	}
+	for i := 0; i < cfg.warmup; i++ {
+		for k := range runtimes {
+			if _, err := exec(k); err != nil {
+				return execs, floor, err
+			}
+		}
+	}
+	for i := 0; i < cfg.runs; i++ {
+		order := []int{0, 1}
+		if i%2 == 1 {
+			order = []int{1, 0}
+		}
+		for _, k := range order {
+			d, err := exec(k)
+			if err != nil {
+				return execs, floor, err
+			}
+			execs[k] = append(execs[k], d)
+		}
+		d, err := once(0, "version")
+		if err != nil {
+			return execs, floor, err
+		}
+		floor = append(floor, d)
+	}
+	return execs, floor, nil
 }
 
 func label(slot, runtime string) string {

@@ -24,7 +24,9 @@ func TestTerminal(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		t.Run("run", func(t *testing.T) {
 			tc := newCase(t, tg, "ttyrun")
-			p := tc.startPty(tc.runArgs([]string{"--rm", "--tty"}, "", "/bin/sh", "-c", "tty; exit 4")...)
+			// The sleep keeps this off ctr's race between copying the
+			// output and closing it at delete (see TestConcurrent).
+			p := tc.startPty(tc.runArgs([]string{"--rm", "--tty"}, "", "/bin/sh", "-c", "tty; sleep 0.2; exit 4")...)
 			res := p.wait(30 * time.Second)
 			if res.ExitCode != 4 || !strings.Contains(res.Stdout, "/dev/pts/0\n") {
 				t.Fatalf("want /dev/pts/0 and exit code 4:\n%s", res)
@@ -41,16 +43,20 @@ func TestTerminal(t *testing.T) {
 }
 
 // ttySize: the exec's pty gets ctr's size, and follows a resize. ctr sets
-// the size only after Start, so the shell waits before asking.
+// the size only after Start (with runc-v2 too), so the shell polls for
+// the size it expects, 5s at most, before it prints it.
 func (tc *tcase) ttySize() {
 	t := tc.t
-	script := "sleep 1; stty size; read line; sleep 0.5; stty size"
+	waitSize := func(size string) string {
+		return `i=0; while [ "$(stty size)" != "` + size + `" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; stty size`
+	}
+	script := waitSize("20 90") + "; read line; " + waitSize("30 100")
 	p := tc.startPty(tc.execArgs([]string{"--tty"}, "tsize", "/bin/sh", "-c", script)...)
 	if !p.waitOutput("20 90\n", 1, 10*time.Second) {
 		t.Fatalf("want \"20 90\" from stty size, got %q", p.output())
 	}
 	// TIOCSWINSZ on the master sends ctr SIGWINCH; ctr then resizes the
-	// exec's pty, while the shell waits in sleep.
+	// exec's pty.
 	if err := setPtySize(p.master, 30, 100); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +78,17 @@ func (tc *tcase) ttyInterrupt() {
 	if !p.waitOutput(prompt, 1, 10*time.Second) {
 		t.Fatalf("no shell prompt: %q", p.output())
 	}
+	// ctr sizes the pty after Start; the SIGWINCH makes ash redraw the
+	// line being typed, which would garble its echo. So wait for the size
+	// first; $((6*7)) tells the output from the echoed command.
+	p.send(`while [ "$(stty size)" != "20 90" ]; do sleep 0.05; done; echo sized-$((6*7))` + "\r")
+	sized := func(out string) bool {
+		_, rest, ok := strings.Cut(out, "sized-42\n")
+		return ok && strings.Contains(rest, prompt)
+	}
+	if !p.waitFor(sized, 10*time.Second) {
+		t.Fatalf("the exec's pty never got 20x90: %q", p.output())
+	}
 	const line = "sleep 100; echo rc=$?"
 	p.send(line + "\r")
 	if !p.waitOutput(line+"\n", 1, 5*time.Second) {
@@ -82,8 +99,8 @@ func (tc *tcase) ttyInterrupt() {
 	// A prompt after the echoed line: ash redraws its prompt at times, so
 	// counting prompts would not do.
 	afterLine := func(out string) bool {
-		_, rest, _ := strings.Cut(out, line+"\n")
-		return strings.Contains(rest, prompt)
+		_, rest, ok := strings.Cut(out, line+"\n")
+		return ok && strings.Contains(rest, prompt)
 	}
 	if !p.waitFor(afterLine, 5*time.Second) {
 		t.Fatalf("no prompt after ^C: %q", p.output())
