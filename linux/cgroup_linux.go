@@ -81,9 +81,15 @@ func NewCgroup(path string, resources *specs.LinuxResources) (Cgroup, error) {
 		return nil, err
 	}
 	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, cgroup2.ToResources(resources))
+		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, v2Resources(resources))
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
+		}
+		// NewManager enables only the controllers the resources name; like
+		// runc, enable every available one down the path, so pids, memory
+		// and cpu accounting (and later Updates) work for every container.
+		if ctrls, err := m.RootControllers(); err == nil {
+			_ = m.ToggleControllers(ctrls, cgroup2.Enable)
 		}
 		return &cgroupV2{path: path, m: m}, nil
 	}
@@ -223,6 +229,40 @@ func (c *cgroupV1) Delete() error {
 	return nil
 }
 
+// v2Resources converts spec resources for cgroup v2. ToResources leaves the
+// device rules out, and without them no eBPF device filter is attached:
+// every device would be allowed.
+func v2Resources(r *specs.LinuxResources) *cgroup2.Resources {
+	res := cgroup2.ToResources(r)
+	res.Devices = normalizeDeviceRules(r.Devices)
+	return res
+}
+
+// normalizeDeviceRules spells out the spec's defaults for the eBPF filter
+// builder, which dereferences Major and Minor and knows no empty type: an
+// empty type is "a" (all), a missing major or minor is -1 (any).
+func normalizeDeviceRules(in []specs.LinuxDeviceCgroup) []specs.LinuxDeviceCgroup {
+	if len(in) == 0 {
+		return nil
+	}
+	out := make([]specs.LinuxDeviceCgroup, len(in))
+	for i, d := range in {
+		if d.Type == "" {
+			d.Type = "a"
+		}
+		if d.Major == nil {
+			any := int64(-1)
+			d.Major = &any
+		}
+		if d.Minor == nil {
+			any := int64(-1)
+			d.Minor = &any
+		}
+		out[i] = d
+	}
+	return out
+}
+
 type cgroupV2 struct {
 	path string
 	m    *cgroup2.Manager
@@ -242,7 +282,7 @@ func (c *cgroupV2) Update(r *specs.LinuxResources) error {
 	if err := ValidateResources(r); err != nil {
 		return err
 	}
-	if err := c.m.Update(cgroup2.ToResources(r)); err != nil {
+	if err := c.m.Update(v2Resources(r)); err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
 	}
 	return nil

@@ -9,11 +9,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/containerd/ttrpc"
 	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
@@ -87,7 +90,10 @@ func runDaemon(ctx context.Context, o *options) error {
 	if err != nil {
 		return fmt.Errorf("create task service: %w", err)
 	}
-	srv, err := ttrpc.NewServer(ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()))
+	srv, err := ttrpc.NewServer(
+		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
+		ttrpc.WithUnaryServerInterceptor(recoverPanics(logger)),
+	)
 	if err != nil {
 		return fmt.Errorf("create ttrpc server: %w", err)
 	}
@@ -130,6 +136,21 @@ wait:
 		}
 	}
 	return serveErr
+}
+
+// recoverPanics turns a panic in one request into an Internal error for that
+// request. Without it a bug in one call would end the shim, and with it the
+// supervision of every container it serves.
+func recoverPanics(logger *slog.Logger) ttrpc.UnaryServerInterceptor {
+	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				logger.Error("panic in request", "method", info.FullMethod, "panic", r, "stack", string(debug.Stack()))
+				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error in the shim: %v", info.FullMethod, r)
+			}
+		}()
+		return method(ctx, unmarshal)
+	}
 }
 
 // daemonListener is the socket start handed over as fd 3. Without one (the
