@@ -60,9 +60,12 @@ func run(cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	shimDir, err := shimDirFor(ctx, cfg, dir)
-	if err != nil {
-		return err
+	// Only a comparison that involves our runtime needs our shim.
+	var shimDir string
+	if cfg.a == integration.MiniRuntime || cfg.b == integration.MiniRuntime {
+		if shimDir, err = integration.ShimDir(ctx, cfg.shim, dir); err != nil {
+			return err
+		}
 	}
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := integration.BuildBusyboxRootfs(ctx, rootfs); err != nil {
@@ -78,30 +81,6 @@ func run(cfg config) error {
 		}
 	}
 	return nil
-}
-
-func shimDirFor(ctx context.Context, cfg config, tmp string) (string, error) {
-	if cfg.a != integration.MiniRuntime && cfg.b != integration.MiniRuntime {
-		return "", nil
-	}
-	if cfg.shim != "" {
-		abs, err := filepath.Abs(cfg.shim)
-		if err != nil {
-			return "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("shim: %w", err)
-		}
-		return filepath.Dir(abs), nil
-	}
-	root, err := integration.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	if _, err := integration.BuildShim(ctx, root, tmp); err != nil {
-		return "", err
-	}
-	return tmp, nil
 }
 
 func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {

@@ -44,3 +44,27 @@ func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
 	}
 	return out, nil
 }
+
+// ShimDir is the directory to put first on containerd's PATH: the one of
+// shim (a built containerd-shim-mini-v2) when given, else tmp after building
+// the shim into it.
+func ShimDir(ctx context.Context, shim, tmp string) (string, error) {
+	if shim != "" {
+		abs, err := filepath.Abs(shim)
+		if err != nil {
+			return "", err
+		}
+		if _, err := os.Stat(abs); err != nil {
+			return "", fmt.Errorf("shim: %w", err)
+		}
+		return filepath.Dir(abs), nil
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	if _, err := BuildShim(ctx, root, tmp); err != nil {
+		return "", err
+	}
+	return tmp, nil
+}

@@ -42,7 +42,7 @@ func run(versionName, runtime, shim string) (err error) {
 	}
 	defer os.RemoveAll(dir)
 
-	shimDir, err := shimDirFor(ctx, shim, dir)
+	shimDir, err := integration.ShimDir(ctx, shim, dir)
 	if err != nil {
 		return err
 	}
@@ -116,27 +116,6 @@ func run(versionName, runtime, shim string) (err error) {
 		fmt.Println("   nothing left: no processes, mounts, cgroups, sockets or bundles")
 	}
 	return nil
-}
-
-func shimDirFor(ctx context.Context, shim, tmp string) (string, error) {
-	if shim != "" {
-		abs, err := filepath.Abs(shim)
-		if err != nil {
-			return "", err
-		}
-		if _, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("shim: %w", err)
-		}
-		return filepath.Dir(abs), nil
-	}
-	root, err := integration.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	if _, err := integration.BuildShim(ctx, root, tmp); err != nil {
-		return "", err
-	}
-	return tmp, nil
 }
 
 func waitStopped(ctx context.Context, c *integration.Containerd, id string) {
