@@ -2,7 +2,9 @@
 # Installs what building, testing, the demo and the benchmark need on
 # Debian 12: containerd 1.6 + runc + busybox-static from Debian, a C
 # compiler for the shim's cgo preamble, and containerd 2.4.2 (daemon, ctr
-# and its own runc shim) built with `go install` into /opt.
+# and its own runc shim) built with `go install` into /opt. For the cgroup
+# v2 guest of hack/vm-test.sh: qemu, cpio and Debian's generic kernel
+# (linux-image-amd64: the cloud flavour has no 9p, which the guest needs).
 #
 # Idempotent and quick when everything is there; apt-get update runs only
 # when a package is missing. Needs root (and network when installing).
@@ -16,7 +18,7 @@ set -euo pipefail
 
 CTRD2_VERSION=2.4.2
 CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev)
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev qemu-system-x86 cpio linux-image-amd64)
 
 check_only=false
 case "${1:-}" in
@@ -44,6 +46,11 @@ declare -A PROVIDES=(
 	[make]="/usr/bin/make"
 	[gcc]="/usr/bin/gcc"
 	[libc6-dev]="/usr/include/stdio.h"
+	[qemu-system-x86]="/usr/bin/qemu-system-x86_64"
+	[cpio]="/usr/bin/cpio"
+	# Globs: the kernel version changes with Debian's updates. Unmatched,
+	# a glob stays literal and counts as missing.
+	[linux-image-amd64]="/boot/vmlinuz-*-amd64 /lib/modules/*-amd64/kernel/fs/9p/9p.ko*"
 )
 
 package_ok() {

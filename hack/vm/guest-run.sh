@@ -1,0 +1,69 @@
+#!/bin/bash
+# Second stage in the cgroup v2 guest, started by hack/vm/init after
+# switch_root: the root is the host's (copy-on-write), /vmtest is the host
+# directory hack/vm-test.sh prepared (test binary, shim, env). Runs the
+# integration suite and reports "VMTEST-EXIT=<code>" on the console, then
+# powers the guest off. Never returns: init must not exit.
+set -uo pipefail
+
+# shellcheck disable=SC2317 # run by the EXIT trap
+poweroff_now() {
+	sync
+	/bin/busybox poweroff -f 2>/dev/null
+	echo o >/proc/sysrq-trigger
+	sleep 30
+}
+trap poweroff_now EXIT
+
+report() {
+	echo "VMTEST-EXIT=$1"
+	echo "$1" >/vmtest/exit 2>/dev/null || true
+}
+
+# shellcheck source=/dev/null
+. /vmtest/env || {
+	echo "VMTEST-INIT-ERROR: cannot read /vmtest/env"
+	report 125
+	exit
+}
+
+echo "VMTEST-INFO: guest up after $(cut -d' ' -f1 /proc/uptime)s"
+/bin/busybox hostname vmtest
+/bin/busybox ip link set lo up 2>/dev/null || true
+
+cg=/sys/fs/cgroup
+# Containers can only use the controllers their ancestors delegate; the
+# root's subtree_control is what systemd would have set up on a real host.
+read -r -a controllers <"$cg/cgroup.controllers"
+for c in "${controllers[@]}"; do
+	echo "+$c" >"$cg/cgroup.subtree_control" 2>/dev/null ||
+		echo "VMTEST-INFO: could not enable controller $c"
+done
+echo "VMTEST-INFO: kernel $(uname -r), $(nproc) cpus, $(awk '/MemTotal/{print $2 " kB"}' /proc/meminfo)"
+echo "VMTEST-INFO: /sys/fs/cgroup is $(stat -fc %T "$cg")"
+echo "VMTEST-INFO: cgroup.controllers: $(cat "$cg/cgroup.controllers")"
+echo "VMTEST-INFO: cgroup.subtree_control: $(cat "$cg/cgroup.subtree_control")"
+echo "VMTEST-INFO: /proc/self/cgroup: $(cat /proc/self/cgroup)"
+echo "VMTEST-INFO: v1 hierarchies mounted: $(awk '$3 == "cgroup"' /proc/mounts | wc -l)"
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root TMPDIR=/tmp
+export MINI_SHIM_BIN=/vmtest/bin/containerd-shim-mini-v2
+export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
+cd "$VMTEST_WORKDIR" 2>/dev/null || cd /vmtest || true
+
+echo "VMTEST-INFO: running integration.test ${VMTEST_ARGS[*]} (MINI_TEST_CONTAINERD=$MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES=$MINI_TEST_RUNTIMES)"
+start=$(date +%s)
+/vmtest/integration.test "${VMTEST_ARGS[@]}" </dev/null 2>&1 | tee /vmtest/test.log
+rc=${PIPESTATUS[0]}
+echo "VMTEST-INFO: integration.test took $(($(date +%s) - start))s"
+
+# The suite removes what it made; anything left in the cgroup tree is a
+# leak the v1-era checks might have missed.
+left=$(find "$cg" -mindepth 1 -type d 2>/dev/null)
+if [ -n "$left" ]; then
+	echo "VMTEST-INFO: cgroups left after the suite:"
+	echo "$left"
+fi
+report "$rc"
+exit
