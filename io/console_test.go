@@ -143,25 +143,6 @@ func mustNewConsole(t *testing.T, cfg Config, master *os.File) *Console {
 	return c
 }
 
-func waitConsole(t *testing.T, c *Console) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	if err := c.Wait(ctx); err != nil {
-		t.Fatalf("Wait: %v", err)
-	}
-}
-
-func closeConsole(t *testing.T, c *Console) {
-	t.Helper()
-	if err := c.Close(); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatalf("second Close: %v", err)
-	}
-}
-
 // openStdin plays the client's side of the stdin fifo.
 func openStdin(t *testing.T, path string) *os.File {
 	t.Helper()
@@ -264,10 +245,10 @@ func TestConsole(t *testing.T) {
 				}
 			}
 			child.wait(t)
-			waitConsole(t, c)
+			waitIO(t, c)
 			out := recvRead(t, "stdout", outC)
 			tc.check(t, out)
-			closeConsole(t, c)
+			closeTwice(t, c)
 		})
 	}
 }
@@ -299,8 +280,8 @@ func TestConsoleOutputTargets(t *testing.T) {
 			// Enough output to block the child if nothing drained it.
 			child := spawnTTY(t, slave, "head -c 200000 /dev/zero; echo; echo hi")
 			child.wait(t)
-			waitConsole(t, c)
-			closeConsole(t, c)
+			waitIO(t, c)
+			closeTwice(t, c)
 			if log == "" {
 				return
 			}
@@ -377,7 +358,7 @@ func TestConsoleResize(t *testing.T) {
 	if err := c.Resize(1<<16, 24); !errdefs.IsInvalidArgument(err) {
 		t.Errorf("Resize(65536, 24) = %v, want invalid argument", err)
 	}
-	closeConsole(t, c)
+	closeTwice(t, c)
 	if err := c.Resize(80, 24); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("Resize after Close = %v, want failed precondition", err)
 	}
@@ -402,14 +383,14 @@ func TestConsoleCloseReleasesEverything(t *testing.T) {
 			in.Close()
 			c.CloseStdin()
 			child.wait(t)
-			waitConsole(t, c)
+			waitIO(t, c)
 			recvRead(t, "stdout", outC)
-			closeConsole(t, c)
+			closeTwice(t, c)
 		}},
 		{name: "close before the process ran", run: func(t *testing.T, dir string) {
 			master, slave := openPty(t, false)
 			c := mustNewConsole(t, Config{Stdin: mkfifo(t, dir, "in"), Stdout: mkfifo(t, dir, "out")}, master)
-			closeConsole(t, c)
+			closeTwice(t, c)
 			slave.Close()
 		}},
 		{name: "close while output waits for a reader that never came", run: func(t *testing.T, dir string) {
@@ -421,7 +402,7 @@ func TestConsoleCloseReleasesEverything(t *testing.T) {
 			if err := c.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Wait = %v, want deadline exceeded", err)
 			}
-			closeConsole(t, c)
+			closeTwice(t, c)
 			child.kill()
 		}},
 		{name: "close while stdin is blocked on a full terminal", run: func(t *testing.T, dir string) {
@@ -443,7 +424,7 @@ func TestConsoleCloseReleasesEverything(t *testing.T) {
 					break // the fifo is full too: the copy is stuck
 				}
 			}
-			closeConsole(t, c)
+			closeTwice(t, c)
 			child.kill()
 			recvRead(t, "stdout", outC)
 		}},
@@ -469,9 +450,9 @@ func TestConsoleAfterProcessExited(t *testing.T) {
 	child := spawnTTY(t, slave, "echo early")
 	child.wait(t)
 	c := mustNewConsole(t, Config{Stdout: out}, master)
-	waitConsole(t, c)
+	waitIO(t, c)
 	if got := recvRead(t, "stdout", outC); got != "early\r\n" {
 		t.Errorf("stdout %q, want %q", got, "early\r\n")
 	}
-	closeConsole(t, c)
+	closeTwice(t, c)
 }

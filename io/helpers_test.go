@@ -113,7 +113,8 @@ func (c *child) running(d time.Duration) bool {
 	}
 }
 
-func waitPipes(t *testing.T, p *Pipes) {
+// waitIO waits for a Pipes or a Console to finish copying.
+func waitIO(t *testing.T, p interface{ Wait(context.Context) error }) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
@@ -122,7 +123,8 @@ func waitPipes(t *testing.T, p *Pipes) {
 	}
 }
 
-func closePipes(t *testing.T, p *Pipes) {
+// closeTwice closes a Pipes or a Console twice: Close must be idempotent.
+func closeTwice(t *testing.T, p interface{ Close() error }) {
 	t.Helper()
 	if err := p.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

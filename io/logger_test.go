@@ -78,11 +78,11 @@ func TestBinaryLogger(t *testing.T) {
 			defer p.Close()
 			c := spawn(t, p, "echo out; echo err >&2")
 			c.wait(t)
-			waitPipes(t, p)
+			waitIO(t, p)
 			waitFile(t, out, "out\n")
 			waitFile(t, errLog, "err\n")
 			waitFile(t, env, "c1 ns1\n")
-			closePipes(t, p)
+			closeTwice(t, p)
 			if tc.hook && started != 1 {
 				t.Errorf("StartLogger called %d times, want 1", started)
 			}
@@ -162,7 +162,7 @@ func TestBinaryLoggerStop(t *testing.T) {
 			p.logger.grace = 200 * time.Millisecond
 			p.CloseChildEnds()
 			start := time.Now()
-			closePipes(t, p)
+			closeTwice(t, p)
 			if d := time.Since(start); d > 2*time.Second {
 				t.Errorf("Close took %v", d)
 			}

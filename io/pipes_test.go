@@ -78,7 +78,7 @@ func TestFifoOutput(t *testing.T) {
 				outC, errC = readFifo(cfg.Stdout), readFifo(cfg.Stderr)
 			}
 			c.wait(t)
-			waitPipes(t, p)
+			waitIO(t, p)
 			// Wait promised the bytes are in the fifo; the reader gets them
 			// and EOF without anything else happening.
 			if got := recvRead(t, "stdout", outC); got != tc.wantOut {
@@ -87,7 +87,7 @@ func TestFifoOutput(t *testing.T) {
 			if got := recvRead(t, "stderr", errC); got != tc.wantErr {
 				t.Errorf("stderr: got %d bytes %.40q, want %d bytes %.40q", len(got), got, len(tc.wantErr), tc.wantErr)
 			}
-			closePipes(t, p)
+			closeTwice(t, p)
 		})
 	}
 }
@@ -143,11 +143,11 @@ func TestStdin(t *testing.T) {
 				}
 			}
 			c.wait(t)
-			waitPipes(t, p)
+			waitIO(t, p)
 			if got := recvRead(t, "stdout", outC); got != tc.wantOut {
 				t.Errorf("stdout: got %d bytes %.40q, want %d bytes %.40q", len(got), got, len(tc.wantOut), tc.wantOut)
 			}
-			closePipes(t, p)
+			closeTwice(t, p)
 		})
 	}
 }
@@ -188,7 +188,7 @@ func TestFileOutput(t *testing.T) {
 			defer p.Close()
 			c := spawn(t, p, "echo out; echo err >&2")
 			c.wait(t)
-			waitPipes(t, p)
+			waitIO(t, p)
 			for _, f := range []struct{ path, want string }{{tc.outPath, tc.wantOut}, {tc.errPath, tc.wantErr}} {
 				if f.path == "" {
 					continue
@@ -210,7 +210,7 @@ func TestFileOutput(t *testing.T) {
 					t.Errorf("%s: mode %v is open to others", tc.errPath, perm)
 				}
 			}
-			closePipes(t, p)
+			closeTwice(t, p)
 		})
 	}
 }
@@ -240,8 +240,8 @@ func TestUnconnectedIsDevNull(t *testing.T) {
 	}
 	c := spawn(t, p, "cat; echo out; echo err >&2")
 	c.wait(t)
-	waitPipes(t, p)
-	closePipes(t, p)
+	waitIO(t, p)
+	closeTwice(t, p)
 }
 
 func TestChildEndsChowned(t *testing.T) {
@@ -254,7 +254,7 @@ func TestChildEndsChowned(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	defer closePipes(t, p)
+	defer closeTwice(t, p)
 	defer p.CloseChildEnds()
 	in, out, _ := p.ChildFiles()
 	for name, f := range map[string]*os.File{"stdin": in, "stdout": out} {
@@ -331,16 +331,16 @@ func TestCloseReleasesEverything(t *testing.T) {
 			w.WriteString("abc")
 			w.Close()
 			c.wait(t)
-			waitPipes(t, p)
+			waitIO(t, p)
 			recvRead(t, "stdout", outC)
 			recvRead(t, "stderr", errC)
-			closePipes(t, p)
+			closeTwice(t, p)
 		}},
 		{name: "spawn failed", run: func(t *testing.T, dir string) {
 			p := mustNew(t, Config{Stdin: mkfifo(t, dir, "in"), Stdout: mkfifo(t, dir, "out"), Stderr: "file://" + dir + "/log"})
 			p.CloseChildEnds()
 			p.CloseChildEnds()
-			closePipes(t, p)
+			closeTwice(t, p)
 			p.Start() // after Close: must not start anything
 		}},
 		{name: "close while a copy is blocked on a reader that never came", run: func(t *testing.T, dir string) {
@@ -354,7 +354,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 			if err := p.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 				t.Fatalf("Wait = %v, want deadline exceeded", err)
 			}
-			closePipes(t, p)
+			closeTwice(t, p)
 			// With its pipe's reader gone the child fails with EPIPE.
 			select {
 			case <-c.exited:
@@ -379,8 +379,8 @@ func TestCloseReleasesEverything(t *testing.T) {
 			// The shim's own read handle keeps the write from failing: the
 			// copy finishes without an error.
 			c.wait(t)
-			waitPipes(t, p)
-			closePipes(t, p)
+			waitIO(t, p)
+			closeTwice(t, p)
 		}},
 	}
 	// Warm up what the runtime and os/exec open once per process.
@@ -414,5 +414,5 @@ func TestCopyErrorDrainsChild(t *testing.T) {
 	if err := p.Wait(ctx); !errors.Is(err, syscall.ENOSPC) {
 		t.Fatalf("Wait = %v, want ENOSPC", err)
 	}
-	closePipes(t, p)
+	closeTwice(t, p)
 }
