@@ -10,8 +10,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -98,7 +96,7 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	fmt.Printf("containerd %s: %d runs of `ctr run --rm --runtime R --rootfs ROOTFS ID /bin/true` per runtime, interleaved\n", v.Name, cfg.runs)
 
 	once := func(rt string) (time.Duration, error) {
-		id := fmt.Sprintf("b%s-%s", v.Tag(), randomSuffix())
+		id := fmt.Sprintf("b%s-%s", v.Tag(), integration.RandomSuffix())
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		res := c.Ctr(rctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", rootfs, id, "/bin/true")
@@ -178,7 +176,7 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, runtimes []string, rootfs string) (execs [2][]time.Duration, floor []time.Duration, err error) {
 	ids := make([]string, len(runtimes))
 	for k, rt := range runtimes {
-		ids[k] = fmt.Sprintf("bexec%s-%s", v.Tag(), randomSuffix())
+		ids[k] = fmt.Sprintf("bexec%s-%s", v.Tag(), integration.RandomSuffix())
 		defer func() {
 			cctx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
@@ -241,7 +239,7 @@ func label(slot, runtime string) string {
 // idleShimMemory starts a sleeping container, lets its shim settle and reads
 // the shim's smaps_rollup.
 func idleShimMemory(ctx context.Context, c *integration.Containerd, v integration.Version, rt, rootfs string) (integration.MemoryUsage, error) {
-	id := fmt.Sprintf("bmem%s-%s", v.Tag(), randomSuffix())
+	id := fmt.Sprintf("bmem%s-%s", v.Tag(), integration.RandomSuffix())
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	defer func() {
@@ -272,10 +270,4 @@ func percentile(ds []time.Duration, p int) time.Duration {
 		i--
 	}
 	return s[min(i, len(s)-1)]
-}
-
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -59,7 +57,7 @@ type tcase struct {
 func newCase(t *testing.T, tg target, label string) *tcase {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), shortName(tg.runtime), randomSuffix())}
+	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), shortName(tg.runtime), RandomSuffix())}
 	shim := ShimBinaryName(tg.runtime)
 	// Cleanups run last-registered first: leak check, then forced cleanup.
 	t.Cleanup(func() {
@@ -97,12 +95,6 @@ func shortName(runtime string) string {
 		return s[:i]
 	}
 	return s
-}
-
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // dumpLog logs the daemon's log lines about this container, shim logs

@@ -3,6 +3,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -101,4 +103,11 @@ func RunIn(ctx context.Context, dir string, stdin io.Reader, env []string, name 
 		res.ExitCode = -1
 	}
 	return res
+}
+
+// RandomSuffix makes container ids unique across runs and daemons.
+func RandomSuffix() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -149,11 +149,6 @@ func (w *EventWatcher) Events(keep func(Event) bool) []Event {
 	return out
 }
 
-// ForContainer returns the events about container id in namespace ns.
-func (w *EventWatcher) ForContainer(ns, id string) []Event {
-	return w.Events(func(e Event) bool { return e.Namespace == ns && e.ContainerID() == id })
-}
-
 // WaitFor waits until done accepts all events seen so far, and returns them.
 func (w *EventWatcher) WaitFor(ctx context.Context, done func([]Event) bool) ([]Event, error) {
 	for {

@@ -189,7 +189,7 @@ func (d *daemon) smokeTest(ctx context.Context) {
 		if rt == MiniRuntime && suite.shimErr != nil {
 			continue
 		}
-		id := fmt.Sprintf("smoke-%s-%s-%s", d.version.Tag(), shortName(rt), randomSuffix())
+		id := fmt.Sprintf("smoke-%s-%s-%s", d.version.Tag(), shortName(rt), RandomSuffix())
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res := d.c.Ctr(sctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", suite.rootfs, id, "/bin/true")
 		cancel()

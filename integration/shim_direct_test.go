@@ -115,7 +115,7 @@ func startShimDirect(t *testing.T, d *daemon, bin, label string) *directShim {
 	t.Helper()
 	c := d.c
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	s := &directShim{t: t, d: d, bin: bin, id: fmt.Sprintf("%s-%s-%s", label, d.version.Tag(), randomSuffix())}
+	s := &directShim{t: t, d: d, bin: bin, id: fmt.Sprintf("%s-%s-%s", label, d.version.Tag(), RandomSuffix())}
 	s.ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{c.Namespace}})
 	s.bundle = filepath.Join(suite.dir, "direct", s.id)
 	if err := os.MkdirAll(s.bundle, 0o711); err != nil {

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -114,14 +112,17 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 
 	rootfs := RootfsPath(spec, opts.Bundle)
 	if len(opts.Rootfs) > 0 {
+		c.rootfsMount = rootfs
+	}
+	// Record the mount and the cgroup before making them, so `delete`
+	// after a crash in between cleans up too (unmounting what is not
+	// mounted and loading a cgroup that does not exist are harmless).
+	if err := writeState(opts.Bundle, diskState{ID: c.ID, Cgroup: cgPath, RootfsMount: c.rootfsMount}); err != nil {
+		return nil, err
+	}
+	if len(opts.Rootfs) > 0 {
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return nil, fmt.Errorf("create rootfs mount point %s: %w", rootfs, err)
-		}
-		// Record the mount before making it, so a crash in between is
-		// cleaned up too (unmounting what is not mounted is harmless).
-		c.rootfsMount = rootfs
-		if err := writeState(opts.Bundle, c.diskState()); err != nil {
-			return nil, err
 		}
 		if err := MountRootfs(opts.Rootfs, rootfs); err != nil {
 			return nil, err
@@ -135,9 +136,6 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 
 	c.cg, err = NewCgroup(cgPath, spec.Linux.Resources)
 	if err != nil {
-		return nil, err
-	}
-	if err := writeState(opts.Bundle, c.diskState()); err != nil {
 		return nil, err
 	}
 
@@ -191,40 +189,6 @@ func (c *Container) diskState() diskState {
 	return st
 }
 
-func readPidLine(conn io.Reader) (int, error) {
-	var line []byte
-	b := make([]byte, 1)
-	for len(line) < 1024 {
-		n, err := conn.Read(b)
-		if n == 1 {
-			if b[0] == '\n' {
-				break
-			}
-			line = append(line, b[0])
-			continue
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) && len(line) == 0 {
-				return 0, errors.New("container init exited before reporting its pid")
-			}
-			return 0, fmt.Errorf("read init pid: %w", err)
-		}
-	}
-	s := string(line)
-	if msg, ok := strings.CutPrefix(s, "error "); ok {
-		return 0, errors.New(msg)
-	}
-	v, ok := strings.CutPrefix(s, "pid ")
-	if !ok {
-		return 0, fmt.Errorf("unexpected line from init preamble: %q", s)
-	}
-	pid, err := strconv.Atoi(v)
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("bad pid from init preamble: %q", v)
-	}
-	return pid, nil
-}
-
 // Start lets init execve() the user's process.
 func (c *Container) Start(ctx context.Context) error {
 	if c.init == nil {
@@ -240,11 +204,16 @@ func (c *Container) Signal(sig unix.Signal, all bool) error {
 	if all && c.cg != nil {
 		return signalCgroup(c.cg, sig)
 	}
-	if err := unix.Kill(c.InitPid, sig); err != nil {
+	return signalPid(c.InitPid, sig)
+}
+
+// signalPid sends sig to pid; a process that is gone is ErrNotFound.
+func signalPid(pid int, sig unix.Signal) error {
+	if err := unix.Kill(pid, sig); err != nil {
 		if errors.Is(err, unix.ESRCH) {
-			return fmt.Errorf("process %d already finished: %w", c.InitPid, errdefs.ErrNotFound)
+			return fmt.Errorf("process %d already finished: %w", pid, errdefs.ErrNotFound)
 		}
-		return fmt.Errorf("signal %d to init %d: %w", sig, c.InitPid, err)
+		return fmt.Errorf("signal %d to process %d: %w", sig, pid, err)
 	}
 	return nil
 }
@@ -274,7 +243,7 @@ func (c *Container) KillAll() error {
 func (c *Container) Destroy(ctx context.Context) error {
 	var errs []error
 	if c.init != nil {
-		c.init.abandon()
+		c.init.Abandon()
 		c.init = nil
 	}
 	if c.cg != nil {

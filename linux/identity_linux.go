@@ -15,23 +15,21 @@ import (
 )
 
 // capabilityNames lists capabilities by number, up to CAP_CHECKPOINT_RESTORE.
-func capabilityNames() []string {
-	return []string{
-		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-		"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-		"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
-		"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
-		"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
-		"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
-		"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
-		"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
-		"CAP_CHECKPOINT_RESTORE",
-	}
+var capabilityNames = [...]string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+	"CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+	"CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+	"CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+	"CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+	"CAP_CHECKPOINT_RESTORE",
 }
 
 // CapabilityFromName maps "CAP_SYS_ADMIN" to 21 and so on.
 func CapabilityFromName(name string) (int, error) {
-	for i, n := range capabilityNames() {
+	for i, n := range capabilityNames {
 		if n == name {
 			return i, nil
 		}
@@ -48,7 +46,7 @@ func (s capSet) minus(o capSet) capSet { return capSet{s[0] &^ o[0], s[1] &^ o[1
 
 func (s capSet) names() string {
 	var out []string
-	for c, n := range capabilityNames() {
+	for c, n := range capabilityNames {
 		if s.has(c) {
 			out = append(out, n)
 		}
@@ -151,7 +149,7 @@ func FinalizeIdentity(p *specs.Process) error {
 				continue
 			}
 			if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-				return fmt.Errorf("drop %s from the bounding set: %w", capabilityNames()[c], err)
+				return fmt.Errorf("drop %s from the bounding set: %w", capabilityNames[c], err)
 			}
 		}
 	}
@@ -236,7 +234,7 @@ func setCaps(pc processCaps) error {
 	}
 	for _, c := range pc.ambient {
 		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(c), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient capability %s (it must be permitted and inheritable): %w", capabilityNames()[c], err)
+			return fmt.Errorf("raise ambient capability %s (it must be permitted and inheritable): %w", capabilityNames[c], err)
 		}
 	}
 	return nil

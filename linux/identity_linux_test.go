@@ -41,7 +41,7 @@ func TestIdentityCapabilityFromName(t *testing.T) {
 			t.Errorf("CapabilityFromName(%q) = %d, %v; want invalid argument naming it", tc.name, got, err)
 		}
 	}
-	if n := len(capabilityNames()); n != 41 {
+	if n := len(capabilityNames); n != 41 {
 		t.Errorf("capability table has %d entries; want 41", n)
 	}
 }

@@ -43,9 +43,8 @@ func runInit(conn *os.File) error {
 	spec := cfg.Spec
 	proc := spec.Process
 
-	if err := SetupRootfs(spec, cfg.Rootfs); err != nil {
-		return err
-	}
+	// The hostname first: SetupRootfs applies the sysctls, and a
+	// kernel.hostname sysctl wins over spec.hostname, as with runc.
 	if cfg.NewUTS {
 		if spec.Hostname != "" {
 			if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
@@ -58,7 +57,7 @@ func runInit(conn *os.File) error {
 			}
 		}
 	}
-	if err := ApplySysctl(spec.Linux.Sysctl); err != nil {
+	if err := SetupRootfs(spec, cfg.Rootfs); err != nil {
 		return err
 	}
 	return finishProcess(conn, proc)

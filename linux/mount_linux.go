@@ -389,7 +389,7 @@ func mountPointsUnder(dir string) ([]string, error) {
 
 // mountinfoEntry is the part of a /proc/<pid>/mountinfo line we use.
 type mountinfoEntry struct {
-	root, mountPoint, fsType, source, superOptions string
+	root, mountPoint, fsType, superOptions string
 }
 
 func readMountinfo(path string) ([]mountinfoEntry, error) {
@@ -417,7 +417,6 @@ func readMountinfo(path string) ([]mountinfoEntry, error) {
 			root:         unescapeMountinfo(fields[3]),
 			mountPoint:   unescapeMountinfo(fields[4]),
 			fsType:       fields[sep+1],
-			source:       unescapeMountinfo(fields[sep+2]),
 			superOptions: fields[sep+3],
 		})
 	}

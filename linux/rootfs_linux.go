@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -20,9 +21,9 @@ import (
 // runs in init, inside the container's fresh mount namespace, before any user
 // code. rootfs is the absolute host path of the root.
 //
-// spec.Linux.Sysctl is applied here too, after the pivot and before the
+// spec.Linux.Sysctl is applied here, after the pivot and before the
 // read-only paths, because the usual /proc/sys read-only path would make a
-// later write fail; ApplySysctl called afterwards finds the values in place.
+// later write fail.
 func SetupRootfs(spec *specs.Spec, rootfs string) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
@@ -469,8 +470,7 @@ func recursiveAttr(o string) (set, clr uint64, ok bool) {
 // own /proc/self/cgroup is not to be trusted for the path.
 func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath string) error {
 	flags &^= unix.MS_BIND | unix.MS_REC
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+	if cgroups.Mode() == cgroups.Unified {
 		return mountAt(root, dest, true, func(target string) error {
 			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
 		}, 0, nil, nil)

@@ -8,6 +8,8 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -62,7 +64,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	p := &Process{conn: conn, in: &fdReader{conn: conn}}
 	defer func() {
 		if retErr != nil {
-			p.abandon()
+			p.Abandon()
 		}
 	}()
 	if dl, ok := ctx.Deadline(); ok {
@@ -194,6 +196,40 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	}
 }
 
+func readPidLine(conn io.Reader) (int, error) {
+	var line []byte
+	b := make([]byte, 1)
+	for len(line) < 1024 {
+		n, err := conn.Read(b)
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) && len(line) == 0 {
+				return 0, errors.New("container init exited before reporting its pid")
+			}
+			return 0, fmt.Errorf("read init pid: %w", err)
+		}
+	}
+	s := string(line)
+	if msg, ok := strings.CutPrefix(s, "error "); ok {
+		return 0, errors.New(msg)
+	}
+	v, ok := strings.CutPrefix(s, "pid ")
+	if !ok {
+		return 0, fmt.Errorf("unexpected line from init preamble: %q", s)
+	}
+	pid, err := strconv.Atoi(v)
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("bad pid from init preamble: %q", v)
+	}
+	return pid, nil
+}
+
 // awaitReady reads until ready or error, taking the pty master on the way.
 func (p *Process) awaitReady() (message, error) {
 	for {
@@ -260,8 +296,12 @@ func (p *Process) Start(ctx context.Context) error {
 	return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
 }
 
-// abandon kills a process that will not be started and drops its console.
-func (p *Process) abandon() {
+// Signal sends sig to the process.
+func (p *Process) Signal(sig unix.Signal) error { return signalPid(p.Pid, sig) }
+
+// Abandon kills a process that will not be started and releases its
+// handshake socket and console.
+func (p *Process) Abandon() {
 	if p.Pid > 0 {
 		_ = unix.Kill(p.Pid, unix.SIGKILL)
 	}

@@ -56,6 +56,15 @@ func validateSpec(spec *specs.Spec) error {
 	if err != nil {
 		return err
 	}
+	// Checked once here, at load; the preamble opens them again anyway.
+	for _, n := range spec.Linux.Namespaces {
+		if n.Path == "" {
+			continue
+		}
+		if _, err := os.Stat(n.Path); err != nil {
+			return fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, errdefs.ErrNotFound)
+		}
+	}
 	if ns.unshare&unix.CLONE_NEWNS == 0 {
 		return invalid("linux.namespaces: the container needs a new mount namespace")
 	}
@@ -117,9 +126,6 @@ func namespacesOf(spec *specs.Spec) (namespaces, error) {
 		}
 		if strings.ContainsRune(n.Path, '\n') || !filepath.IsAbs(n.Path) {
 			return ns, fmt.Errorf("config.json: linux.namespaces: %s path %q is not an absolute path: %w", n.Type, n.Path, errdefs.ErrInvalidArgument)
-		}
-		if _, err := os.Stat(n.Path); err != nil {
-			return ns, fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, errdefs.ErrNotFound)
 		}
 		ns.join = append(ns.join, n.Path)
 	}

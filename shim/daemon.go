@@ -43,16 +43,14 @@ func runDaemon(ctx context.Context, o *options) error {
 	if err != nil {
 		return err
 	}
-	w, logErr := openLogFifo(ctx, filepath.Join(bundle, shimLogFifoName))
-	logger := newLogger(w, o.debug, "runtime", "io.containerd.mini.v2",
+	logErr := openLogFifo(ctx, filepath.Join(bundle, shimLogFifoName))
+	logger := newLogger(os.Stderr, o.debug, slog.LevelInfo, "runtime", RuntimeName,
 		"namespace", o.namespace, "id", o.id, "pid", os.Getpid())
-	// Packages below us may log through slog's default; it should land in
-	// containerd's log as well.
+	// Whatever logs through slog's default lands in containerd's log too.
 	slog.SetDefault(logger)
 	if logErr != nil {
 		logger.Warn("logging to stderr", "error", logErr)
 	}
-	ctx = WithLogger(ctx, logger)
 
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("become child subreaper: %w", err)

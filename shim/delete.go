@@ -20,13 +20,7 @@ import (
 func runDelete(ctx context.Context, o *options, stdout, stderr io.Writer) error {
 	// containerd shows anything on stderr as warnings: keep it quiet
 	// unless asked.
-	level := slog.LevelWarn
-	if o.debug {
-		level = slog.LevelDebug
-	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})).
-		With("namespace", o.namespace, "id", o.id)
-	ctx = WithLogger(ctx, logger)
+	logger := newLogger(stderr, o.debug, slog.LevelWarn, "namespace", o.namespace, "id", o.id)
 
 	bundle, err := o.bundleDir()
 	if err != nil {
@@ -37,7 +31,7 @@ func runDelete(ctx context.Context, o *options, stdout, stderr io.Writer) error 
 	}
 	resp, err := task.Cleanup(ctx, o.namespace, o.id, bundle)
 	if err != nil {
-		return fmt.Errorf("clean up container %s: %w", o.id, err)
+		return err
 	}
 	out, err := proto.Marshal(resp)
 	if err != nil {

@@ -12,23 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-type loggerKey struct{}
-
-// WithLogger returns ctx carrying l.
-func WithLogger(ctx context.Context, l *slog.Logger) context.Context {
-	return context.WithValue(ctx, loggerKey{}, l)
-}
-
-// Logger returns the logger ctx carries, or one that discards everything.
-func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
-		return l
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
-func newLogger(w io.Writer, debug bool, attrs ...any) *slog.Logger {
-	level := slog.LevelInfo
+// newLogger logs at quiet, or at debug with -debug.
+func newLogger(w io.Writer, debug bool, quiet slog.Level, attrs ...any) *slog.Logger {
+	level := quiet
 	if debug {
 		level = slog.LevelDebug
 	}
@@ -39,19 +25,16 @@ func newLogger(w io.Writer, debug bool, attrs ...any) *slog.Logger {
 // which containerd reads and copies into its own log. Pointing fd 2 at it
 // (rather than only a Go writer) also brings panics and runtime crashes to
 // containerd's log. Without a fifo or a reader, stderr stays as it is.
-func openLogFifo(ctx context.Context, path string) (io.Writer, error) {
-	if _, err := os.Stat(path); err != nil {
-		return os.Stderr, fmt.Errorf("log fifo %s: %w", path, err)
-	}
+func openLogFifo(ctx context.Context, path string) error {
 	// containerd opens the reader before it runs `start`; a bounded wait
 	// keeps a daemon whose containerd went away from hanging here.
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	f, err := fifo.OpenFifoDup2(ctx, path, unix.O_WRONLY, 0o700, int(os.Stderr.Fd()))
 	if err != nil {
-		return os.Stderr, fmt.Errorf("open log fifo %s: %w", path, err)
+		return fmt.Errorf("open log fifo %s: %w", path, err)
 	}
 	// fd 2 is the copy that matters.
 	f.Close()
-	return os.Stderr, nil
+	return nil
 }

@@ -14,7 +14,6 @@ const (
 	envTTRPCAddress    = "TTRPC_ADDRESS"
 	envGRPCAddress     = "GRPC_ADDRESS"
 	envNamespace       = "NAMESPACE"
-	envMaxShimVersion  = "MAX_SHIM_VERSION"
 	defaultSocketDir   = "/run/containerd/s"
 	actionStart        = "start"
 	actionDelete       = "delete"
@@ -40,8 +39,7 @@ type options struct {
 	info          bool
 	action        string
 
-	ttrpcAddress   string
-	maxShimVersion string
+	ttrpcAddress string
 }
 
 // parseOptions reads args (without the program name) and the environment.
@@ -85,7 +83,6 @@ func parseOptions(args []string, getenv func(string) string, errOut io.Writer) (
 		o.address = getenv(envGRPCAddress)
 	}
 	o.ttrpcAddress = getenv(envTTRPCAddress)
-	o.maxShimVersion = getenv(envMaxShimVersion)
 	if o.version || o.info {
 		return &o, nil
 	}

@@ -12,18 +12,12 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
 	shimio "github.com/minishim/containerd-shim-mini-v2/io"
 	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/process"
-)
-
-type (
-	specsProcess = specs.Process
-	specsUser    = specs.User
 )
 
 // Exec records an exec process; Start brings it up (as with runc-v2, where
@@ -85,9 +79,10 @@ func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error 
 
 // execRunner brings an exec up when it starts and signals it afterwards.
 type execRunner struct {
-	s   *Service
-	pr  *proc
-	pid int
+	s  *Service
+	pr *proc
+	// lp is the exec's process once it was brought up.
+	lp *linux.Process
 }
 
 // Start opens the exec's IO, spawns it into the container, registers its pid
@@ -115,12 +110,12 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 		cons, err := shimio.NewConsole(ctx, pr.stdio, lp.Console)
 		lp.Console = nil
 		if err != nil {
-			_ = unix.Kill(lp.Pid, unix.SIGKILL)
+			lp.Abandon()
 			return 0, fmt.Errorf("terminal of exec %s: %w", pr.execID, err)
 		}
 		pr.setIO(cons)
 	}
-	r.pid = lp.Pid
+	r.lp = lp
 	if early, ok := r.s.register(lp.Pid, pr); ok {
 		// Only a kill can end a process that has not execve()d yet.
 		go r.s.handleExit(context.WithoutCancel(ctx), pr, early)
@@ -135,14 +130,11 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 
 // Signal signals the exec; all has no wider meaning for one exec.
 func (r *execRunner) Signal(sig syscall.Signal, all bool) error {
-	if r.pid <= 0 {
+	if r.lp == nil {
 		return fmt.Errorf("exec %s has not started: %w", r.pr.execID, errdefs.ErrFailedPrecondition)
 	}
-	if err := unix.Kill(r.pid, sig); err != nil {
-		if err == unix.ESRCH {
-			return fmt.Errorf("exec %s (pid %d) already finished: %w", r.pr.execID, r.pid, errdefs.ErrNotFound)
-		}
-		return fmt.Errorf("signal %d to exec %s: %w", sig, r.pr.execID, err)
+	if err := r.lp.Signal(sig); err != nil {
+		return fmt.Errorf("exec %s: %w", r.pr.execID, err)
 	}
 	return nil
 }

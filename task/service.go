@@ -21,6 +21,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -82,7 +83,7 @@ type proc struct {
 	execID string // empty for init
 	p      *process.Process
 	stdio  shimio.Config
-	spec   *specsProcess // an exec's process spec
+	spec   *specs.Process // an exec's process spec
 
 	ioMu sync.Mutex
 	io   stdio // nil until the process has its IO
@@ -264,7 +265,7 @@ func (s *Service) register(pid int, pr *proc) (process.Exit, bool) {
 
 // openIO opens a process's non-terminal stdio; terminals get theirs once
 // the process sent its pty master.
-func (s *Service) openIO(ctx context.Context, cfg shimio.Config, user specsUser) (*shimio.Pipes, error) {
+func (s *Service) openIO(ctx context.Context, cfg shimio.Config, user specs.User) (*shimio.Pipes, error) {
 	if cfg.Terminal {
 		return nil, nil
 	}

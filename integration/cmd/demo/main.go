@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"os"
@@ -66,7 +64,7 @@ func run(versionName, runtime, shim string) (err error) {
 	}
 	defer events.Stop()
 
-	suffix := randomSuffix()
+	suffix := integration.RandomSuffix()
 	runID, bgID := "demo-run-"+suffix, "demo-sleep-"+suffix
 	ctr := func(args ...string) integration.Result {
 		fmt.Printf("\n$ ctr %s\n", shellJoin(args))
@@ -148,10 +146,4 @@ func shellJoin(args []string) string {
 		}
 	}
 	return strings.Join(out, " ")
-}
-
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
