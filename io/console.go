@@ -127,20 +127,12 @@ func (c *Console) openInput(path string) error {
 	}
 	dst, err := dupPollable(c.ctrl)
 	if err != nil {
-		src.r.Close()
-		if src.keeper != nil {
-			src.keeper.Close()
-		}
+		src.close()
 		return err
 	}
-	c.in = &inStream{
-		src:    newEnd(src.r),
-		keeper: newEnd(src.keeper),
-		dst:    newEnd(dst),
-		// The error has nowhere to go from the copy; a process that can no
-		// longer be written to has gone anyway.
-		atEOF: func(dst *os.File) { c.sendEOF(dst) },
-	}
+	// The error has nowhere to go from the copy; a process that can no
+	// longer be written to has gone anyway.
+	c.in = newInStream(src, dst, func(dst *os.File) { c.sendEOF(dst) })
 	return nil
 }
 

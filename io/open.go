@@ -24,6 +24,14 @@ type source struct {
 	keeper goio.Closer
 }
 
+// close releases a source that will not be copied.
+func (s source) close() {
+	s.r.Close()
+	if s.keeper != nil {
+		s.keeper.Close()
+	}
+}
+
 // openSource opens the stdin path a client gave.
 func openSource(path string) (source, error) {
 	isFifo, err := fifo.IsFifo(path)

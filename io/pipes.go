@@ -121,14 +121,11 @@ func (p *Pipes) openStdin(t target, uid, gid int) error {
 	}
 	r, w, err := os.Pipe()
 	if err != nil {
-		src.r.Close()
-		if src.keeper != nil {
-			src.keeper.Close()
-		}
+		src.close()
 		return fmt.Errorf("stdin pipe: %w", err)
 	}
 	p.child[0] = r
-	p.in = &inStream{src: newEnd(src.r), keeper: newEnd(src.keeper), dst: newEnd(w)}
+	p.in = newInStream(src, w, nil)
 	return handToChild(r, uid, gid)
 }
 

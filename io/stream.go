@@ -23,6 +23,11 @@ type inStream struct {
 	atEOF func(dst *os.File)
 }
 
+// newInStream copies src into dst; atEOF may be nil.
+func newInStream(src source, dst *os.File, atEOF func(dst *os.File)) *inStream {
+	return &inStream{src: newEnd(src.r), keeper: newEnd(src.keeper), dst: newEnd(dst), atEOF: atEOF}
+}
+
 func (s *inStream) run() {
 	buf := getBuf()
 	defer putBuf(buf)
