@@ -51,7 +51,7 @@ func deadShimSocket(o *options, bundle string) string {
 			return socketPathOf(a)
 		}
 	}
-	group, err := shimGroup(bundle, o.id)
+	group, err := task.ShimGroup(bundle, o.id)
 	if err != nil {
 		group = o.id
 	}

@@ -99,33 +99,3 @@ func TestListenSocket(t *testing.T) {
 		t.Fatalf("stale socket still there: %v", err)
 	}
 }
-
-func TestShimGroup(t *testing.T) {
-	tests := []struct {
-		name   string
-		config string // "" means no config.json
-		want   string
-	}{
-		{name: "no config", want: "c1"},
-		{name: "no annotations", config: `{"ociVersion":"1.0.2"}`, want: "c1"},
-		{name: "sandbox id", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}`, want: "pod"},
-		{name: "explicit group wins", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.containerd.runc.v2.group":"g"}}`, want: "g"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			if tt.config != "" {
-				if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(tt.config), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			got, err := shimGroup(dir, "c1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Fatalf("group = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}

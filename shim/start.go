@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
 // runStart is the `start` action: find or create the shim's socket, launch
@@ -28,7 +30,7 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	group, err := shimGroup(bundle, o.id)
+	group, err := task.ShimGroup(bundle, o.id)
 	if err != nil {
 		return err
 	}

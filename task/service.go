@@ -709,6 +709,10 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskReques
 	return nil, notImplemented("checkpoint")
 }
 
+// ShimGroup names the shim a container belongs to: containers of one group
+// (a pod) share a shim, as with runc-v2. See linux.ShimGroup.
+func ShimGroup(bundle, id string) (string, error) { return linux.ShimGroup(bundle, id) }
+
 // Cleanup is what `containerd-shim-mini-v2 delete` runs when containerd lost
 // the shim: kill what is left of the container, unmount, remove its cgroup
 // and state, and say how it ended (137: killed, as runc-v2 reports).
