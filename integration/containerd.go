@@ -53,6 +53,9 @@ type Containerd struct {
 	err  error // Wait's result, valid after done is closed
 }
 
+// quietCtr keeps ctr 2.x from warning about cgroup v1 on every call.
+const quietCtr = "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1"
+
 // StartContainerd writes a config into a fresh short temp dir (unix socket
 // paths must stay under 108 bytes), starts containerd with it and waits
 // until `ctr version` answers.
@@ -197,7 +200,7 @@ next:
 func (c *Containerd) Ctr(ctx context.Context, stdin io.Reader, args ...string) Result {
 	full := append([]string{"--address", c.Address, "--namespace", c.Namespace}, args...)
 	// ctr 2.x warns about cgroup v1 on every call otherwise.
-	return Run(ctx, stdin, []string{"CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1"}, c.Version.CtrPath(), full...)
+	return Run(ctx, stdin, []string{quietCtr}, c.Version.CtrPath(), full...)
 }
 
 // Pid is the daemon's pid.

@@ -78,7 +78,7 @@ type EventWatcher struct {
 // creates a probe namespace and waits for its /namespaces/create event.
 func (c *Containerd) WatchEvents(ctx context.Context) (*EventWatcher, error) {
 	cmd := exec.Command(c.Version.CtrPath(), "--address", c.Address, "events")
-	cmd.Env = append(os.Environ(), "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1")
+	cmd.Env = append(os.Environ(), quietCtr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -93,7 +93,7 @@ func (c *Containerd) WatchEvents(ctx context.Context) (*EventWatcher, error) {
 	probe := "probe-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		res := Run(ctx, nil, []string{"CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1"}, c.Version.CtrPath(),
+		res := Run(ctx, nil, []string{quietCtr}, c.Version.CtrPath(),
 			"--address", c.Address, "--namespace", probe, "namespaces", "create", probe)
 		if res.ExitCode != 0 {
 			w.Stop()
@@ -109,7 +109,7 @@ func (c *Containerd) WatchEvents(ctx context.Context) (*EventWatcher, error) {
 			return false
 		})
 		cancel()
-		Run(ctx, nil, []string{"CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1"}, c.Version.CtrPath(),
+		Run(ctx, nil, []string{quietCtr}, c.Version.CtrPath(),
 			"--address", c.Address, "namespaces", "remove", probe)
 		if err == nil {
 			return w, nil

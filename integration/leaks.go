@@ -56,29 +56,26 @@ func (c *Containerd) FindLeaks(ctx context.Context, shimName, id string) []Leak 
 	cg := c.CgroupsPath(id)
 	for _, p := range Processes() {
 		cmdline := p.CmdlineString()
-		inCgroup := slices.ContainsFunc(p.Cgroups(), func(g string) bool { return g == cg || strings.HasPrefix(g, cg+"/") })
+		cgroups := p.Cgroups()
+		inCgroup := slices.ContainsFunc(cgroups, func(g string) bool { return g == cg || strings.HasPrefix(g, cg+"/") })
 		isShim := strings.Contains(cmdline, shimName) && strings.Contains(cmdline, id)
 		if inCgroup || isShim {
-			leaks = append(leaks, Leak{Kind: "process", Pid: p.Pid, What: fmt.Sprintf("pid %d %q (cgroup %v)", p.Pid, cmdline, p.Cgroups())})
+			leaks = append(leaks, Leak{Kind: "process", Pid: p.Pid, What: fmt.Sprintf("pid %d %q (cgroup %v)", p.Pid, cmdline, cgroups)})
 		}
 	}
-	if mounts, err := Mounts(); err != nil {
+	mounts, err := Mounts()
+	if err != nil {
 		leaks = append(leaks, Leak{Kind: "mount", What: err.Error()})
-	} else {
-		for _, m := range mounts {
-			if strings.HasPrefix(m.Point, c.Dir+"/") && slices.Contains(strings.Split(m.Point, "/"), id) {
-				leaks = append(leaks, Leak{Kind: "mount", Target: m.Point, What: fmt.Sprintf("%s (%s from %s)", m.Point, m.FSType, m.Source)})
-			}
+	}
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Point, c.Dir+"/") && slices.Contains(strings.Split(m.Point, "/"), id) {
+			leaks = append(leaks, Leak{Kind: "mount", Target: m.Point, What: fmt.Sprintf("%s (%s from %s)", m.Point, m.FSType, m.Source)})
 		}
 	}
-	if roots, err := CgroupRoots(); err != nil {
-		leaks = append(leaks, Leak{Kind: "cgroup", What: err.Error()})
-	} else {
-		for _, r := range roots {
-			dir := filepath.Join(r, cg)
-			if _, err := os.Stat(dir); err == nil {
-				leaks = append(leaks, Leak{Kind: "cgroup", Target: dir, What: dir})
-			}
+	for _, r := range cgroupRootsOf(mounts) {
+		dir := filepath.Join(r, cg)
+		if _, err := os.Stat(dir); err == nil {
+			leaks = append(leaks, Leak{Kind: "cgroup", Target: dir, What: dir})
 		}
 	}
 	for _, s := range c.ShimSocketPaths(id) {

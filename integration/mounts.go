@@ -92,11 +92,16 @@ func CgroupRoots() ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return cgroupRootsOf(mounts), nil
+}
+
+// cgroupRootsOf picks the cgroup hierarchies out of a mount table.
+func cgroupRootsOf(mounts []Mount) []string {
 	var out []string
 	for _, m := range mounts {
 		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
 			out = append(out, m.Point)
 		}
 	}
-	return out, nil
+	return out
 }

@@ -173,7 +173,7 @@ func (tc *tcase) startPty(args ...string) *ptyProc {
 	}
 	full := append([]string{"--address", tc.c.Address, "--namespace", tc.c.Namespace}, args...)
 	cmd := exec.Command(tc.c.Version.CtrPath(), full...)
-	cmd.Env = append(os.Environ(), "CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1", "TERM=xterm")
+	cmd.Env = append(os.Environ(), quietCtr, "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
 	p := &ptyProc{t: t, master: master, cmd: cmd, wake: make(chan struct{}), exited: make(chan struct{}), start: time.Now()}

@@ -207,7 +207,7 @@ func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath stri
 	flags, propagation, data := ParseMountOptions(opts)
 	dest := path.Clean("/" + m.Destination)
 
-	if isBindMount(m) {
+	if m.Type == "bind" || flags&unix.MS_BIND != 0 {
 		src := m.Source
 		if !filepath.IsAbs(src) {
 			// Relative sources are relative to the bundle, init's cwd.
@@ -263,6 +263,11 @@ func mountAt(root, dest string, dir bool, mount func(target string) error, bindF
 	}
 	if err := withVerifiedPath(hostPath, mount); err != nil {
 		return err
+	}
+	// Most mounts (proc, tmpfs, devpts, ...) have nothing more to apply;
+	// skip the second open and check of the path for them.
+	if bindFlags&bindRemountMask == 0 && len(propagation) == 0 && attrs == nil {
+		return nil
 	}
 	return withVerifiedPath(hostPath, func(target string) error {
 		if err := remountBind(target, bindFlags); err != nil {
