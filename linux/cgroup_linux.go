@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -43,43 +42,24 @@ type Cgroup interface {
 	WatchOOM(stop <-chan struct{}, onOOM func()) error
 }
 
-// cgroupPathOf cleans a spec's cgroupsPath; an empty one becomes /<id>, as
-// runc does. Systemd-style "slice:prefix:name" paths are not handled yet.
-func cgroupPathOf(path, id string) (string, error) {
-	if path == "" {
-		if id == "" {
-			return "", nil
-		}
-		path = "/" + id
-	}
-	if strings.Count(path, ":") == 2 && !strings.HasPrefix(path, "/") {
-		// "slice:prefix:name" is the systemd driver's form (SystemdCgroup
-		// in containerd's runtime options).
-		if _, err := os.Stat("/run/systemd/system"); err != nil {
-			return "", fmt.Errorf("config.json: linux.cgroupsPath %q asks for the systemd cgroup driver, but systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (SystemdCgroup = false): %w", path, errdefs.ErrFailedPrecondition)
-		}
-		return "", fmt.Errorf("config.json: linux.cgroupsPath %q: the systemd cgroup driver is not supported yet; use the cgroupfs driver (SystemdCgroup = false): %w", path, errdefs.ErrNotImplemented)
-	}
-	for _, part := range strings.Split(path, "/") {
-		if part == ".." {
-			return "", fmt.Errorf("config.json: linux.cgroupsPath %q escapes its parent: %w", path, errdefs.ErrInvalidArgument)
-		}
-	}
-	if !filepath.IsAbs(path) {
-		path = "/" + path
-	}
-	return filepath.Clean(path), nil
-}
-
-// NewCgroup creates the cgroup at path on this host's hierarchy with the
-// resources applied (nil: none).
-func NewCgroup(path string, resources *specs.LinuxResources) (Cgroup, error) {
+// newCgroup makes the container's cgroup as place says, with resources
+// applied (nil: none). Under the systemd driver the cgroup appears with the
+// first Add.
+func newCgroup(place cgroupPlacement, resources *specs.LinuxResources, description string) (Cgroup, error) {
 	if resources == nil {
 		resources = &specs.LinuxResources{}
 	}
 	if err := ValidateResources(resources); err != nil {
 		return nil, err
 	}
+	if place.Unit != "" {
+		return newSystemdCgroup(place, resources, description, cgroups.Mode() == cgroups.Unified), nil
+	}
+	return newCgroupfs(place.Path, resources)
+}
+
+// newCgroupfs creates the cgroup at path on this host's hierarchy.
+func newCgroupfs(path string, resources *specs.LinuxResources) (Cgroup, error) {
 	if cgroups.Mode() == cgroups.Unified {
 		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, v2Resources(resources))
 		if err != nil {
@@ -100,8 +80,20 @@ func NewCgroup(path string, resources *specs.LinuxResources) (Cgroup, error) {
 	return &cgroupV1{path: path, cg: cg}, nil
 }
 
-// LoadCgroup opens an existing cgroup; a missing one is ErrNotFound.
-func LoadCgroup(path string) (Cgroup, error) {
+// loadCgroup opens an existing cgroup; a missing one is ErrNotFound.
+func loadCgroup(place cgroupPlacement) (Cgroup, error) {
+	if place.Unit != "" {
+		// Not returned directly: a nil *systemdCgroup is a non-nil Cgroup.
+		sd, err := loadSystemdCgroup(place, cgroups.Mode() == cgroups.Unified)
+		if err != nil {
+			return nil, err
+		}
+		return sd, nil
+	}
+	return loadCgroupfs(place.Path)
+}
+
+func loadCgroupfs(path string) (Cgroup, error) {
 	if cgroups.Mode() == cgroups.Unified {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); err != nil {
 			return nil, fmt.Errorf("load cgroup %s: %w", path, errdefs.ErrNotFound)
@@ -375,6 +367,11 @@ func uniquePids(pids []int) []int {
 func killCgroup(cg Cgroup, deadline time.Duration) error {
 	// cgroup v2's cgroup.kill (Linux 5.14) kills the whole tree at once,
 	// with no window for a fork to escape; the loop below then only waits.
+	if sd, ok := cg.(*systemdCgroup); ok {
+		if fs, err := sd.started(); err == nil {
+			cg = fs
+		}
+	}
 	if v2, ok := cg.(*cgroupV2); ok {
 		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", v2.path, "cgroup.kill")); err == nil {
 			_ = v2.m.Kill()

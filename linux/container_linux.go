@@ -64,6 +64,9 @@ type CreateOpts struct {
 	Rootfs []Mount
 	// Stdin, Stdout and Stderr become init's fds 0, 1 and 2.
 	Stdin, Stdout, Stderr *os.File
+	// SystemdCgroup asks for the systemd cgroup driver (the runtime
+	// option of that name); a "slice:prefix:name" cgroupsPath does too.
+	SystemdCgroup bool
 }
 
 // Container is a created container whose init waits for Start.
@@ -92,9 +95,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if err != nil {
 		return nil, err
 	}
-	cgPath, err := cgroupPathOf(spec.Linux.CgroupsPath, opts.ID)
+	cgPlace, err := placeCgroup(spec.Linux.CgroupsPath, opts.ID, opts.SystemdCgroup)
 	if err != nil {
 		return nil, err
+	}
+	if cgPlace.Unit != "" && !systemdRunning() {
+		return nil, fmt.Errorf("config.json: linux.cgroupsPath %q asks for the systemd cgroup driver, but systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (SystemdCgroup = false, a cgroupsPath without colons): %w",
+			spec.Linux.CgroupsPath, errdefs.ErrFailedPrecondition)
 	}
 	c := &Container{
 		ID:         opts.ID,
@@ -117,7 +124,11 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	// Record the mount and the cgroup before making them, so `delete`
 	// after a crash in between cleans up too (unmounting what is not
 	// mounted and loading a cgroup that does not exist are harmless).
-	if err := writeState(opts.Bundle, diskState{ID: c.ID, Cgroup: cgPath, RootfsMount: c.rootfsMount}); err != nil {
+	if err := writeState(opts.Bundle, diskState{ID: c.ID, Cgroup: cgPlace.Path, SystemdUnit: cgPlace.Unit, SystemdSlice: cgPlace.Slice, RootfsMount: c.rootfsMount}); err != nil {
+		return nil, err
+	}
+	c.cg, err = newCgroup(cgPlace, spec.Linux.Resources, "containerd-shim-mini-v2 container "+opts.ID)
+	if err != nil {
 		return nil, err
 	}
 	if len(opts.Rootfs) > 0 {
@@ -132,11 +143,6 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, fmt.Errorf("rootfs %s: %w", rootfs, asNotFound(err))
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
-	}
-
-	c.cg, err = NewCgroup(cgPath, spec.Linux.Resources)
-	if err != nil {
-		return nil, err
 	}
 
 	binary, err := r.binaryPath(c.privatePid)
@@ -182,6 +188,9 @@ func (c *Container) diskState() diskState {
 	st := diskState{ID: c.ID, InitPid: c.InitPid, RootfsMount: c.rootfsMount}
 	if c.cg != nil {
 		st.Cgroup = c.cg.Path()
+		if sd, ok := c.cg.(*systemdCgroup); ok {
+			st.SystemdUnit, st.SystemdSlice = sd.place.Unit, sd.place.Slice
+		}
 	}
 	if c.InitPid > 0 {
 		st.InitStart, _ = processStartTime(c.InitPid)
@@ -302,7 +311,7 @@ func Cleanup(ctx context.Context, bundle string) (int, error) {
 	}
 	c := &Container{ID: st.ID, Bundle: bundle, rootfsMount: st.RootfsMount, InitPid: st.InitPid}
 	if st.Cgroup != "" {
-		cg, err := LoadCgroup(st.Cgroup)
+		cg, err := loadCgroup(cgroupPlacement{Path: st.Cgroup, Unit: st.SystemdUnit, Slice: st.SystemdSlice})
 		if err == nil {
 			c.cg = cg
 		} else if !errdefs.IsNotFound(err) {

@@ -72,7 +72,7 @@ func validateSpec(spec *specs.Spec) error {
 		return invalid("hostname %q is set but the container has no UTS namespace of its own", spec.Hostname)
 	}
 	if p := spec.Linux.CgroupsPath; p != "" {
-		if _, err := cgroupPathOf(p, ""); err != nil {
+		if _, err := placeCgroup(p, "", false); err != nil {
 			return err
 		}
 	}

@@ -58,34 +58,6 @@ func TestSpecLoad(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-func TestSpecCgroupPath(t *testing.T) {
-	tests := []struct{ in, id, want string }{
-		{"", "c1", "/c1"},
-		{"/default/c1", "c1", "/default/c1"},
-		{"default/c1", "c1", "/default/c1"},
-		{"/a//b/", "x", "/a/b"},
-	}
-	for _, tt := range tests {
-		got, err := cgroupPathOf(tt.in, tt.id)
-		if err != nil || got != tt.want {
-			t.Errorf("cgroupPathOf(%q) = %q, %v; want %q", tt.in, got, err, tt.want)
-		}
-	}
-	for _, bad := range []string{"../x", "/a/../../b"} {
-		if _, err := cgroupPathOf(bad, "x"); !errdefs.IsInvalidArgument(err) {
-			t.Errorf("cgroupPathOf(%q) = %v; want invalid argument", bad, err)
-		}
-	}
-	_, err := cgroupPathOf("system.slice:mini:c1", "c1")
-	if _, statErr := os.Stat("/run/systemd/system"); statErr != nil {
-		if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "systemd is not running") {
-			t.Errorf("systemd path without systemd: %v; want a failed precondition saying so", err)
-		}
-	} else if !errdefs.IsNotImplemented(err) {
-		t.Errorf("systemd path: %v; want not implemented", err)
-	}
-}
-
 func TestSpecBootstrap(t *testing.T) {
 	ns := namespaces{unshare: 0x20000, join: []string{"/proc/1/ns/net"}}
 	if got, want := string(ns.bootstrap()), "unshare 131072\njoin /proc/1/ns/net\n"; got != want {

@@ -21,6 +21,10 @@ type diskState struct {
 	InitPid   int    `json:"init_pid,omitempty"`
 	InitStart uint64 `json:"init_start,omitempty"`
 	Cgroup    string `json:"cgroup,omitempty"`
+	// SystemdUnit and SystemdSlice are set when systemd made the cgroup:
+	// cleanup stops the unit.
+	SystemdUnit  string `json:"systemd_unit,omitempty"`
+	SystemdSlice string `json:"systemd_slice,omitempty"`
 	// RootfsMount is where Create mounted the request's rootfs, if it did.
 	RootfsMount string `json:"rootfs_mount,omitempty"`
 }

@@ -17,11 +17,13 @@ import (
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/containerd/api/types"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -279,6 +281,22 @@ func childFiles(p *shimio.Pipes) (in, out, errf *os.File) {
 	return p.ChildFiles()
 }
 
+// systemdCgroupOption reads SystemdCgroup from the runtime options
+// containerd sends in the runc shim's type (CRI's config.toml `options`,
+// ctr's runtime config). The type's other fields name runc's own binary and
+// knobs, and other types carry nothing for this runtime: both are ignored,
+// as runc-v2 ignores what it does not know.
+func systemdCgroupOption(opts *anypb.Any) (bool, error) {
+	var runc runcoptions.Options
+	if opts == nil || !opts.MessageIs(&runc) {
+		return false, nil
+	}
+	if err := opts.UnmarshalTo(&runc); err != nil {
+		return false, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+	}
+	return runc.SystemdCgroup, nil
+}
+
 // Create creates a container whose init waits for Start.
 func (s *Service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (*taskv3.CreateTaskResponse, error) {
 	resp, err := s.create(ctx, r)
@@ -311,6 +329,10 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		s.endSpawn()
 	}()
 
+	systemd, err := systemdCgroupOption(r.Options)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", r.ID, err)
+	}
 	spec, err := linux.LoadSpec(r.Bundle)
 	if err != nil {
 		return nil, err
@@ -341,6 +363,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	lc, err := s.runtime.Create(ctx, linux.CreateOpts{
 		ID: r.ID, Bundle: r.Bundle, Spec: spec, Rootfs: mounts,
 		Stdin: in, Stdout: out, Stderr: errf,
+		SystemdCgroup: systemd,
 	})
 	if err != nil {
 		if pipes != nil {

@@ -9,9 +9,11 @@ import (
 	"testing"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/minishim/containerd-shim-mini-v2/process"
 )
@@ -219,5 +221,41 @@ func TestServiceRequestsDuringCreate(t *testing.T) {
 	}
 	if _, err := s.Connect(ctx, &taskv3.ConnectRequest{ID: "c1"}); err != nil {
 		t.Errorf("connect during create: %v", err)
+	}
+}
+
+func TestSystemdCgroupOption(t *testing.T) {
+	anyOf := func(m proto.Message) *anypb.Any {
+		a, err := anypb.New(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	tests := []struct {
+		name    string
+		opts    *anypb.Any
+		want    bool
+		invalid bool
+	}{
+		{"none", nil, false, false},
+		{"runc options, cgroupfs", anyOf(&runcoptions.Options{BinaryName: "runc"}), false, false},
+		{"runc options, systemd", anyOf(&runcoptions.Options{SystemdCgroup: true}), true, false},
+		{"another type is not ours", anyOf(&runcoptions.ProcessDetails{ExecID: "x"}), false, false},
+		{"corrupt", &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff}}, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := systemdCgroupOption(tt.opts)
+			if tt.invalid {
+				if !errdefs.IsInvalidArgument(err) {
+					t.Fatalf("got %v, %v; want invalid argument", got, err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
 	}
 }

@@ -1,0 +1,66 @@
+package integration
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+// systemdRunning says whether systemd is this host's init, as sd_booted(3)
+// tells.
+func systemdRunning() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+// Issue 4: a "slice:prefix:name" cgroupsPath asks for the systemd cgroup
+// driver. Where systemd does not run, the create fails at once with an
+// error that says so (not a hang on D-Bus), and leaves nothing behind.
+// runc-v2 takes the driver from its options only, so it is given
+// --runc-systemd-cgroup (which ctr passes to runc shims alone).
+func TestSystemdCgroupDriverWithoutSystemd(t *testing.T) {
+	if systemdRunning() {
+		t.Skip("systemd runs on this host; this case is about hosts without it")
+	}
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "sdcg")
+		flags := []string{"--rm", "--cgroup", "system.slice:minitest:" + tc.id}
+		if strings.Contains(tg.runtime, "runc") {
+			flags = append(flags, "--runc-systemd-cgroup")
+		}
+		res := tc.ctr("", tc.runArgs(flags, "", "/bin/true")...)
+		if res.ExitCode == 0 || res.Err != nil {
+			t.Fatalf("want ctr to fail on its own:\n%s", res)
+		}
+		if !strings.Contains(tg.runtime, "runc") {
+			for _, w := range []string{"systemd", "not running", "cgroupfs driver"} {
+				if !strings.Contains(res.Stderr, w) {
+					t.Errorf("error should contain %q:\n%s", w, res)
+				}
+			}
+		}
+		t.Logf("%s on containerd %s says: %s", tg.runtime, tg.d.version.Name, strings.TrimSpace(res.Stderr))
+	})
+}
+
+// Issue 4, bad input: a cgroupsPath that climbs out of its parent is
+// refused before anything is made. (runc cleans such a path into the
+// cgroup root and goes on, so only our runtime is held to the error.)
+func TestCgroupsPathEscape(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		if strings.Contains(tg.runtime, "runc") {
+			t.Skip("runc accepts the path, cleaned")
+		}
+		tc := newCase(t, tg, "cgesc")
+		res := tc.ctr("", tc.runArgs([]string{"--rm", "--cgroup", "/minitest/../../" + tc.id}, "", "/bin/true")...)
+		if res.ExitCode == 0 || res.Err != nil {
+			t.Fatalf("want ctr to fail on its own:\n%s", res)
+		}
+		for _, w := range []string{"cgroupsPath", "escapes its parent", "invalid argument"} {
+			if !strings.Contains(res.Stderr, w) {
+				t.Errorf("error should contain %q:\n%s", w, res)
+			}
+		}
+		t.Logf("%s on containerd %s says: %s", tg.runtime, tg.d.version.Name, strings.TrimSpace(res.Stderr))
+	})
+}
