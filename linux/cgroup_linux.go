@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -73,11 +74,70 @@ func newCgroupfs(path string, resources *specs.LinuxResources) (Cgroup, error) {
 		}
 		return &cgroupV2{path: path, m: m}, nil
 	}
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), resources)
+	r, bfq := splitBFQWeights(resources)
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), r)
+	if err == nil {
+		err = bfq.write(path)
+	}
 	if err != nil {
+		// New stops at the first controller that fails and keeps the
+		// directories it made in the others.
+		if made, lerr := cgroup1.Load(cgroup1.StaticPath(path)); lerr == nil {
+			_ = made.Delete()
+		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return &cgroupV1{path: path, cg: cg}, nil
+}
+
+// bfqWeights are block IO weights for a v1 blkio controller whose
+// scheduler is BFQ: the kernel then has blkio.bfq.weight and
+// blkio.bfq.weight_device in place of CFQ's blkio.weight and
+// blkio.weight_device, which containerd/cgroups alone writes.
+type bfqWeights struct {
+	weight  *uint16
+	devices []specs.LinuxWeightDevice
+}
+
+// splitBFQWeights takes the weights out of r when this host's blkio
+// controller has only the BFQ files; r itself is not changed.
+func splitBFQWeights(r *specs.LinuxResources) (*specs.LinuxResources, bfqWeights) {
+	b := r.BlockIO
+	if b == nil || (b.Weight == nil && len(b.WeightDevice) == 0) {
+		return r, bfqWeights{}
+	}
+	// The root cgroup has CFQ's weight file but never BFQ's, whose
+	// statistics show it is there instead.
+	if _, err := os.Stat("/sys/fs/cgroup/blkio/blkio.weight"); err == nil {
+		return r, bfqWeights{}
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/blkio/blkio.bfq.io_serviced"); err != nil {
+		return r, bfqWeights{}
+	}
+	out := *r
+	blkio := *b
+	blkio.Weight, blkio.WeightDevice = nil, nil
+	out.BlockIO = &blkio
+	return &out, bfqWeights{weight: b.Weight, devices: b.WeightDevice}
+}
+
+func (w bfqWeights) write(path string) error {
+	dir := filepath.Join("/sys/fs/cgroup/blkio", path)
+	if w.weight != nil {
+		if err := os.WriteFile(filepath.Join(dir, "blkio.bfq.weight"), []byte(strconv.Itoa(int(*w.weight))), 0); err != nil {
+			return fmt.Errorf("linux.resources.blockIO.weight: %w", err)
+		}
+	}
+	for _, d := range w.devices {
+		if d.Weight == nil {
+			continue
+		}
+		line := fmt.Sprintf("%d:%d %d", d.Major, d.Minor, *d.Weight)
+		if err := os.WriteFile(filepath.Join(dir, "blkio.bfq.weight_device"), []byte(line), 0); err != nil {
+			return fmt.Errorf("linux.resources.blockIO.weightDevice %d:%d: %w", d.Major, d.Minor, err)
+		}
+	}
+	return nil
 }
 
 // loadCgroup opens an existing cgroup; a missing one is ErrNotFound.
@@ -127,7 +187,11 @@ func (c *cgroupV1) Update(r *specs.LinuxResources) error {
 	if err := ValidateResources(r); err != nil {
 		return err
 	}
+	r, bfq := splitBFQWeights(r)
 	if err := c.cg.Update(r); err != nil {
+		return fmt.Errorf("update cgroup %s: %w", c.path, err)
+	}
+	if err := bfq.write(c.path); err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
 	}
 	return nil

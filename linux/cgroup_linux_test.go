@@ -1,8 +1,13 @@
 package linux
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -44,5 +49,78 @@ func TestCgroupV2DeviceFilterBuilds(t *testing.T) {
 	}
 	if _, _, err := cgroup2.DeviceFilter(normalizeDeviceRules(rules)); err != nil {
 		t.Fatalf("DeviceFilter: %v", err)
+	}
+}
+
+// requireCgroupV1 skips unless the test may make cgroups on a v1 host.
+func requireCgroupV1(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("a cgroup v1 case")
+	}
+}
+
+// A create that fails half way leaves no directory in any hierarchy: the
+// library stops at the first failing controller and keeps what it made.
+func TestCgroupV1FailedCreateLeavesNothing(t *testing.T) {
+	requireCgroupV1(t)
+	path := "/minitest-unit/fail-" + strconv.Itoa(os.Getpid())
+	t.Cleanup(func() {
+		for _, d := range []string{path, "/minitest-unit"} {
+			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", d))
+			for _, dir := range dirs {
+				_ = os.Remove(dir)
+			}
+		}
+	})
+	// More realtime runtime than the root cgroup has: the kernel refuses.
+	rt := int64(10_000_000)
+	_, err := newCgroupfs(path, &specs.LinuxResources{CPU: &specs.LinuxCPU{RealtimeRuntime: &rt}})
+	if err == nil {
+		t.Fatal("create with an impossible realtime runtime succeeded")
+	}
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", path))
+	if len(dirs) > 0 {
+		t.Fatalf("left behind after %v: %v", err, dirs)
+	}
+}
+
+// On a host whose block layer runs BFQ, v1 has blkio.bfq.weight and no
+// blkio.weight; the weight goes there, as runc writes it.
+func TestCgroupV1BlkioWeight(t *testing.T) {
+	requireCgroupV1(t)
+	path := "/minitest-unit-bfq-" + strconv.Itoa(os.Getpid())
+	weight := uint16(321)
+	cg, err := newCgroupfs(path, &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: &weight}})
+	if err != nil {
+		t.Fatalf("create with blkio weight: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := cg.Delete(); err != nil {
+			t.Errorf("delete: %v", err)
+		}
+	})
+	dir := filepath.Join("/sys/fs/cgroup/blkio", path)
+	file := "blkio.weight"
+	if _, err := os.Stat(filepath.Join(dir, file)); err != nil {
+		file = "blkio.bfq.weight"
+	}
+	data, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Skipf("no weight file in this host's blkio controller: %v", err)
+	}
+	// BFQ prints "default 321".
+	if f := strings.Fields(string(data)); len(f) == 0 || f[len(f)-1] != "321" {
+		t.Fatalf("%s = %q; want 321", file, data)
+	}
+	weight = 123
+	if err := cg.Update(&specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: &weight}}); err != nil {
+		t.Fatalf("update blkio weight: %v", err)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, file)); !strings.Contains(string(data), "123") {
+		t.Fatalf("after update %s = %q; want 123", file, data)
 	}
 }
