@@ -1,8 +1,10 @@
 // Command bench compares two runtimes (by default io.containerd.mini.v2 and
 // io.containerd.runc.v2) on a private containerd: the wall time of
-// `ctr run --rm ... /bin/true` and of `ctr tasks exec ... /bin/true` into a
-// running container, interleaved so drift hits both alike, and the memory
-// of one idle shim each. Needs root; `make bench` runs it.
+// `ctr run --rm ... /bin/true`, also with the spec passed by --config
+// without and with a full linux.resources block (what cgroup setup adds to
+// create and start), and of `ctr tasks exec ... /bin/true` into a running
+// container, interleaved so drift hits both alike, and the memory of one
+// idle shim each. Needs root; `make bench` runs it.
 //
 //	go run ./bench -n 50 -containerd 1.6,2.4
 //	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
@@ -20,6 +22,7 @@ import (
 	"time"
 
 	"github.com/minishim/containerd-shim-mini-v2/integration"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 type config struct {
@@ -93,7 +96,17 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 		}
 	}()
 	runtimes := []string{cfg.a, cfg.b}
+	rs, err := prepareResources(ctx, c, v, runtimes, rootfs)
+	if err != nil {
+		return err
+	}
 	fmt.Printf("containerd %s: %d runs of `ctr run --rm --runtime R --rootfs ROOTFS ID /bin/true` per runtime, interleaved\n", v.Name, cfg.runs)
+	fmt.Printf("  and with them %d runs each of `ctr run --rm --runtime R --config SPEC ID`, SPEC being the one ctr\n", cfg.runs)
+	fmt.Printf("  writes for that command (no resources: only ctr's device allowlist and cpu shares) and that spec plus\n")
+	fmt.Printf("  a full resources block: %s\n", rs.desc)
+	for _, n := range rs.notes {
+		fmt.Printf("  note: %s\n", n)
+	}
 
 	once := func(rt string) (time.Duration, error) {
 		id := fmt.Sprintf("b%s-%s", v.Tag(), integration.RandomSuffix())
@@ -105,27 +118,19 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 		}
 		return res.Duration, nil
 	}
-	for i := 0; i < cfg.warmup; i++ {
+	// Cells 0, 1: --rootfs; 2, 3: --config, no resources; 4, 5: full.
+	var cells []func() (time.Duration, error)
+	for _, rt := range runtimes {
+		cells = append(cells, func() (time.Duration, error) { return once(rt) })
+	}
+	for _, spec := range []*specs.Spec{rs.none, rs.full} {
 		for _, rt := range runtimes {
-			if _, err := once(rt); err != nil {
-				return err
-			}
+			cells = append(cells, func() (time.Duration, error) { return runSpec(ctx, c, rt, spec, "/bin/true") })
 		}
 	}
-	times := [2][]time.Duration{}
-	for i := 0; i < cfg.runs; i++ {
-		// Alternate who goes first so neither always runs on a warmer cache.
-		order := []int{0, 1}
-		if i%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, k := range order {
-			d, err := once(runtimes[k])
-			if err != nil {
-				return err
-			}
-			times[k] = append(times[k], d)
-		}
+	times, err := interleave(cfg, cells)
+	if err != nil {
+		return err
 	}
 
 	execs, floor, err := benchExec(ctx, cfg, c, v, runtimes, rootfs)
@@ -147,12 +152,24 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 		if unit == "KiB" {
 			prec = 0
 		}
-		fmt.Fprintf(tw, "%s\t%.*f %s\t%.*f %s\t%.2f\t\n", name, prec, a, unit, prec, b, unit, a/b)
+		// A cost at or below zero (a difference lost in the noise) has no
+		// meaningful ratio.
+		ratio := "-"
+		if a >= 0 && b > 0 {
+			ratio = fmt.Sprintf("%.2f", a/b)
+		}
+		fmt.Fprintf(tw, "%s\t%.*f %s\t%.*f %s\t%s\t\n", name, prec, a, unit, prec, b, unit, ratio)
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	row("run median", ms(percentile(times[0], 50)), ms(percentile(times[1], 50)), "ms")
 	row("run p90", ms(percentile(times[0], 90)), ms(percentile(times[1], 90)), "ms")
 	row("run min", ms(percentile(times[0], 0)), ms(percentile(times[1], 0)), "ms")
+	none := [2]time.Duration{percentile(times[2], 50), percentile(times[3], 50)}
+	full := [2]time.Duration{percentile(times[4], 50), percentile(times[5], 50)}
+	row("run --config, no resources median", ms(none[0]), ms(none[1]), "ms")
+	row("run --config, full resources median", ms(full[0]), ms(full[1]), "ms")
+	row("full - none (medians)", ms(full[0]-none[0]), ms(full[1]-none[1]), "ms")
+	row("full - none (mins)", ms(percentile(times[4], 0)-percentile(times[2], 0)), ms(percentile(times[5], 0)-percentile(times[3], 0)), "ms")
 	row("exec median", ms(percentile(execs[0], 50)), ms(percentile(execs[1], 50)), "ms")
 	row("exec p90", ms(percentile(execs[0], 90)), ms(percentile(execs[1], 90)), "ms")
 	row("exec min", ms(percentile(execs[0], 0)), ms(percentile(execs[1], 0)), "ms")
@@ -204,32 +221,42 @@ func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v int
 		n++
 		return once(k, "tasks", "exec", "--exec-id", fmt.Sprintf("b%d", n), ids[k], "/bin/true")
 	}
-	for i := 0; i < cfg.warmup; i++ {
-		for k := range runtimes {
-			if _, err := exec(k); err != nil {
-				return execs, floor, err
-			}
-		}
+	cells := []func() (time.Duration, error){
+		func() (time.Duration, error) { return exec(0) },
+		func() (time.Duration, error) { return exec(1) },
+		func() (time.Duration, error) { return once(0, "version") },
 	}
-	for i := 0; i < cfg.runs; i++ {
-		order := []int{0, 1}
-		if i%2 == 1 {
-			order = []int{1, 0}
-		}
-		for _, k := range order {
-			d, err := exec(k)
-			if err != nil {
-				return execs, floor, err
-			}
-			execs[k] = append(execs[k], d)
-		}
-		d, err := once(0, "version")
-		if err != nil {
-			return execs, floor, err
-		}
-		floor = append(floor, d)
+	times, err := interleave(cfg, cells)
+	if err != nil {
+		return execs, floor, err
 	}
+	execs[0], execs[1], floor = times[0], times[1], times[2]
 	return execs, floor, nil
+}
+
+// interleave runs every cell once per round, cfg.warmup rounds unmeasured
+// and then cfg.runs measured ones, in reverse order every other measured
+// round, so no cell always goes first (on a warmer cache) or always follows
+// the same other one. times[k] are cell k's measured durations.
+func interleave(cfg config, cells []func() (time.Duration, error)) (times [][]time.Duration, err error) {
+	times = make([][]time.Duration, len(cells))
+	for i := 0; i < cfg.warmup+cfg.runs; i++ {
+		measured := i >= cfg.warmup
+		for j := range cells {
+			k := j
+			if measured && (i-cfg.warmup)%2 == 1 {
+				k = len(cells) - 1 - j
+			}
+			d, err := cells[k]()
+			if err != nil {
+				return nil, err
+			}
+			if measured {
+				times[k] = append(times[k], d)
+			}
+		}
+	}
+	return times, nil
 }
 
 func label(slot, runtime string) string {
