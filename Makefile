@@ -8,6 +8,9 @@ BUILDFLAGS := -trimpath -ldflags "-s -w"
 # Packages with goroutines run under the race detector.
 RACE_PKGS  := ./shim/... ./task/... ./process/... ./io/...
 PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/...
+# Tests through containerd's Go client: a module of its own, so that the
+# shim's module never depends on containerd (see integration/client/doc.go).
+CLIENT_DIR := integration/client
 # Integration: which containerd versions and runtimes (see integration/doc.go).
 MINI_TEST_CONTAINERD ?= 1.6,2.4
 MINI_TEST_RUNTIMES   ?= io.containerd.mini.v2
@@ -38,6 +41,7 @@ check-deps:
 
 vet:
 	$(GO) vet ./...
+	cd $(CLIENT_DIR) && $(GO) vet ./...
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi
 
@@ -50,10 +54,11 @@ unit:
 integration: check-deps build
 	@[ "$$(id -u)" = 0 ] || { echo "integration tests need root"; exit 1; }
 	MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v $(INTEGRATION_FLAGS) ./integration/
+	cd $(CLIENT_DIR) && MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v $(INTEGRATION_FLAGS) ./...
 
 test: check-deps vet unit integration test-cgroupv2
 
-# The integration suite again, inside a KVM guest with only the cgroup v2
+# Both integration suites again, inside a KVM guest with only the cgroup v2
 # hierarchy (hack/vm-test.sh). Without a usable /dev/kvm it says so loudly
 # and passes; VMTEST_ACCEL=tcg runs it under emulation instead (slow).
 test-cgroupv2: check-deps build

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Runs the integration suite (./integration) inside a KVM guest booted with
-# the cgroup v2 hierarchy only, since most hosts are pure v2 and the one this
-# may run on is not. The guest is the Debian kernel from /boot (installed by
+# Runs the integration suites (./integration, then the Go-client one in
+# ./integration/client) inside a KVM guest booted with the cgroup v2
+# hierarchy only, since most hosts are pure v2 and the one this may run on
+# is not. The guest is the Debian kernel from /boot (installed by
 # hack/install-deps.sh) with a tiny busybox initramfs; its root is the
 # host's root shared read-only over virtio-9p under a tmpfs overlay, so it
 # runs the host's containerd 1.6 and 2.4.2, busybox and libc with no image
-# to build. The test binary and the shim are built here: the guest has no
+# to build. The test binaries and the shim are built here: the guest has no
 # Go toolchain.
 #
 #   hack/vm-test.sh [go test flags...]   e.g. hack/vm-test.sh -run TestRun
 #
 # Without a usable /dev/kvm it prints why, says the tests were SKIPPED and
-# exits 0. Otherwise it exits with the test binary's exit code, 124 on
-# timeout and 125 when the guest did not get as far as the tests.
+# exits 0. Otherwise it exits with the exit code of the first test binary
+# that failed (0 when both passed), 124 on timeout and 125 when the guest
+# did not get as far as the tests.
 #
 # Environment:
 #   MINI_SHIM_BIN          shim to test (default: `make build`'s output)
@@ -195,8 +197,10 @@ main() {
 
 	# --- 2. Build on the host -------------------------------------------------
 	t0=$SECONDS
-	log "building integration.test and the shim"
+	log "building integration.test, client.test and the shim"
 	(cd "$REPO" && go test -c -o "$share/integration.test" ./integration/)
+	# A module of its own (containerd's Go client): built from its directory.
+	(cd "$REPO/integration/client" && go test -c -o "$share/client.test" .)
 	if [ -n "${MINI_SHIM_BIN:-}" ]; then
 		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
 		shim="$MINI_SHIM_BIN"
@@ -277,7 +281,8 @@ main() {
 	exit_line="$(tr -d '\r' <"$console" | grep -a -o 'VMTEST-EXIT=[0-9]*' | tail -n 1 || true)"
 	booted_at="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: guest up after \([0-9.]*\)s.*/\1/p' | head -n 1)"
 	tests_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: integration.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, tests ${tests_took:-?}s)"
+	client_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: client.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
+	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s)"
 	if $no_boot && [ "$ACCEL" = kvm ]; then
 		# KVM that opens but cannot run this kernel is as good as none.
 		skip_loudly "the guest kernel did not reach /init within ${BOOT_TIMEOUT}s under KVM"

@@ -37,6 +37,16 @@ func (c *Containerd) CgroupsPath(id string) string {
 	return path.Join("/", c.Namespace, id)
 }
 
+// CgroupDir is the directory of container id's cgroup: on v1 under the
+// hierarchy of v1Controller ("memory", "cpu", "pids", ...), on v2 in the
+// one tree, where v1Controller is ignored.
+func (c *Containerd) CgroupDir(v1Controller, id string) string {
+	if CgroupV2() {
+		return filepath.Join("/sys/fs/cgroup", c.CgroupsPath(id))
+	}
+	return filepath.Join("/sys/fs/cgroup", v1Controller, c.CgroupsPath(id))
+}
+
 // Leak is one thing a container left behind.
 type Leak struct {
 	Kind   string // process, mount, cgroup, socket, bundle, container

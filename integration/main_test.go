@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -95,7 +94,7 @@ func runSuite(m *testing.M) (int, error) {
 	}
 	for _, rt := range suite.runtimes {
 		if rt == MiniRuntime {
-			suite.shimDir, suite.shimErr = prepareShim(ctx, dir)
+			suite.shimDir, suite.shimErr = PrepareShim(ctx, dir)
 			if suite.shimErr != nil {
 				fmt.Fprintf(os.Stderr, "integration: %s cases will fail: %v\n", MiniRuntime, suite.shimErr)
 			}
@@ -129,35 +128,8 @@ func runSuite(m *testing.M) (int, error) {
 	} else if diff := DiffFingerprints(before, after); len(diff) > 0 {
 		errs = append(errs, fmt.Errorf("containers changed the shared rootfs %s:\n%s", suite.rootfs, strings.Join(diff, "\n")))
 	}
-	removeNamespaceCgroups()
+	RemoveNamespaceCgroups(DefaultNamespace)
 	return code, errors.Join(errs...)
-}
-
-// prepareShim builds the shim under test into dir/bin, or uses the binary
-// named by MINI_SHIM_BIN, and returns the directory to put on PATH.
-func prepareShim(ctx context.Context, dir string) (string, error) {
-	if bin := os.Getenv("MINI_SHIM_BIN"); bin != "" {
-		if filepath.Base(bin) != ShimBinaryName(MiniRuntime) {
-			return "", fmt.Errorf("MINI_SHIM_BIN=%s: containerd looks the shim up as %s", bin, ShimBinaryName(MiniRuntime))
-		}
-		if _, err := os.Stat(bin); err != nil {
-			return "", fmt.Errorf("MINI_SHIM_BIN: %w", err)
-		}
-		abs, err := filepath.Abs(bin)
-		return filepath.Dir(abs), err
-	}
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	binDir := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return "", err
-	}
-	if _, err := BuildShim(ctx, root, binDir); err != nil {
-		return "", err
-	}
-	return binDir, nil
 }
 
 func startDaemon(ctx context.Context, name string) *daemon {
@@ -200,14 +172,5 @@ func (d *daemon) smokeTest(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		d.c.ForceCleanup(cctx, ShimBinaryName(rt), id)
 		cancel()
-	}
-}
-
-// removeNamespaceCgroups removes the empty /minitest parents runc leaves in
-// every hierarchy; a busy one (another suite running) stays.
-func removeNamespaceCgroups() {
-	roots, _ := CgroupRoots()
-	for _, r := range roots {
-		_ = syscall.Rmdir(filepath.Join(r, DefaultNamespace))
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Mount is one line of /proc/self/mountinfo, reduced to what the harness
@@ -93,6 +94,21 @@ func CgroupRoots() ([]string, error) {
 		return nil, err
 	}
 	return cgroupRootsOf(mounts), nil
+}
+
+// CgroupV2 says whether the host runs the unified hierarchy only.
+func CgroupV2() bool {
+	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	return err == nil
+}
+
+// RemoveNamespaceCgroups removes the empty /<namespace> parents runc
+// leaves in every hierarchy; a busy one (another suite running) stays.
+func RemoveNamespaceCgroups(namespace string) {
+	roots, _ := CgroupRoots()
+	for _, r := range roots {
+		_ = syscall.Rmdir(filepath.Join(r, namespace))
+	}
 }
 
 // cgroupRootsOf picks the cgroup hierarchies out of a mount table.

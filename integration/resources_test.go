@@ -10,21 +10,11 @@ import (
 	"time"
 )
 
-// cgroupV2 says whether the host runs the unified hierarchy only.
-func cgroupV2() bool {
-	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
-	return err == nil
-}
-
 // cgroupFile reads one control file of the container's cgroup: v1 files
 // live under their controller's hierarchy, v2 files in the one tree.
 func (tc *tcase) cgroupFile(v1Controller, name string) string {
 	tc.t.Helper()
-	dir := filepath.Join("/sys/fs/cgroup", tc.c.CgroupsPath(tc.id))
-	if !cgroupV2() {
-		dir = filepath.Join("/sys/fs/cgroup", v1Controller, tc.c.CgroupsPath(tc.id))
-	}
-	data, err := os.ReadFile(filepath.Join(dir, name))
+	data, err := os.ReadFile(filepath.Join(tc.c.CgroupDir(v1Controller, tc.id), name))
 	if err != nil {
 		tc.t.Fatalf("read cgroup file: %v", err)
 	}
@@ -41,7 +31,7 @@ func TestResources(t *testing.T) {
 			tc := newCase(t, tg, "limits")
 			done := tc.background("", tc.runArgs([]string{"--rm", "--memory-limit", "67108864", "--cpu-quota", "50000", "--cpu-period", "100000"}, "", "/bin/sleep", "1000")...)
 			tc.waitStatus("RUNNING")
-			if cgroupV2() {
+			if CgroupV2() {
 				if got := tc.cgroupFile("", "memory.max"); got != "67108864" {
 					t.Errorf("memory.max = %q", got)
 				}
@@ -62,7 +52,7 @@ func TestResources(t *testing.T) {
 				t.Fatalf("metrics: %s", metrics)
 			}
 			usage := "memory.usage_in_bytes"
-			if cgroupV2() {
+			if CgroupV2() {
 				usage = "memory.usage"
 			}
 			if v := metricValue(metrics.Stdout, usage); v <= 0 {

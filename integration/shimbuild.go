@@ -68,3 +68,31 @@ func ShimDir(ctx context.Context, shim, tmp string) (string, error) {
 	}
 	return tmp, nil
 }
+
+// PrepareShim returns the directory to put first on containerd's PATH for
+// the shim under test: the one of MINI_SHIM_BIN when set (it must carry the
+// name containerd looks up), else dir/bin after building the shim into it.
+func PrepareShim(ctx context.Context, dir string) (string, error) {
+	if bin := os.Getenv("MINI_SHIM_BIN"); bin != "" {
+		if filepath.Base(bin) != ShimBinaryName(MiniRuntime) {
+			return "", fmt.Errorf("MINI_SHIM_BIN=%s: containerd looks the shim up as %s", bin, ShimBinaryName(MiniRuntime))
+		}
+		if _, err := os.Stat(bin); err != nil {
+			return "", fmt.Errorf("MINI_SHIM_BIN: %w", err)
+		}
+		abs, err := filepath.Abs(bin)
+		return filepath.Dir(abs), err
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	binDir := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	if _, err := BuildShim(ctx, root, binDir); err != nil {
+		return "", err
+	}
+	return binDir, nil
+}

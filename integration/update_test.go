@@ -87,7 +87,7 @@ func TestUpdate(t *testing.T) {
 			t.Fatalf("update: %v", err)
 		}
 		file, controller, want := "memory.limit_in_bytes", "memory", "50331648"
-		if cgroupV2() {
+		if CgroupV2() {
 			file, controller = "memory.max", ""
 		}
 		if got := tc.cgroupFile(controller, file); got != want {

@@ -53,6 +53,7 @@ func newCgroup(place cgroupPlacement, resources *specs.LinuxResources, descripti
 	if err := ValidateResources(resources); err != nil {
 		return nil, err
 	}
+	resources = withStandardDevices(resources)
 	if place.Unit != "" {
 		return newSystemdCgroup(place, resources, description, cgroups.Mode() == cgroups.Unified), nil
 	}
@@ -88,6 +89,42 @@ func newCgroupfs(path string, resources *specs.LinuxResources) (Cgroup, error) {
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return &cgroupV1{path: path, cg: cg}, nil
+}
+
+// standardDevices are allowed after a spec's own device rules, as runc
+// allows them: the devices every container gets (/dev/null, zero, full,
+// random, urandom, tty, ptmx, the pts and tun), and mknod of any node,
+// which alone opens nothing. Without them a spec that denies every device,
+// as the containerd client's default does, breaks even `cat </dev/null`.
+func standardDevices() []specs.LinuxDeviceCgroup {
+	dev := func(typ string, major, minor int64, access string) specs.LinuxDeviceCgroup {
+		d := specs.LinuxDeviceCgroup{Allow: true, Type: typ, Access: access}
+		if major >= 0 {
+			d.Major = &major
+		}
+		if minor >= 0 {
+			d.Minor = &minor
+		}
+		return d
+	}
+	return []specs.LinuxDeviceCgroup{
+		dev("c", -1, -1, "m"), dev("b", -1, -1, "m"),
+		dev("c", 1, 3, "rwm"), dev("c", 1, 5, "rwm"), dev("c", 1, 7, "rwm"),
+		dev("c", 1, 8, "rwm"), dev("c", 1, 9, "rwm"), dev("c", 5, 0, "rwm"),
+		dev("c", 5, 2, "rwm"), dev("c", 136, -1, "rwm"), dev("c", 10, 200, "rwm"),
+	}
+}
+
+// withStandardDevices appends standardDevices() to a spec that has device
+// rules; one without any allows every device already (and on cgroup v2
+// gets no device filter at all). r itself is not changed.
+func withStandardDevices(r *specs.LinuxResources) *specs.LinuxResources {
+	if len(r.Devices) == 0 {
+		return r
+	}
+	out := *r
+	out.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), standardDevices()...)
+	return &out
 }
 
 // bfqWeights are block IO weights for a v1 blkio controller whose

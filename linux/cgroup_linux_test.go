@@ -124,3 +124,30 @@ func TestCgroupV1BlkioWeight(t *testing.T) {
 		t.Fatalf("after update %s = %q; want 123", file, data)
 	}
 }
+
+// Standard devices follow a spec's own rules (as runc adds its own), and a
+// spec without rules, which allows every device, is left alone.
+func TestWithStandardDevices(t *testing.T) {
+	none := &specs.LinuxResources{}
+	if got := withStandardDevices(none); got != none || len(got.Devices) != 0 {
+		t.Fatalf("a spec without device rules got %v", got.Devices)
+	}
+	denyAll := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
+	in := &specs.LinuxResources{Devices: denyAll}
+	got := withStandardDevices(in)
+	if len(in.Devices) != 1 {
+		t.Fatalf("the spec's rules were changed in place: %v", in.Devices)
+	}
+	if got.Devices[0].Allow || len(got.Devices) != 1+len(standardDevices()) {
+		t.Fatalf("want the spec's rule first, then the standard ones: %v", got.Devices)
+	}
+	null := false
+	for _, d := range got.Devices[1:] {
+		if d.Allow && d.Type == "c" && d.Major != nil && *d.Major == 1 && d.Minor != nil && *d.Minor == 3 && d.Access == "rwm" {
+			null = true
+		}
+	}
+	if !null {
+		t.Fatalf("/dev/null (c 1:3 rwm) is not among the standard devices: %v", got.Devices)
+	}
+}

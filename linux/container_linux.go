@@ -334,6 +334,9 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	if r != nil {
+		r = withStandardDevices(r)
+	}
 	return cg.Update(r)
 }
 

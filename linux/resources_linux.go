@@ -2,7 +2,9 @@ package linux
 
 import (
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -84,7 +86,8 @@ func checkCPUList(field, list, onlinePath string) error {
 	if err != nil {
 		return nil
 	}
-	for n := range want {
+	// In order, so the error names the same cpu every time.
+	for _, n := range slices.Sorted(maps.Keys(want)) {
 		if !online[n] {
 			return fmt.Errorf("linux.resources.%s %q: %d is not online on this host (online: %s): %w",
 				field, list, n, strings.TrimSpace(string(data)), errdefs.ErrInvalidArgument)

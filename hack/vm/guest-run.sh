@@ -1,9 +1,10 @@
 #!/bin/bash
 # Second stage in the cgroup v2 guest, started by hack/vm/init after
 # switch_root: the root is the host's (copy-on-write), /vmtest is the host
-# directory hack/vm-test.sh prepared (test binary, shim, env). Runs the
-# integration suite and reports "VMTEST-EXIT=<code>" on the console, then
-# powers the guest off. Never returns: init must not exit.
+# directory hack/vm-test.sh prepared (test binaries, shim, env). Runs the
+# integration suites (integration.test, then client.test) and reports
+# "VMTEST-EXIT=<code>" on the console, the first failing suite's code or 0,
+# then powers the guest off. Never returns: init must not exit.
 set -uo pipefail
 
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -50,15 +51,30 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp
 export MINI_SHIM_BIN=/vmtest/bin/containerd-shim-mini-v2
 export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
-cd "$VMTEST_WORKDIR" 2>/dev/null || cd /vmtest || true
+: >/vmtest/test.log
 
-echo "VMTEST-INFO: running integration.test ${VMTEST_ARGS[*]} (MINI_TEST_CONTAINERD=$MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES=$MINI_TEST_RUNTIMES)"
-start=$(date +%s)
-/vmtest/integration.test "${VMTEST_ARGS[@]}" </dev/null 2>&1 | tee /vmtest/test.log
-rc=${PIPESTATUS[0]}
-echo "VMTEST-INFO: integration.test took $(($(date +%s) - start))s"
+# run_suite BIN DIR runs /vmtest/BIN from DIR (its package's directory on
+# the host) and returns its exit code; output goes to the console and is
+# appended to /vmtest/test.log.
+run_suite() {
+	local bin=$1 dir=$2 start rc
+	echo "VMTEST-INFO: running $bin ${VMTEST_ARGS[*]} (MINI_TEST_CONTAINERD=$MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES=$MINI_TEST_RUNTIMES)"
+	start=$(date +%s)
+	(cd "$dir" 2>/dev/null || cd /vmtest || true; exec "/vmtest/$bin" "${VMTEST_ARGS[@]}" </dev/null 2>&1) | tee -a /vmtest/test.log
+	rc=${PIPESTATUS[0]}
+	echo "VMTEST-INFO: $bin took $(($(date +%s) - start))s"
+	return "$rc"
+}
 
-# The suite removes what it made; anything left in the cgroup tree is a
+rc=0
+run_suite integration.test "$VMTEST_WORKDIR" || rc=$?
+# The Go-client suite runs even when the first failed: its result is
+# worth having; the first failure's code is the one reported.
+client_rc=0
+run_suite client.test "$VMTEST_WORKDIR/client" || client_rc=$?
+[ "$rc" != 0 ] || rc=$client_rc
+
+# The suites remove what they made; anything left in the cgroup tree is a
 # leak the v1-era checks might have missed.
 left=$(find "$cg" -mindepth 1 -type d 2>/dev/null)
 if [ -n "$left" ]; then

@@ -1,0 +1,147 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/minishim/containerd-shim-mini-v2/integration"
+)
+
+// daemon is one containerd version shared by all cases, with a Go client
+// connected to it.
+type daemon struct {
+	version integration.Version
+	c       *integration.Containerd
+	client  *containerd.Client
+	err     error // why this version is unusable
+}
+
+// suiteState is everything TestMain prepares; written once before m.Run.
+type suiteState struct {
+	dir      string
+	rootfs   string
+	fifoDir  string // task stdio fifos, inside dir so nothing outlives the run
+	daemons  []*daemon
+	runtimes []string
+	shimDir  string
+	shimErr  error
+	keep     bool
+}
+
+var suite suiteState
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("integration/client: skipped in -short mode")
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		fmt.Println("integration/client: skipped, needs root")
+		os.Exit(0)
+	}
+	code, err := runSuite(m)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration/client: %v\n", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+func runSuite(m *testing.M) (int, error) {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "mtclient-")
+	if err != nil {
+		return 1, err
+	}
+	suite.dir = dir
+	suite.keep = os.Getenv("MINI_TEST_KEEP") == "1"
+	if !suite.keep {
+		defer os.RemoveAll(dir)
+	}
+	suite.runtimes = integration.ListFromEnv("MINI_TEST_RUNTIMES", integration.MiniRuntime)
+	suite.rootfs = filepath.Join(dir, "rootfs")
+	if err := integration.BuildBusyboxRootfs(ctx, suite.rootfs); err != nil {
+		return 1, err
+	}
+	before, err := integration.Fingerprint(suite.rootfs)
+	if err != nil {
+		return 1, err
+	}
+	suite.fifoDir = filepath.Join(dir, "fifo")
+	for _, rt := range suite.runtimes {
+		if rt == integration.MiniRuntime {
+			suite.shimDir, suite.shimErr = integration.PrepareShim(ctx, dir)
+			if suite.shimErr != nil {
+				fmt.Fprintf(os.Stderr, "integration/client: %s cases will fail: %v\n", rt, suite.shimErr)
+			}
+		}
+	}
+	for _, name := range integration.ListFromEnv("MINI_TEST_CONTAINERD", "1.6,2.4") {
+		suite.daemons = append(suite.daemons, startDaemon(ctx, name))
+	}
+
+	code := m.Run()
+
+	var errs []error
+	for _, d := range suite.daemons {
+		if d.client != nil {
+			if err := d.client.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close client of containerd %s: %w", d.version.Name, err))
+			}
+		}
+		if d.c != nil {
+			if err := d.c.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop containerd %s: %w", d.version.Name, err))
+			}
+		}
+	}
+	after, err := integration.Fingerprint(suite.rootfs)
+	if err != nil {
+		errs = append(errs, err)
+	} else if diff := integration.DiffFingerprints(before, after); len(diff) > 0 {
+		errs = append(errs, fmt.Errorf("containers changed the shared rootfs %s:\n%s", suite.rootfs, strings.Join(diff, "\n")))
+	}
+	integration.RemoveNamespaceCgroups(integration.DefaultNamespace)
+	return code, errors.Join(errs...)
+}
+
+func startDaemon(ctx context.Context, name string) *daemon {
+	d := &daemon{}
+	v, err := integration.LookupVersion(name)
+	if err != nil {
+		d.version, d.err = integration.Version{Name: name}, err
+		return d
+	}
+	d.version = v
+	d.c, d.err = integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: suite.shimDir, Keep: suite.keep})
+	if d.err != nil {
+		return d
+	}
+	d.client, err = containerd.New(d.c.Address, containerd.WithDefaultNamespace(d.c.Namespace), containerd.WithTimeout(10*time.Second))
+	if err != nil {
+		d.err = fmt.Errorf("connect the Go client to containerd %s at %s: %w", v.Name, d.c.Address, err)
+		return d
+	}
+	// One round trip now, so that a daemon the client cannot talk to fails
+	// every case with this reason instead of a timeout each.
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sv, err := d.client.Version(vctx)
+	if err != nil {
+		d.err = fmt.Errorf("Go client: version of containerd %s: %w", v.Name, err)
+		return d
+	}
+	fmt.Fprintf(os.Stderr, "integration/client: containerd %s answers the v2 Go client as %s\n", v.Name, sv.Version)
+	return d
+}
