@@ -76,19 +76,48 @@ func newCgroupfs(path string, resources *specs.LinuxResources) (Cgroup, error) {
 		return &cgroupV2{path: path, m: m}, nil
 	}
 	r, bfq := splitBFQWeights(resources)
-	cg, err := cgroup1.New(cgroup1.StaticPath(path), r)
+	cg, err := cgroup1.New(cgroup1.StaticPath(path), r, cgroup1.WithHierarchy(mountedHierarchies))
 	if err == nil {
 		err = bfq.write(path)
 	}
 	if err != nil {
 		// New stops at the first controller that fails and keeps the
 		// directories it made in the others.
-		if made, lerr := cgroup1.Load(cgroup1.StaticPath(path)); lerr == nil {
+		if made, lerr := cgroup1.Load(cgroup1.StaticPath(path), cgroup1.WithHierarchy(mountedHierarchies)); lerr == nil {
 			_ = made.Delete()
 		}
 		return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 	}
 	return &cgroupV1{path: path, cg: cg}, nil
+}
+
+// mountedHierarchies is containerd/cgroups' list of v1 controllers less
+// those not mounted where it looks for them (/sys/fs/cgroup/<name>). The
+// kernel lists a hierarchy in /proc/self/cgroup wherever it is mounted; one
+// mounted elsewhere, or only in another mount namespace (systemd in a
+// container mounts the ones it finds unmounted), would otherwise get plain
+// directories on the tmpfs, or fail on a read-only one.
+func mountedHierarchies() ([]cgroup1.Subsystem, error) {
+	all, err := cgroup1.Default()
+	if err != nil {
+		return nil, err
+	}
+	mounted := all[:0]
+	for _, s := range all {
+		if p, ok := s.(interface{ Path(string) string }); ok && !isCgroupMount(p.Path("/")) {
+			continue
+		}
+		mounted = append(mounted, s)
+	}
+	return mounted, nil
+}
+
+func isCgroupMount(dir string) bool {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return false
+	}
+	return st.Type == unix.CGROUP_SUPER_MAGIC || st.Type == unix.CGROUP2_SUPER_MAGIC
 }
 
 // standardDevices are allowed after a spec's own device rules, as runc
@@ -201,7 +230,7 @@ func loadCgroupfs(path string) (Cgroup, error) {
 		}
 		return &cgroupV2{path: path, m: m}, nil
 	}
-	cg, err := cgroup1.Load(cgroup1.StaticPath(path))
+	cg, err := cgroup1.Load(cgroup1.StaticPath(path), cgroup1.WithHierarchy(mountedHierarchies))
 	if err != nil {
 		if errors.Is(err, cgroup1.ErrCgroupDeleted) {
 			return nil, fmt.Errorf("load cgroup %s: %w", path, errdefs.ErrNotFound)

@@ -151,3 +151,30 @@ func TestWithStandardDevices(t *testing.T) {
 		t.Fatalf("/dev/null (c 1:3 rwm) is not among the standard devices: %v", got.Devices)
 	}
 }
+
+// Only controllers mounted under /sys/fs/cgroup are used; every one this
+// host mounts there is.
+func TestMountedHierarchies(t *testing.T) {
+	if cgroups.Mode() == cgroups.Unified {
+		t.Skip("a cgroup v1 case")
+	}
+	subs, err := mountedHierarchies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, s := range subs {
+		got[string(s.Name())] = true
+		if p, ok := s.(interface{ Path(string) string }); ok && !isCgroupMount(p.Path("/")) {
+			t.Errorf("%s is not mounted at %s", s.Name(), p.Path("/"))
+		}
+	}
+	for _, name := range []string{"memory", "pids", "freezer", "cpu"} {
+		if isCgroupMount(filepath.Join("/sys/fs/cgroup", name)) && !got[name] {
+			t.Errorf("mounted controller %s left out: %v", name, got)
+		}
+	}
+	if isCgroupMount("/sys/fs/cgroup") {
+		t.Error("the tmpfs holding the hierarchies counts as a cgroup mount")
+	}
+}
