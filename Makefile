@@ -22,7 +22,7 @@ export CGO_ENABLED := 1
 export PATH := /usr/local/go/bin:$(PATH)
 export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
 
-.PHONY: all build install test unit integration vet check-deps deps demo bench clean test-cgroupv2
+.PHONY: all build install test unit integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
 
 all: build
 
@@ -56,7 +56,16 @@ integration: check-deps build
 	MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v $(INTEGRATION_FLAGS) ./integration/
 	cd $(CLIENT_DIR) && MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v $(INTEGRATION_FLAGS) ./...
 
-test: check-deps vet unit integration test-cgroupv2
+test: check-deps vet unit integration test-systemd test-cgroupv2
+
+# The systemd cgroup driver's cases (-run Systemd) against a real systemd:
+# hack/systemd-test.sh boots a private systemd as PID 1 of its own
+# namespaces where systemd is not init, and runs the integration test
+# binary inside them (a few seconds). A step of its own, not alongside the
+# main suite. Without /lib/systemd/systemd it says so loudly and passes.
+test-systemd: check-deps build
+	@[ "$$(id -u)" = 0 ] || { echo "test-systemd needs root"; exit 1; }
+	MINI_SHIM_BIN=$(CURDIR)/$(BIN) bash hack/systemd-test.sh
 
 # Both integration suites again, inside a KVM guest with only the cgroup v2
 # hierarchy (hack/vm-test.sh). Without a usable /dev/kvm it says so loudly

@@ -5,6 +5,8 @@
 # and its own runc shim) built with `go install` into /opt. For the cgroup
 # v2 guest of hack/vm-test.sh: qemu, cpio and Debian's generic kernel
 # (linux-image-amd64: the cloud flavour has no 9p, which the guest needs).
+# For hack/systemd-test.sh: systemd, booted there in namespaces of its own
+# (it need not be, and on the CI machines is not, the host's init).
 #
 # Idempotent and quick when everything is there; apt-get update runs only
 # when a package is missing. Needs root (and network when installing).
@@ -18,7 +20,7 @@ set -euo pipefail
 
 CTRD2_VERSION=2.4.2
 CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev qemu-system-x86 cpio linux-image-amd64)
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev qemu-system-x86 cpio linux-image-amd64 systemd)
 
 check_only=false
 case "${1:-}" in
@@ -51,6 +53,7 @@ declare -A PROVIDES=(
 	# Globs: the kernel version changes with Debian's updates. Unmatched,
 	# a glob stays literal and counts as missing.
 	[linux-image-amd64]="/boot/vmlinuz-*-amd64 /lib/modules/*-amd64/kernel/fs/9p/9p.ko*"
+	[systemd]="/lib/systemd/systemd /bin/systemctl"
 )
 
 package_ok() {

@@ -64,3 +64,36 @@ func TestCgroupsPathEscape(t *testing.T) {
 		t.Logf("%s on containerd %s says: %s", tg.runtime, tg.d.version.Name, strings.TrimSpace(res.Stderr))
 	})
 }
+
+// Issue 4: under the cgroupfs driver init and execs are in the container's
+// cgroup in every hierarchy the host has, the unified one of a hybrid host
+// included (as with runc: systemd tracks processes there).
+func TestCgroupfsPlacement(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "cgplace")
+		want := tc.c.CgroupsPath(tc.id)
+		check := func(who, out string) {
+			lines := strings.Fields(strings.TrimSpace(out))
+			if len(lines) == 0 {
+				t.Fatalf("%s: no /proc/self/cgroup lines", who)
+			}
+			for _, l := range lines {
+				if !strings.HasSuffix(l, ":"+want) {
+					t.Errorf("%s: %q is not in %s; all lines:\n%s", who, l, want, out)
+				}
+			}
+		}
+		done := tc.background("", tc.runArgs([]string{"--rm"}, "", "/bin/sh", "-c", "cat /proc/self/cgroup; exec /bin/sleep 1000")...)
+		tc.waitStatus("RUNNING")
+		res := tc.ctr("", "tasks", "exec", "--exec-id", "cg", tc.id, "/bin/cat", "/proc/self/cgroup")
+		if res.ExitCode != 0 {
+			t.Fatalf("exec: %s", res)
+		}
+		check("exec", res.Stdout)
+		if res := tc.ctr("", "tasks", "kill", "-s", "KILL", tc.id); res.ExitCode != 0 {
+			t.Fatalf("kill: %s", res)
+		}
+		run := tc.await(done)
+		check("init", run.Stdout)
+	})
+}

@@ -109,8 +109,25 @@ func mountedHierarchies() ([]cgroup1.Subsystem, error) {
 		}
 		mounted = append(mounted, s)
 	}
+	if isCgroupMount(hybridUnifiedRoot) {
+		mounted = append(mounted, hybridUnified{})
+	}
 	return mounted, nil
 }
+
+// hybridUnifiedRoot is where a hybrid host mounts the cgroup v2 hierarchy
+// (without controllers) beside the v1 ones.
+const hybridUnifiedRoot = "/sys/fs/cgroup/unified"
+
+// hybridUnified is that v2 hierarchy as one more v1 "subsystem": the
+// container's cgroup is made, joined and removed there too, as runc does.
+// systemd on a hybrid host tracks a unit's processes there, so an exec
+// that is not in the scope's unified cgroup is not the scope's.
+type hybridUnified struct{}
+
+func (hybridUnified) Name() cgroup1.Name { return "unified" }
+
+func (hybridUnified) Path(path string) string { return filepath.Join(hybridUnifiedRoot, path) }
 
 func isCgroupMount(dir string) bool {
 	var st unix.Statfs_t
