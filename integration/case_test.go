@@ -57,7 +57,7 @@ type tcase struct {
 func newCase(t *testing.T, tg target, label string) *tcase {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), shortName(tg.runtime), RandomSuffix())}
+	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), RuntimeTag(tg.runtime), RandomSuffix())}
 	shim := ShimBinaryName(tg.runtime)
 	// Cleanups run last-registered first: leak check, then forced cleanup.
 	t.Cleanup(func() {
@@ -89,22 +89,10 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	return tc
 }
 
-func shortName(runtime string) string {
-	s := ShortRuntime(runtime)
-	if i := strings.IndexByte(s, '.'); i > 0 {
-		return s[:i]
-	}
-	return s
-}
-
 // dumpLog logs the daemon's log lines about this container, shim logs
 // included.
 func (tc *tcase) dumpLog() {
-	lines := tc.c.LogLines(func(l string) bool { return strings.Contains(l, tc.id) })
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
-	}
-	tc.t.Logf("containerd %s log lines mentioning %s:\n%s", tc.c.Version.Name, tc.id, strings.Join(lines, "\n"))
+	tc.t.Log(tc.c.LogAbout(tc.id, 80))
 }
 
 // ctr runs ctr against the case's daemon; no call may take over a minute.

@@ -232,6 +232,16 @@ func (c *Containerd) LogTail(n int) string {
 
 // LogLines returns the daemon's log lines that keep accepts. Shim logs are
 // copied into it by containerd, so grepping for a container id shows both.
+// LogAbout is the daemon's last log lines (shim logs included) that
+// mention s, at most max of them, ready to print.
+func (c *Containerd) LogAbout(s string, max int) string {
+	lines := c.LogLines(func(l string) bool { return strings.Contains(l, s) })
+	if len(lines) > max {
+		lines = lines[len(lines)-max:]
+	}
+	return fmt.Sprintf("containerd %s log lines mentioning %s:\n%s", c.Version.Name, s, strings.Join(lines, "\n"))
+}
+
 func (c *Containerd) LogLines(keep func(string) bool) []string {
 	f, err := os.Open(c.LogPath)
 	if err != nil {

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,23 +44,7 @@ type suiteState struct {
 var suite suiteState
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("integration: skipped in -short mode")
-		os.Exit(0)
-	}
-	if os.Geteuid() != 0 {
-		fmt.Println("integration: skipped, needs root")
-		os.Exit(0)
-	}
-	code, err := runSuite(m)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "integration: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
+	SuiteMain(m, "integration", runSuite)
 }
 
 func runSuite(m *testing.M) (int, error) {
@@ -161,7 +144,7 @@ func (d *daemon) smokeTest(ctx context.Context) {
 		if rt == MiniRuntime && suite.shimErr != nil {
 			continue
 		}
-		id := fmt.Sprintf("smoke-%s-%s-%s", d.version.Tag(), shortName(rt), RandomSuffix())
+		id := fmt.Sprintf("smoke-%s-%s-%s", d.version.Tag(), RuntimeTag(rt), RandomSuffix())
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		res := d.c.Ctr(sctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", suite.rootfs, id, "/bin/true")
 		cancel()

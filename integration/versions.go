@@ -112,3 +112,13 @@ func ShimBinaryName(runtime string) string {
 func ShortRuntime(runtime string) string {
 	return strings.TrimPrefix(runtime, "io.containerd.")
 }
+
+// RuntimeTag is the runtime's name without its version ("mini", "runc"),
+// short enough for container ids.
+func RuntimeTag(runtime string) string {
+	s := ShortRuntime(runtime)
+	if i := strings.IndexByte(s, '.'); i > 0 {
+		return s[:i]
+	}
+	return s
+}

@@ -72,7 +72,7 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 		tg:     tg,
 		c:      tg.d.c,
 		client: tg.d.client,
-		id:     fmt.Sprintf("client-%s-%s-%s-%s", label, tg.d.version.Tag(), shortName(tg.runtime), integration.RandomSuffix()),
+		id:     fmt.Sprintf("client-%s-%s-%s-%s", label, tg.d.version.Tag(), integration.RuntimeTag(tg.runtime), integration.RandomSuffix()),
 	}
 	// The client's default namespace covers its own calls; the spec
 	// generator reads the namespace from the context (for cgroupsPath).
@@ -103,20 +103,8 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	return tc
 }
 
-func shortName(runtime string) string {
-	s := integration.ShortRuntime(runtime)
-	if i := strings.IndexByte(s, '.'); i > 0 {
-		return s[:i]
-	}
-	return s
-}
-
 func (tc *tcase) dumpLog() {
-	lines := tc.c.LogLines(func(l string) bool { return strings.Contains(l, tc.id) })
-	if len(lines) > 80 {
-		lines = lines[len(lines)-80:]
-	}
-	tc.t.Logf("containerd %s log lines mentioning %s:\n%s", tc.c.Version.Name, tc.id, strings.Join(lines, "\n"))
+	tc.t.Log(tc.c.LogAbout(tc.id, 80))
 }
 
 // callCtx bounds one client call; none may take over 30s.

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -39,23 +38,7 @@ type suiteState struct {
 var suite suiteState
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("integration/client: skipped in -short mode")
-		os.Exit(0)
-	}
-	if os.Geteuid() != 0 {
-		fmt.Println("integration/client: skipped, needs root")
-		os.Exit(0)
-	}
-	code, err := runSuite(m)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "integration/client: %v\n", err)
-		if code == 0 {
-			code = 1
-		}
-	}
-	os.Exit(code)
+	integration.SuiteMain(m, "integration/client", runSuite)
 }
 
 func runSuite(m *testing.M) (int, error) {
