@@ -51,16 +51,7 @@ func TestBadInput(t *testing.T) {
 						}
 					}
 				}
-				res := tc.ctr("", args...)
-				if res.ExitCode == 0 || res.Err != nil {
-					t.Fatalf("want ctr to fail on its own:\n%s", res)
-				}
-				for _, w := range c.want {
-					if !strings.Contains(res.Stderr, w) {
-						t.Errorf("error should contain %q:\n%s", w, res)
-					}
-				}
-				t.Logf("%s on containerd %s says: %s", tg.runtime, tg.d.version.Name, strings.TrimSpace(res.Stderr))
+				tc.ctrFails(args, c.want...)
 			})
 		}
 		t.Run("duplicate-id", func(t *testing.T) {

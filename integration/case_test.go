@@ -118,6 +118,23 @@ func (tc *tcase) runArgs(flags []string, image string, cmd ...string) []string {
 	return append(args, cmd...)
 }
 
+// ctrFails runs ctr with args, which must fail on its own (not by timeout)
+// with an error holding every one of want, and logs what the runtime said.
+func (tc *tcase) ctrFails(args []string, want ...string) Result {
+	tc.t.Helper()
+	res := tc.ctr("", args...)
+	if res.ExitCode == 0 || res.Err != nil {
+		tc.t.Fatalf("want ctr to fail on its own:\n%s", res)
+	}
+	for _, w := range want {
+		if !strings.Contains(res.Stderr, w) {
+			tc.t.Errorf("error should contain %q:\n%s", w, res)
+		}
+	}
+	tc.t.Logf("%s on containerd %s says: %s", tc.tg.runtime, tc.tg.d.version.Name, strings.TrimSpace(res.Stderr))
+	return res
+}
+
 // run is `ctr run --rm` of cmd in the shared rootfs.
 func (tc *tcase) run(stdin string, cmd ...string) Result {
 	return tc.ctr(stdin, tc.runArgs([]string{"--rm"}, "", cmd...)...)
