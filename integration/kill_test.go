@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,52 @@ func TestKill(t *testing.T) {
 				t.Fatalf("want exit code 137:\n%s", res)
 			}
 			tc.lifecycle(137)
+		})
+	})
+}
+
+// Issue 4: `kill --all` signals every process in the container's cgroup,
+// not just pid 1: a TERM that pid 1 (without a handler) ignores still ends
+// its children, whose end lets pid 1's wait return. And when init shares
+// the host's pid namespace, what it leaves behind is killed when it exits,
+// as with runc: nothing of the container outlives its init.
+func TestKillAll(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		t.Run("TERM-all", func(t *testing.T) {
+			tc := newCase(t, tg, "killall")
+			done := tc.background("", tc.runArgs([]string{"--rm"}, "", "/bin/sh", "-c", "/bin/sleep 1000 & /bin/sleep 1000 & wait; echo waited")...)
+			tc.waitStatus("RUNNING")
+			tc.waitPids(3)
+			if res := tc.ctr("", "tasks", "kill", "--all", "--signal", "SIGTERM", tc.id); res.ExitCode != 0 {
+				t.Fatalf("kill --all: %s", res)
+			}
+			res := tc.await(done)
+			if res.ExitCode != 0 || res.Stdout != "waited\n" {
+				t.Fatalf("want the sleepers killed, wait returned and exit 0:\n%s", res)
+			}
+			tc.lifecycle(0)
+		})
+		t.Run("host-pid-namespace", func(t *testing.T) {
+			tc := newCase(t, tg, "killhostpid")
+			// The suite's own pid namespace is the host's (pid 1's may not be
+			// open to us in a sandbox).
+			flags := []string{"--rm", "--with-ns", fmt.Sprintf("pid:/proc/%d/ns/pid", os.Getpid())}
+			res := tc.ctr("", tc.runArgs(flags, "", "/bin/sh", "-c", "/bin/sleep 1000 & echo $!")...)
+			if res.ExitCode != 0 {
+				t.Fatalf("run: %s", res)
+			}
+			// The sleeper's pid is a host pid here: it must be gone.
+			pid := strings.TrimSpace(res.Stdout)
+			deadline := time.Now().Add(5 * time.Second)
+			for {
+				if _, err := os.Stat("/proc/" + pid); err != nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("pid %s outlived its container's init", pid)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 		})
 	})
 }

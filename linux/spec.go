@@ -62,7 +62,14 @@ func validateSpec(spec *specs.Spec) error {
 			continue
 		}
 		if _, err := os.Stat(n.Path); err != nil {
-			return fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, errdefs.ErrNotFound)
+			var class error = errdefs.ErrInvalidArgument
+			switch {
+			case errors.Is(err, os.ErrNotExist):
+				class = errdefs.ErrNotFound
+			case errors.Is(err, os.ErrPermission):
+				class = errdefs.ErrPermissionDenied
+			}
+			return fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, class)
 		}
 	}
 	if ns.unshare&unix.CLONE_NEWNS == 0 {
