@@ -30,6 +30,9 @@ type Cgroup interface {
 	// Dir opens the cgroup's directory for clone3(CLONE_INTO_CGROUP), which
 	// only cgroup v2 has; ok is false on v1.
 	Dir() (dir *os.File, ok bool, err error)
+	// Ready says whether the cgroup's directories exist; a systemd unit's
+	// appear only when the first Add starts it.
+	Ready() bool
 	// Update applies resources to the cgroup.
 	Update(r *specs.LinuxResources) error
 	// Stats are the cgroup's metrics as containerd expects them:
@@ -52,6 +55,9 @@ func newCgroup(place cgroupPlacement, resources *specs.LinuxResources, descripti
 	}
 	if err := ValidateResources(resources); err != nil {
 		return nil, err
+	}
+	if m := resources.Memory; m != nil && m.Swap != nil && *m.Swap > 0 && (m.Limit == nil || *m.Limit <= 0) {
+		return nil, fmt.Errorf("linux.resources.memory.swap %d is set without a memory limit, which it includes: %w", *m.Swap, errdefs.ErrInvalidArgument)
 	}
 	resources = withStandardDevices(resources)
 	if place.Unit != "" {
@@ -161,15 +167,17 @@ func standardDevices() []specs.LinuxDeviceCgroup {
 	}
 }
 
-// withStandardDevices appends standardDevices() to a spec that has device
-// rules; one without any allows every device already (and on cgroup v2
-// gets no device filter at all). r itself is not changed.
+// withStandardDevices appends standardDevices() to the spec's rules. As
+// with runc, the rules start from "deny all": a spec without any gets the
+// standard devices only (a privileged spec says "allow all" outright).
+// r itself is not changed.
 func withStandardDevices(r *specs.LinuxResources) *specs.LinuxResources {
-	if len(r.Devices) == 0 {
-		return r
-	}
 	out := *r
-	out.Devices = append(append([]specs.LinuxDeviceCgroup(nil), r.Devices...), standardDevices()...)
+	out.Devices = append([]specs.LinuxDeviceCgroup(nil), r.Devices...)
+	if len(out.Devices) == 0 {
+		out.Devices = append(out.Devices, specs.LinuxDeviceCgroup{Allow: false, Access: "rwm"})
+	}
+	out.Devices = append(out.Devices, standardDevices()...)
 	return &out
 }
 
@@ -185,6 +193,9 @@ type bfqWeights struct {
 // splitBFQWeights takes the weights out of r when this host's blkio
 // controller has only the BFQ files; r itself is not changed.
 func splitBFQWeights(r *specs.LinuxResources) (*specs.LinuxResources, bfqWeights) {
+	if r == nil {
+		return r, bfqWeights{}
+	}
 	b := r.BlockIO
 	if b == nil || (b.Weight == nil && len(b.WeightDevice) == 0) {
 		return r, bfqWeights{}
@@ -265,6 +276,8 @@ type cgroupV1 struct {
 func (c *cgroupV1) Path() string { return c.path }
 
 func (c *cgroupV1) Dir() (*os.File, bool, error) { return nil, false, nil }
+
+func (c *cgroupV1) Ready() bool { return true }
 
 func (c *cgroupV1) Update(r *specs.LinuxResources) error {
 	if err := ValidateResources(r); err != nil {
@@ -374,6 +387,11 @@ func (c *cgroupV1) Delete() error {
 func v2Resources(r *specs.LinuxResources) *cgroup2.Resources {
 	res := cgroup2.ToResources(r)
 	res.Devices = normalizeDeviceRules(r.Devices)
+	// ToResources subtracts the limit from an unlimited (-1) swap too.
+	if m := r.Memory; m != nil && m.Swap != nil && *m.Swap == -1 && res.Memory != nil {
+		unlimited := int64(-1)
+		res.Memory.Swap = &unlimited
+	}
 	return res
 }
 
@@ -408,6 +426,8 @@ type cgroupV2 struct {
 }
 
 func (c *cgroupV2) Path() string { return c.path }
+
+func (c *cgroupV2) Ready() bool { return true }
 
 func (c *cgroupV2) Dir() (*os.File, bool, error) {
 	f, err := os.OpenFile(filepath.Join("/sys/fs/cgroup", c.path), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)

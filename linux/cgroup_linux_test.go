@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup2"
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -93,24 +94,38 @@ func TestCgroupV1FailedCreateLeavesNothing(t *testing.T) {
 func TestCgroupV1BlkioWeight(t *testing.T) {
 	requireCgroupV1(t)
 	path := "/minitest-unit-bfq-" + strconv.Itoa(os.Getpid())
+	// Which weight file a child cgroup has: CFQ's or BFQ's, or none.
+	probe := filepath.Join("/sys/fs/cgroup/blkio", path+"-probe")
+	if err := os.Mkdir(probe, 0o755); err != nil {
+		t.Skipf("no blkio hierarchy: %v", err)
+	}
+	file := ""
+	for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
+		if _, err := os.Stat(filepath.Join(probe, f)); err == nil && file == "" {
+			file = f
+		}
+	}
+	_ = os.Remove(probe)
+	if file == "" {
+		t.Skip("this host's blkio controller has no weight file")
+	}
+	t.Cleanup(func() {
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", path))
+		for _, d := range dirs {
+			if err := os.Remove(d); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
 	weight := uint16(321)
 	cg, err := newCgroupfs(path, &specs.LinuxResources{BlockIO: &specs.LinuxBlockIO{Weight: &weight}})
 	if err != nil {
-		t.Fatalf("create with blkio weight: %v", err)
+		t.Fatalf("create with blkio weight (%s): %v", file, err)
 	}
-	t.Cleanup(func() {
-		if err := cg.Delete(); err != nil {
-			t.Errorf("delete: %v", err)
-		}
-	})
 	dir := filepath.Join("/sys/fs/cgroup/blkio", path)
-	file := "blkio.weight"
-	if _, err := os.Stat(filepath.Join(dir, file)); err != nil {
-		file = "blkio.bfq.weight"
-	}
 	data, err := os.ReadFile(filepath.Join(dir, file))
 	if err != nil {
-		t.Skipf("no weight file in this host's blkio controller: %v", err)
+		t.Fatal(err)
 	}
 	// BFQ prints "default 321".
 	if f := strings.Fields(string(data)); len(f) == 0 || f[len(f)-1] != "321" {
@@ -128,13 +143,15 @@ func TestCgroupV1BlkioWeight(t *testing.T) {
 // Standard devices follow a spec's own rules (as runc adds its own), and a
 // spec without rules, which allows every device, is left alone.
 func TestWithStandardDevices(t *testing.T) {
-	none := &specs.LinuxResources{}
-	if got := withStandardDevices(none); got != none || len(got.Devices) != 0 {
-		t.Fatalf("a spec without device rules got %v", got.Devices)
+	// As runc: rules start from "deny all", so a spec without any gets
+	// the standard devices and nothing else.
+	got := withStandardDevices(&specs.LinuxResources{})
+	if len(got.Devices) != 1+len(standardDevices()) || got.Devices[0].Allow || !isAllDevices(got.Devices[0]) {
+		t.Fatalf("a spec without device rules got %v; want deny all, then the standard devices", got.Devices)
 	}
 	denyAll := []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}
 	in := &specs.LinuxResources{Devices: denyAll}
-	got := withStandardDevices(in)
+	got = withStandardDevices(in)
 	if len(in.Devices) != 1 {
 		t.Fatalf("the spec's rules were changed in place: %v", in.Devices)
 	}
@@ -176,5 +193,46 @@ func TestMountedHierarchies(t *testing.T) {
 	}
 	if isCgroupMount("/sys/fs/cgroup") {
 		t.Error("the tmpfs holding the hierarchies counts as a cgroup mount")
+	}
+	if isCgroupMount(hybridUnifiedRoot) && !got["unified"] {
+		t.Errorf("hybrid host: the unified hierarchy is left out: %v", got)
+	}
+	// A directory that is no mount (the tmpfs itself) is not taken.
+	if isCgroupMount(t.TempDir()) {
+		t.Error("a plain directory counts as a cgroup mount")
+	}
+}
+
+// An unlimited swap stays unlimited on v2 (ToResources subtracted the
+// limit from it), and a limited one becomes swap alone.
+func TestCgroupV2Swap(t *testing.T) {
+	n := func(v int64) *int64 { return &v }
+	tests := []struct {
+		limit, swap int64
+		want        int64
+	}{
+		{-1, -1, -1},
+		{64 << 20, -1, -1},
+		{64 << 20, 96 << 20, 32 << 20},
+	}
+	for _, tt := range tests {
+		got := v2Resources(&specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: n(tt.limit), Swap: n(tt.swap)}})
+		if got.Memory.Swap == nil || *got.Memory.Swap != tt.want {
+			t.Errorf("limit %d swap %d: memory.swap.max %v; want %d", tt.limit, tt.swap, got.Memory.Swap, tt.want)
+		}
+	}
+}
+
+// Swap includes memory: asking for swap without a memory limit is refused
+// before anything is made (runc refuses it too).
+func TestNewCgroupSwapWithoutLimit(t *testing.T) {
+	swap := int64(1 << 20)
+	path := "/minitest-unit-swap-" + strconv.Itoa(os.Getpid())
+	_, err := newCgroup(cgroupPlacement{Path: path}, &specs.LinuxResources{Memory: &specs.LinuxMemory{Swap: &swap}}, "")
+	if !errdefs.IsInvalidArgument(err) {
+		t.Fatalf("got %v; want invalid argument", err)
+	}
+	if dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", path)); len(dirs) > 0 {
+		t.Fatalf("made %v", dirs)
 	}
 }

@@ -45,6 +45,8 @@ type systemdCgroup struct {
 	mu        sync.Mutex
 	resources *specs.LinuxResources // applied when the unit starts
 	fs        Cgroup                // the unit's cgroup once it exists
+	// live: the unit may exist, so Delete must stop it (once).
+	live bool
 }
 
 func newSystemdCgroup(place cgroupPlacement, resources *specs.LinuxResources, description string, unified bool) *systemdCgroup {
@@ -57,14 +59,25 @@ func loadSystemdCgroup(place cgroupPlacement, unified bool) (*systemdCgroup, err
 	if err != nil && !errdefs.IsNotFound(err) {
 		return nil, err
 	}
-	return &systemdCgroup{place: place, unified: unified, fs: fs}, nil
+	return &systemdCgroup{place: place, unified: unified, fs: fs, live: true}, nil
 }
 
 func (c *systemdCgroup) Path() string { return c.place.Path }
 
-// Dir is never ready for clone3: the unit's cgroup appears only once
-// systemd has a process to put in it.
-func (c *systemdCgroup) Dir() (*os.File, bool, error) { return nil, false, nil }
+// Dir is the unit's cgroup for clone3 once the unit runs (execs on v2);
+// before, there is none: systemd makes it around a process.
+func (c *systemdCgroup) Dir() (*os.File, bool, error) {
+	fs, err := c.started()
+	if err != nil {
+		return nil, false, nil
+	}
+	return fs.Dir()
+}
+
+func (c *systemdCgroup) Ready() bool {
+	_, err := c.started()
+	return err == nil
+}
 
 // Add starts the unit around the container's first process; later
 // processes (execs) join its cgroup directly.
@@ -89,9 +102,14 @@ func (c *systemdCgroup) Add(pid int) error {
 	} else {
 		props = append(props, unitProperty("BlockIOAccounting", true))
 	}
+	if c.resources == nil {
+		c.resources = &specs.LinuxResources{}
+	}
 	props = append(props, resourceProperties(c.resources, c.unified)...)
+	props = append(props, deviceProperties(c.resources.Devices, procDevices)...)
+	c.live = true
 	if err := c.withSystemd(func(ctx context.Context, conn *sddbus.Conn) error {
-		return startScope(ctx, conn, c.place.Unit, props)
+		return startScope(ctx, conn, c.place.Unit, supportedProperties(props, systemdVersion(conn)))
 	}); err != nil {
 		return fmt.Errorf("create systemd unit %s in %s for pid %d: %w", c.place.Unit, c.place.Slice, pid, err)
 	}
@@ -134,13 +152,19 @@ func (c *systemdCgroup) Update(r *specs.LinuxResources) error {
 	if err := ValidateResources(r); err != nil {
 		return err
 	}
+	if r == nil {
+		return nil
+	}
 	fs, err := c.started()
 	if err != nil {
 		return err
 	}
+	// Device properties stay out: on v1 systemd rewrites the rules from
+	// "deny all" up, and the running container would see EPERM on its
+	// devices in between (the cgroup files are updated in place below).
 	if props := resourceProperties(r, c.unified); len(props) > 0 {
 		if err := c.withSystemd(func(ctx context.Context, conn *sddbus.Conn) error {
-			return conn.SetUnitPropertiesContext(ctx, c.place.Unit, true, props...)
+			return conn.SetUnitPropertiesContext(ctx, c.place.Unit, true, supportedProperties(props, systemdVersion(conn))...)
 		}); err != nil {
 			return fmt.Errorf("update systemd unit %s: %w", c.place.Unit, err)
 		}
@@ -197,7 +221,12 @@ func (c *systemdCgroup) Delete() error {
 	return nil
 }
 
+// stopUnit stops the unit if it may exist; once stopped, never again
+// (Delete is retried while the kernel lets go of the cgroup).
 func (c *systemdCgroup) stopUnit() error {
+	if !c.live {
+		return nil
+	}
 	err := c.withSystemd(func(ctx context.Context, conn *sddbus.Conn) error {
 		done := make(chan string, 1)
 		if _, err := conn.StopUnitContext(ctx, c.place.Unit, "replace", done); err != nil {
@@ -217,6 +246,7 @@ func (c *systemdCgroup) stopUnit() error {
 	if err != nil {
 		return fmt.Errorf("stop systemd unit %s: %w", c.place.Unit, err)
 	}
+	c.live = false
 	return nil
 }
 
@@ -244,7 +274,7 @@ func startScope(ctx context.Context, conn *sddbus.Conn, unit string, props []sdd
 			return awaitJob(ctx, done)
 		}
 		if !isDBusError(err, "org.freedesktop.systemd1.UnitExists") {
-			return err
+			return classifyDBusError(err)
 		}
 		if attempt > 0 {
 			return fmt.Errorf("%v: %w", err, errdefs.ErrAlreadyExists)
@@ -257,7 +287,7 @@ func awaitJob(ctx context.Context, done <-chan string) error {
 	select {
 	case result := <-done:
 		if result != "done" {
-			return fmt.Errorf("systemd job ended %q", result)
+			return fmt.Errorf("systemd job ended %q (see the unit's journal): %w", result, errdefs.ErrFailedPrecondition)
 		}
 		return nil
 	case <-ctx.Done():
@@ -268,6 +298,69 @@ func awaitJob(ctx context.Context, done <-chan string) error {
 func isDBusError(err error, name string) bool {
 	var derr dbus.Error
 	return errors.As(err, &derr) && derr.Name == name
+}
+
+// classifyDBusError gives systemd's refusals of what we asked an errdefs
+// class: a property or value it does not take is the request's fault.
+func classifyDBusError(err error) error {
+	var derr dbus.Error
+	if !errors.As(err, &derr) {
+		return err
+	}
+	switch derr.Name {
+	case "org.freedesktop.DBus.Error.InvalidArgs", "org.freedesktop.DBus.Error.PropertyReadOnly",
+		"org.freedesktop.DBus.Error.UnknownProperty":
+		return fmt.Errorf("%v: %w", err, errdefs.ErrInvalidArgument)
+	case "org.freedesktop.DBus.Error.AccessDenied":
+		return fmt.Errorf("%v: %w", err, errdefs.ErrPermissionDenied)
+	}
+	return err
+}
+
+// systemdVersion is the running systemd's version number, 0 if unknown.
+func systemdVersion(conn *sddbus.Conn) int {
+	v, err := conn.GetManagerProperty("Version")
+	if err != nil {
+		return 0
+	}
+	return parseSystemdVersion(v)
+}
+
+// parseSystemdVersion reads the leading number of a Version property as
+// D-Bus renders it ("\"252.38-1~deb12u1\"").
+func parseSystemdVersion(v string) int {
+	v = strings.TrimLeft(v, "\"v")
+	end := 0
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
+}
+
+// propertySince is the first systemd version that knows each property we
+// may send that older ones (still on some LTS hosts) refuse outright.
+var propertySince = map[string]int{
+	"CPUQuotaPeriodUSec": 242,
+	"AllowedCPUs":        244,
+	"AllowedMemoryNodes": 244,
+}
+
+// supportedProperties leaves out what this systemd does not know; the
+// cgroup files written afterwards still carry those limits. An unknown
+// version (0) drops nothing.
+func supportedProperties(props []sddbus.Property, version int) []sddbus.Property {
+	if version == 0 {
+		return props
+	}
+	out := props[:0:0]
+	for _, p := range props {
+		if since, ok := propertySince[p.Name]; ok && version < since {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func unitProperty(name string, value any) sddbus.Property {
@@ -331,7 +424,6 @@ func resourceProperties(r *specs.LinuxResources, unified bool) []sddbus.Property
 			props = append(props, unitProperty("BlockIOWeight", uint64(*b.Weight)))
 		}
 	}
-	props = append(props, deviceProperties(r.Devices, procDevices)...)
 	return props
 }
 
@@ -345,8 +437,10 @@ func limitValue(v int64) uint64 {
 }
 
 // cpuQuotaProperties turns quota and period into systemd's quota per
-// second, rounded up to the 1% steps systemd keeps, so the cgroup's own
-// cpu.max written afterwards is never above what systemd allows.
+// second. systemd keeps quotas in 1% steps of a CPU, so an odd quota is
+// rounded up to the next step: the unit then allows at least what the spec
+// asks, and after a daemon-reload (when systemd rewrites the cgroup from
+// the unit) a little more (12345/100000 becomes 13000/100000).
 func cpuQuotaProperties(cpu *specs.LinuxCPU) []sddbus.Property {
 	var props []sddbus.Property
 	period := uint64(100000)

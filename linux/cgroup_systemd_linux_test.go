@@ -5,7 +5,9 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
+	"github.com/godbus/dbus/v5"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -149,5 +151,55 @@ func TestProcDevicesFindsMem(t *testing.T) {
 	}
 	if _, ok := procDevices("block", 1<<30); ok {
 		t.Fatal("an unknown major was found")
+	}
+}
+
+func TestSupportedProperties(t *testing.T) {
+	props := []sddbus.Property{
+		unitProperty("MemoryMax", uint64(1)),
+		unitProperty("CPUQuotaPeriodUSec", uint64(100000)),
+		unitProperty("AllowedCPUs", []byte{1}),
+	}
+	names := func(ps []sddbus.Property) (out []string) {
+		for _, p := range ps {
+			out = append(out, p.Name)
+		}
+		return out
+	}
+	tests := []struct {
+		version int
+		want    []string
+	}{
+		{0, []string{"MemoryMax", "CPUQuotaPeriodUSec", "AllowedCPUs"}},
+		{237, []string{"MemoryMax"}},
+		{243, []string{"MemoryMax", "CPUQuotaPeriodUSec"}},
+		{252, []string{"MemoryMax", "CPUQuotaPeriodUSec", "AllowedCPUs"}},
+	}
+	for _, tt := range tests {
+		if got := names(supportedProperties(props, tt.version)); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("systemd %d: %v; want %v", tt.version, got, tt.want)
+		}
+	}
+	if len(props) != 3 {
+		t.Fatalf("the input was changed: %v", names(props))
+	}
+}
+
+func TestParseSystemdVersion(t *testing.T) {
+	for in, want := range map[string]int{`"252.38-1~deb12u1"`: 252, `"v255"`: 255, "249": 249, `""`: 0, "x": 0} {
+		if got := parseSystemdVersion(in); got != want {
+			t.Errorf("parseSystemdVersion(%s) = %d; want %d", in, got, want)
+		}
+	}
+}
+
+func TestClassifyDBusError(t *testing.T) {
+	bad := classifyDBusError(dbus.Error{Name: "org.freedesktop.DBus.Error.InvalidArgs", Body: []any{"Unknown property"}})
+	if !errdefs.IsInvalidArgument(bad) {
+		t.Errorf("InvalidArgs: %v; want invalid argument", bad)
+	}
+	other := dbus.Error{Name: "org.freedesktop.systemd1.NoSuchUnit"}
+	if got := classifyDBusError(other); errdefs.IsInvalidArgument(got) || errdefs.IsPermissionDenied(got) {
+		t.Errorf("NoSuchUnit classified as %v", got)
 	}
 }

@@ -287,6 +287,10 @@ func deleteCgroupRetry(cg Cgroup) error {
 		if err = cg.Delete(); err == nil {
 			return nil
 		}
+		// systemd that does not answer will not answer sooner for asking.
+		if errdefs.IsUnavailable(err) || errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	return err
@@ -334,7 +338,7 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
-	if r != nil {
+	if r != nil && len(r.Devices) > 0 {
 		r = withStandardDevices(r)
 	}
 	return cg.Update(r)

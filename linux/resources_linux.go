@@ -30,6 +30,10 @@ func ValidateResources(r *specs.LinuxResources) error {
 		if m.Swappiness != nil && *m.Swappiness > 100 {
 			return invalid("memory.swappiness %d is over 100", *m.Swappiness)
 		}
+		// The spec's swap is memory plus swap, as cgroup v1 counts it.
+		if m.Swap != nil && m.Limit != nil && *m.Swap > 0 && *m.Limit > 0 && *m.Swap < *m.Limit {
+			return invalid("memory.swap %d is below memory.limit %d (swap counts memory plus swap)", *m.Swap, *m.Limit)
+		}
 	}
 	if c := r.CPU; c != nil {
 		if c.Quota != nil && *c.Quota < -1 {

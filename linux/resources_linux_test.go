@@ -23,6 +23,8 @@ func TestResourcesValidate(t *testing.T) {
 		{"memory limit", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 20)}}, ""},
 		{"memory negative", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(-5)}}, "memory.limit -5"},
 		{"swappiness", &specs.LinuxResources{Memory: &specs.LinuxMemory{Swappiness: u64(101)}}, "swappiness 101"},
+		{"swap counts memory too", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 20), Swap: i64(96 << 20)}}, ""},
+		{"swap below limit", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(64 << 20), Swap: i64(32 << 20)}}, "memory.swap 33554432 is below memory.limit"},
 		{"cpu quota negative", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(-2)}}, "cpu.quota -2"},
 		{"cpu period tiny", &specs.LinuxResources{CPU: &specs.LinuxCPU{Period: u64(10)}}, "cpu.period 10"},
 		{"cpus online", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0"}}, ""},

@@ -154,9 +154,18 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		}
 	}
 	moved := make(chan error, 1)
-	if moveLater {
+	switch {
+	case !moveLater:
+		moved <- nil
+	case req.cg.Ready():
 		go func() { moved <- req.cg.Add(pid) }()
-	} else {
+	default:
+		// Init bind-mounts the cgroup's directories while it sets up, so
+		// a cgroup that appears only with its first process (a systemd
+		// unit) must be there before the config goes out.
+		if err := req.cg.Add(pid); err != nil {
+			return nil, err
+		}
 		moved <- nil
 	}
 	if req.recordPid != nil {
@@ -303,7 +312,11 @@ func (p *Process) Signal(sig unix.Signal) error { return signalPid(p.Pid, sig) }
 // handshake socket and console.
 func (p *Process) Abandon() {
 	if p.Pid > 0 {
-		_ = unix.Kill(p.Pid, unix.SIGKILL)
+		// Waited for, so that what the caller reports next (a failed
+		// exec, then `ps`) no longer finds it in the container.
+		if unix.Kill(p.Pid, unix.SIGKILL) == nil {
+			waitGone(p.Pid, time.Second)
+		}
 	}
 	if p.conn != nil {
 		p.conn.Close()

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // stateFile is kept in the bundle so that `delete`, run by containerd after
@@ -66,20 +67,41 @@ func removeState(bundle string) error {
 
 // processStartTime reads field 22 of /proc/PID/stat.
 func processStartTime(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	fields, err := procStat(pid)
 	if err != nil {
 		return 0, err
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// procStat is /proc/PID/stat from field 3 (the state) on.
+func procStat(pid int) ([]string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
 	}
 	// The command name may hold spaces and parentheses: skip past the last ')'.
 	s := string(data)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
 	fields := strings.Fields(s[i+1:])
 	// fields[0] is field 3 (state); start time is field 22.
 	if len(fields) < 20 {
-		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+		return nil, fmt.Errorf("malformed /proc/%d/stat", pid)
 	}
-	return strconv.ParseUint(fields[19], 10, 64)
+	return fields, nil
+}
+
+// waitGone waits up to timeout for pid to have exited (gone, or a zombie
+// left for the reaper): it has then left its cgroup.
+func waitGone(pid int, timeout time.Duration) {
+	end := time.Now().Add(timeout)
+	for time.Now().Before(end) {
+		if fields, err := procStat(pid); err != nil || fields[0] == "Z" || fields[0] == "X" {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
