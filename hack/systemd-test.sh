@@ -5,6 +5,11 @@
 # rooted at a fresh sub-cgroup of ours in every hierarchy, and the test
 # binary (built here) is run inside those namespaces, where containerd, the
 # shims and systemctl find it as the host's systemd.
+# On a cgroup v2 host the sub-cgroup gets two leaves, as systemd-nspawn
+# lays a container out: init.scope for systemd, which sees the sub-cgroup
+# as its root cgroup (its controllers enabled before systemd starts), and
+# one for the tests, which must start below that root for systemd to be
+# allowed to move their processes into its units.
 #
 #   hack/systemd-test.sh [go test flags...]   e.g. hack/systemd-test.sh -run TestSystemdCgroupDriver/
 #
@@ -37,6 +42,10 @@
 #
 # Environment:
 #   MINI_SHIM_BIN          shim to test (default: `make build`'s output)
+#   SDTEST_TEST_BIN        integration.test to run (default: built here;
+#                          the cgroup v2 guest has no Go toolchain)
+#   SDTEST_REPO            the source tree, for the tests' working directory
+#                          (default: the one this script is in)
 #   MINI_TEST_CONTAINERD   containerd versions (default 1.6,2.4)
 #   MINI_TEST_RUNTIMES     runtimes (default io.containerd.mini.v2)
 #   SDTEST_TIMEOUT         seconds for the test binary (default 300)
@@ -47,8 +56,10 @@
 #                          (to look around: SDTEST_EXEC='systemctl status')
 set -euo pipefail
 
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-SELF="$REPO/hack/systemd-test.sh"
+SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")"
+# SDTEST_REPO: the cgroup v2 guest runs a copy of this script from its
+# share, away from the tree.
+REPO="${SDTEST_REPO:-$(cd "$(dirname "$SELF")/.." && pwd)}"
 SYSTEMD=/lib/systemd/systemd
 TIMEOUT="${SDTEST_TIMEOUT:-300}"
 BOOT_TIMEOUT="${SDTEST_BOOT_TIMEOUT:-30}"
@@ -60,6 +71,16 @@ DROP_CAPS=-sys_time,-sys_module,-syslog,-sys_rawio,-wake_alarm,-block_suspend
 UNIT_DIR=/run/mini-sdtest/units
 GEN_DIR=/run/mini-sdtest/generators
 TARGET=mini-sdtest.target
+# cgroup v2: below our sub-cgroup, the leaf systemd is started in (the name
+# it gives its own cgroup, as systemd-nspawn lays a container out) and the
+# one the tests run from. The kernel keeps processes out of a non-root
+# cgroup whose controllers are enabled for its children.
+INIT_LEAF=init.scope
+RUNNER_LEAF=mini-sdtest-runner
+# The namespaces besides the cgroup one; --kill-child: should unshare be
+# killed with us (a SIGKILL to the process group, which no trap sees),
+# systemd and with it its whole pid namespace goes too.
+NS_ARGS=(--pid --mount --uts --ipc --net --fork --propagation private --mount-proc --kill-child)
 
 export PATH="/usr/local/go/bin:${PATH}"
 
@@ -130,6 +151,19 @@ hierarchy_key() {
 	fi
 }
 
+# unified says whether this host has the cgroup v2 hierarchy alone (at
+# /sys/fs/cgroup, from the mount list in $work/hier); a hybrid host has it
+# at /sys/fs/cgroup/unified. Builtins only: boot_systemd takes the first
+# child of unshare's process for PID 1 of the new namespaces, so nothing
+# there may fork before unshare does.
+unified() {
+	local mp fs opts
+	while read -r mp fs opts; do
+		[ "$mp" = /sys/fs/cgroup ] && [ "$fs" = cgroup2 ] && return 0
+	done <"$work/hier"
+	return 1
+}
+
 # snapshot writes what the leak check compares, before and after: cgroup
 # hierarchies the kernel has, mounts of this namespace, and the host paths
 # systemd has been seen to write when it was let loose.
@@ -158,13 +192,34 @@ snapshot() {
 }
 
 # ---------------------------------------------------------------------------
+# cgroup v2 only: in the new cgroup namespace, whose root is our sub-cgroup
+# $2, but still in the host's other namespaces (and its /sys/fs/cgroup).
+# The namespace's root stays where it was made when we leave it for the
+# init leaf, which frees it to have its controllers enabled: systemd, which
+# takes it for the root cgroup, would not manage to (its -.slice showed an
+# empty cgroup.subtree_control and runc found no cpu.weight). Then the
+# other namespaces, the same pid on (unshare without --fork does not fork).
+cgns_step() {
+	set -euo pipefail
+	local work=$1 d=$2 c ctrls
+	echo "$$" >"$d/$INIT_LEAF/cgroup.procs"
+	read -r -a ctrls <"$d/cgroup.controllers"
+	for c in "${ctrls[@]}"; do
+		echo "+$c" >"$d/cgroup.subtree_control"
+	done
+	exec unshare "${NS_ARGS[@]}" bash "$SELF" --inner "$work"
+}
+
+# ---------------------------------------------------------------------------
 # Inside the new namespaces, as their PID 1 until it execs systemd. Every
 # mount here is private to them (unshare --propagation private).
 inner() {
 	set -euo pipefail
 	local work=$1 mp fs opts name target o
-	# /run first: it carries the work dir across the /tmp tmpfs.
-	mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
+	# /run first: it carries the work dir across the /tmp tmpfs. -n: with
+	# the host's /run still under it, libmount would make its utab
+	# directory (/run/mount) there, on a host that had none.
+	mount -n -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
 	mkdir /run/.work
 	mount --bind "$work" /run/.work
 	mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs /tmp
@@ -210,8 +265,16 @@ inner() {
 
 	# Fresh mounts of the host's hierarchies: inside the new cgroup
 	# namespace each is rooted at our sub-cgroup.
-	mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
+	if unified; then
+		# The inherited mount would show systemd the host's whole tree (and
+		# is read-only by now); the new one is rooted at the namespace's.
+		umount /sys/fs/cgroup
+		mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 /sys/fs/cgroup
+	else
+		mount -t tmpfs -o mode=0755,nosuid,nodev,noexec tmpfs /sys/fs/cgroup
+	fi
 	while read -r mp fs opts; do
+		[ "$mp" != /sys/fs/cgroup ] || continue
 		mkdir -p "$mp"
 		if [ "$fs" = cgroup2 ]; then
 			mount -t cgroup2 cgroup2 "$mp"
@@ -252,7 +315,7 @@ in_systemd() {
 # boot_systemd starts the private systemd and waits until it says it is
 # running; on failure it prints why and returns 1.
 boot_systemd() {
-	local mp fs opts key path d i state
+	local mp fs opts key path d i state v2dir=""
 	: >"$work/console.log"
 	: >"$work/cgdirs"
 	while read -r mp fs opts; do
@@ -265,25 +328,29 @@ boot_systemd() {
 		fi
 		echo "$d" >>"$work/cgdirs"
 		# v1 cpuset starts a new cgroup with no cpus and no memory nodes.
-		if [ -e "$d/cpuset.cpus" ] && ! { cat "$(dirname "$d")/cpuset.cpus" >"$d/cpuset.cpus" &&
+		if [ "$fs" = cgroup ] && [ -e "$d/cpuset.cpus" ] && ! { cat "$(dirname "$d")/cpuset.cpus" >"$d/cpuset.cpus" &&
 			cat "$(dirname "$d")/cpuset.mems" >"$d/cpuset.mems"; }; then
 			echo "cannot set up cpuset $d"
 			return 1
 		fi
 		# cgroup v2: systemd can only hand out what our cgroup delegates.
-		if [ "$fs" = cgroup2 ] && [ "$mp" = /sys/fs/cgroup ] && ! grep -qw memory "$d/cgroup.controllers"; then
-			echo "cgroup v2: the memory controller is not delegated to $d"
-			return 1
+		if [ "$fs" = cgroup2 ] && [ "$mp" = /sys/fs/cgroup ]; then
+			if ! grep -qw memory "$d/cgroup.controllers"; then
+				echo "cgroup v2: the memory controller is not delegated to $d"
+				return 1
+			fi
+			mkdir "$d/$INIT_LEAF" "$d/$RUNNER_LEAF"
+			v2dir=$d
 		fi
 	done <"$work/hier"
 
 	(
+		# The cgroup namespace's root is where unshare makes it.
 		while read -r d; do echo "$BASHPID" >"$d/cgroup.procs"; done <"$work/cgdirs"
-		# --kill-child: should unshare be killed with us (a SIGKILL to the
-		# process group, which no trap sees), systemd and with it its whole
-		# pid namespace goes too.
-		exec unshare --cgroup --pid --mount --uts --ipc --net --fork --propagation private --mount-proc \
-			--kill-child bash "$SELF" --inner "$work" </dev/null >>"$work/console.log" 2>&1
+		if unified; then
+			exec unshare --cgroup bash "$SELF" --cgns "$work" "$v2dir" </dev/null >>"$work/console.log" 2>&1
+		fi
+		exec unshare --cgroup "${NS_ARGS[@]}" bash "$SELF" --inner "$work" </dev/null >>"$work/console.log" 2>&1
 	) &
 	upid=$!
 	echo "$upid" >"$work/unshare.pid"
@@ -292,8 +359,20 @@ boot_systemd() {
 	# becomes systemd (same pid) through bash and setpriv.
 	for ((i = 0; i < 500; i++)); do
 		sdpid="$(cat /proc/"$upid"/task/*/children 2>/dev/null | tr -d ' ')"
+		# A child still in our pid namespace is not the one unshare forks
+		# (the teardown would take every host process for systemd's).
+		if [ -n "$sdpid" ] && [ "$(readlink /proc/"$sdpid"/ns/pid 2>/dev/null)" = "$(readlink /proc/self/ns/pid)" ]; then
+			sdpid=""
+		fi
 		if [ -n "$sdpid" ] && [ -z "$pidns" ]; then
 			pidns="$(readlink /proc/"$sdpid"/ns/pid 2>/dev/null || true)"
+			# cgroup v2: unshare itself, which only waits, back to our own
+			# cgroup: systemd would find in its init.scope a process its
+			# pid namespace cannot name.
+			if unified && ! echo "$upid" >"$(dirname "$v2dir")/cgroup.procs"; then
+				echo "cannot move unshare (pid $upid) out of $v2dir/$INIT_LEAF"
+				return 1
+			fi
 		fi
 		[ -n "$sdpid" ] && [ "$(cat /proc/"$sdpid"/comm 2>/dev/null)" = systemd ] && break
 		kill -0 "$upid" 2>/dev/null || break
@@ -333,7 +412,13 @@ boot_systemd() {
 # own (`run_tests &`), which becomes nsenter.
 run_tests() {
 	local d
-	while read -r d; do echo "$BASHPID" >"$d/cgroup.procs"; done <"$work/cgdirs"
+	# Inside systemd's cgroup namespace a process can only be moved between
+	# cgroups below its root: containerd, the shims and their containers
+	# start here. On v2 the root has its controllers enabled, so a leaf.
+	while read -r d; do
+		if unified; then d="$d/$RUNNER_LEAF"; fi
+		echo "$BASHPID" >"$d/cgroup.procs"
+	done <"$work/cgdirs"
 	cd "$REPO/integration"
 	exec env -u DBUS_SYSTEM_BUS_ADDRESS -u NOTIFY_SOCKET -u INVOCATION_ID \
 		MINI_SHIM_BIN="$work/containerd-shim-mini-v2" \
@@ -523,8 +608,13 @@ main() {
 	trap 'exit 143' TERM
 
 	t0=$SECONDS
-	log "building integration.test and the shim"
-	(cd "$REPO" && go test -c -o "$work/integration.test" ./integration/)
+	if [ -n "${SDTEST_TEST_BIN:-}" ]; then
+		[ -x "$SDTEST_TEST_BIN" ] || die "SDTEST_TEST_BIN=$SDTEST_TEST_BIN is not an executable"
+		cp "$SDTEST_TEST_BIN" "$work/integration.test"
+	else
+		log "building integration.test"
+		(cd "$REPO" && go test -c -o "$work/integration.test" ./integration/)
+	fi
 	if [ -n "${MINI_SHIM_BIN:-}" ]; then
 		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
 		cp "$MINI_SHIM_BIN" "$work/containerd-shim-mini-v2"
@@ -569,6 +659,8 @@ main() {
 
 if [ "${1:-}" = --inner ]; then
 	inner "$2"
+elif [ "${1:-}" = --cgns ]; then
+	cgns_step "$2" "$3"
 else
 	main "$@"
 fi

@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # Runs the integration suites (./integration, then the Go-client one in
-# ./integration/client) inside a KVM guest booted with the cgroup v2
-# hierarchy only, since most hosts are pure v2 and the one this may run on
-# is not. The guest is the Debian kernel from /boot (installed by
-# hack/install-deps.sh) with a tiny busybox initramfs; its root is the
-# host's root shared read-only over virtio-9p under a tmpfs overlay, so it
-# runs the host's containerd 1.6 and 2.4.2, busybox and libc with no image
-# to build. The test binaries and the shim are built here: the guest has no
-# Go toolchain.
+# ./integration/client), then hack/systemd-test.sh (the systemd cgroup
+# driver's cases against a private systemd), inside a KVM guest booted
+# with the cgroup v2 hierarchy only, since most hosts are pure v2 and the
+# one this may run on is not. The guest is the Debian kernel from /boot
+# (installed by hack/install-deps.sh) with a tiny busybox initramfs; its
+# root is the host's root shared read-only over virtio-9p under a tmpfs
+# overlay, so it runs the host's containerd 1.6 and 2.4.2, systemd,
+# busybox and libc with no image to build. The test binaries and the shim
+# are built here: the guest has no Go toolchain.
 #
 #   hack/vm-test.sh [go test flags...]   e.g. hack/vm-test.sh -run TestRun
+#   (the flags are for the two suites; systemd-test.sh keeps -run Systemd)
 #
 # Without a usable /dev/kvm it prints why, says the tests were SKIPPED and
-# exits 0. Otherwise it exits with the exit code of the first test binary
-# that failed (0 when both passed), 124 on timeout and 125 when the guest
+# exits 0. Otherwise it exits with the exit code of the first step that
+# failed (0 when all three passed), 124 on timeout and 125 when the guest
 # did not get as far as the tests.
 #
 # Environment:
@@ -215,11 +217,13 @@ main() {
 	t0=$SECONDS
 	build_initramfs "$kver" "$work/initramfs" "$work/initramfs.gz"
 	cp "$REPO/hack/vm/guest-run.sh" "$share/guest-run.sh"
+	cp "$REPO/hack/systemd-test.sh" "$share/systemd-test.sh"
 	mapfile -t VMTEST_ARGS < <(go_test_args -v -count=1 -timeout="$((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT))s" "$@")
 	{
 		printf 'MINI_TEST_CONTAINERD=%q\n' "${MINI_TEST_CONTAINERD:-1.6,2.4}"
 		printf 'MINI_TEST_RUNTIMES=%q\n' "${MINI_TEST_RUNTIMES:-io.containerd.mini.v2}"
 		printf 'VMTEST_WORKDIR=%q\n' "$REPO/integration"
+		printf 'VMTEST_REPO=%q\n' "$REPO"
 		declare -p VMTEST_ARGS
 	} >"$share/env"
 	t_initramfs=$((SECONDS - t0))
@@ -282,7 +286,8 @@ main() {
 	booted_at="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: guest up after \([0-9.]*\)s.*/\1/p' | head -n 1)"
 	tests_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: integration.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
 	client_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: client.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s)"
+	sd_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: systemd-test.sh took \([0-9]*\)s.*/\1/p' | tail -n 1)"
+	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s, systemd-test.sh ${sd_took:-?}s)"
 	if $no_boot && [ "$ACCEL" = kvm ]; then
 		# KVM that opens but cannot run this kernel is as good as none.
 		skip_loudly "the guest kernel did not reach /init within ${BOOT_TIMEOUT}s under KVM"

@@ -81,3 +81,21 @@ func TestCgroupfsPlacement(t *testing.T) {
 		tc.await(done)
 	})
 }
+
+// ownMemoryLimit prints the memory limit of the cgroup mounted at
+// /sys/fs/cgroup: v1's file, or v2's.
+const ownMemoryLimit = `cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max`
+
+// Issue 4: a container without a cgroup namespace that mounts its cgroups
+// (as CRI and Docker specs do) sees its own cgroup there, not the host's
+// tree: on v1 each hierarchy's, on v2 the one directory, bound in.
+func TestCgroupMountWithoutNamespace(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "cgmount")
+		flags := []string{"--rm", "--memory-limit", "67108864", "--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev"}
+		res := tc.ctr("", tc.runArgs(flags, "", "/bin/sh", "-c", ownMemoryLimit)...)
+		if res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "67108864" {
+			t.Fatalf("want the container's own memory limit 67108864 in its cgroup mount:\n%s", res)
+		}
+	})
+}

@@ -500,6 +500,14 @@ func (c *cgroupV2) Add(pid int) error {
 
 func (c *cgroupV2) Pids() ([]int, error) {
 	procs, err := c.m.Procs(true)
+	for retry := 0; err != nil && errors.Is(err, os.ErrNotExist) && retry < 3; retry++ {
+		// systemd removes a scope's cgroup once it is empty: gone is
+		// empty. A child cgroup removed during the walk is only a race.
+		if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) {
+			return nil, nil
+		}
+		procs, err = c.m.Procs(true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list processes of cgroup %s: %w", c.path, err)
 	}

@@ -475,16 +475,30 @@ func recursiveAttr(o string) (set, clr uint64, ok bool) {
 // own /proc/self/cgroup is not to be trusted for the path.
 func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath string) error {
 	flags &^= unix.MS_BIND | unix.MS_REC
-	if cgroups.Mode() == cgroups.Unified {
+	unified := cgroups.Mode() == cgroups.Unified
+	if unified && (cgroupNS || cgroupPath == "") {
 		return mountAt(root, dest, true, func(target string) error {
 			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
 		}, 0, nil, nil)
 	}
-	hierarchies, err := ownCgroups()
+	hostMounts, err := readMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return err
 	}
-	hostMounts, err := readMountinfo("/proc/self/mountinfo")
+	if unified {
+		// Without a cgroup namespace a fresh cgroup2 mount would show the
+		// whole tree the container shares (the host's): the container gets
+		// its own cgroup bound in instead, as with runc.
+		host, ok := hostHierarchy(hostMounts, "cgroup2", "")
+		if !ok {
+			return fmt.Errorf("cgroup2 is not mounted on the host: %w", errdefs.ErrFailedPrecondition)
+		}
+		src := filepath.Join(host.mountPoint, strings.TrimPrefix(cgroupPath, host.root))
+		return mountAt(root, dest, true, func(target string) error {
+			return unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, "")
+		}, flags&bindRemountMask, nil, nil)
+	}
+	hierarchies, err := ownCgroups()
 	if err != nil {
 		return err
 	}

@@ -2,9 +2,10 @@
 # Second stage in the cgroup v2 guest, started by hack/vm/init after
 # switch_root: the root is the host's (copy-on-write), /vmtest is the host
 # directory hack/vm-test.sh prepared (test binaries, shim, env). Runs the
-# integration suites (integration.test, then client.test) and reports
-# "VMTEST-EXIT=<code>" on the console, the first failing suite's code or 0,
-# then powers the guest off. Never returns: init must not exit.
+# integration suites (integration.test, then client.test), then the systemd
+# cgroup driver's cases against a private systemd (systemd-test.sh), and
+# reports "VMTEST-EXIT=<code>" on the console, the first failing step's
+# code or 0, then powers the guest off. Never returns: init must not exit.
 set -uo pipefail
 
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -29,6 +30,11 @@ report() {
 }
 
 echo "VMTEST-INFO: guest up after $(cut -d' ' -f1 /proc/uptime)s"
+# devtmpfs has none of these; bash's process substitution (used by
+# systemd-test.sh) needs /dev/fd.
+for l in fd:/proc/self/fd stdin:/proc/self/fd/0 stdout:/proc/self/fd/1 stderr:/proc/self/fd/2; do
+	[ -e "/dev/${l%%:*}" ] || ln -s "${l#*:}" "/dev/${l%%:*}"
+done
 /bin/busybox hostname vmtest
 /bin/busybox ip link set lo up 2>/dev/null || true
 
@@ -73,6 +79,21 @@ run_suite integration.test "$VMTEST_WORKDIR" || rc=$?
 client_rc=0
 run_suite client.test "$VMTEST_WORKDIR/client" || client_rc=$?
 [ "$rc" != 0 ] || rc=$client_rc
+
+# The systemd driver on cgroup v2: hack/systemd-test.sh boots systemd as
+# PID 1 of private namespaces below this root cgroup and runs
+# integration.test's Systemd cases inside (the user's go test flags are
+# for the suites above; it keeps its own -run Systemd). It fails rather
+# than skips here: systemd is on the host root, so a skip would hide a
+# breakage. systemd boots in about 4s under emulation; the boot timeout
+# leaves it room on a slow host.
+echo "VMTEST-INFO: running systemd-test.sh (MINI_TEST_CONTAINERD=$MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES=$MINI_TEST_RUNTIMES)"
+start=$(date +%s)
+SDTEST_REQUIRE=1 SDTEST_BOOT_TIMEOUT=180 SDTEST_TEST_BIN=/vmtest/integration.test \
+	SDTEST_REPO="$VMTEST_REPO" bash /vmtest/systemd-test.sh </dev/null 2>&1 | tee -a /vmtest/test.log
+sd_rc=${PIPESTATUS[0]}
+echo "VMTEST-INFO: systemd-test.sh took $(($(date +%s) - start))s"
+[ "$rc" != 0 ] || rc=$sd_rc
 
 # The suites remove what they made; anything left in the cgroup tree is a
 # leak the v1-era checks might have missed.
