@@ -82,18 +82,20 @@ func TestCgroupfsPlacement(t *testing.T) {
 	})
 }
 
-// ownMemoryLimit prints the memory limit of the cgroup mounted at
-// /sys/fs/cgroup: v1's file, or v2's.
-const ownMemoryLimit = `cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max`
+// ownMemoryLimit prints the container's memory limit from its cgroup
+// mount: v1 binds the container's own cgroup of each hierarchy; v2 mounts
+// the whole tree (as runc does), where the container's is at its path.
+func ownMemoryLimit(cgroupsPath string) string {
+	return `cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup` + cgroupsPath + `/memory.max`
+}
 
 // Issue 4: a container without a cgroup namespace that mounts its cgroups
-// (as CRI and Docker specs do) sees its own cgroup there, not the host's
-// tree: on v1 each hierarchy's, on v2 the one directory, bound in.
+// (as CRI and Docker specs do) finds its own limits there.
 func TestCgroupMountWithoutNamespace(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "cgmount")
 		flags := []string{"--rm", "--memory-limit", "67108864", "--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev"}
-		res := tc.ctr("", tc.runArgs(flags, "", "/bin/sh", "-c", ownMemoryLimit)...)
+		res := tc.ctr("", tc.runArgs(flags, "", "/bin/sh", "-c", ownMemoryLimit(tc.c.CgroupsPath(tc.id)))...)
 		if res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "67108864" {
 			t.Fatalf("want the container's own memory limit 67108864 in its cgroup mount:\n%s", res)
 		}

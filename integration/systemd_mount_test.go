@@ -18,7 +18,7 @@ func TestSystemdCgroupMount(t *testing.T) {
 		sc := newSystemdCase(t, tg, "sdmnt")
 		flags := sc.runFlags("--rm", "--mount", "type=cgroup,src=cgroup,dst=/sys/fs/cgroup,options=ro:nosuid:noexec:nodev")
 		for i := 0; i < 5; i++ {
-			res := sc.ctr("", sc.runArgs(flags, "", "/bin/sh", "-c", ownMemoryLimit)...)
+			res := sc.ctr("", sc.runArgs(flags, "", "/bin/sh", "-c", ownMemoryLimit("/system.slice/"+sc.unit))...)
 			if !strings.Contains(res.Stdout, sdMemoryLimit) {
 				t.Fatalf("run %d: the container's own memory limit is not in its cgroup mount:\n%s", i, res)
 			}

@@ -475,8 +475,10 @@ func recursiveAttr(o string) (set, clr uint64, ok bool) {
 // own /proc/self/cgroup is not to be trusted for the path.
 func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath string) error {
 	flags &^= unix.MS_BIND | unix.MS_REC
-	unified := cgroups.Mode() == cgroups.Unified
-	if unified && (cgroupNS || cgroupPath == "") {
+	// On v2 a fresh mount, also without a cgroup namespace, where it shows
+	// the whole tree the container shares, as runc's does (tools run with
+	// the host's cgroup namespace read it so).
+	if cgroups.Mode() == cgroups.Unified {
 		return mountAt(root, dest, true, func(target string) error {
 			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
 		}, 0, nil, nil)
@@ -484,19 +486,6 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 	hostMounts, err := readMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return err
-	}
-	if unified {
-		// Without a cgroup namespace a fresh cgroup2 mount would show the
-		// whole tree the container shares (the host's): the container gets
-		// its own cgroup bound in instead, as with runc.
-		host, ok := hostHierarchy(hostMounts, "cgroup2", "")
-		if !ok {
-			return fmt.Errorf("cgroup2 is not mounted on the host: %w", errdefs.ErrFailedPrecondition)
-		}
-		src := filepath.Join(host.mountPoint, strings.TrimPrefix(cgroupPath, host.root))
-		return mountAt(root, dest, true, func(target string) error {
-			return unix.Mount(src, target, "", unix.MS_BIND|unix.MS_REC, "")
-		}, flags&bindRemountMask, nil, nil)
 	}
 	hierarchies, err := ownCgroups()
 	if err != nil {
