@@ -281,11 +281,12 @@ func childFiles(p *shimio.Pipes) (in, out, errf *os.File) {
 	return p.ChildFiles()
 }
 
-// systemdCgroupOption reads SystemdCgroup from the runtime options
-// containerd sends in the runc shim's type (CRI's config.toml `options`,
-// ctr's runtime config). The type's other fields name runc's own binary and
-// knobs, and other types carry nothing for this runtime: both are ignored,
-// as runc-v2 ignores what it does not know.
+// systemdCgroupOption reads SystemdCgroup from runtime options of the runc
+// shim's type, which containerd sends when they are given in that type (a
+// client's WithRuntime options; CRI only for runc's own runtime_type, with
+// runtime_path naming this shim). The type's other fields name runc's own
+// binary and knobs, and other types carry nothing for this runtime: both
+// are ignored, as runc-v2 ignores what it does not know.
 func systemdCgroupOption(opts *anypb.Any) (bool, error) {
 	var runc runcoptions.Options
 	if opts == nil || !opts.MessageIs(&runc) {
