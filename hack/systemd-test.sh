@@ -84,24 +84,15 @@ NS_ARGS=(--pid --mount --uts --ipc --net --fork --propagation private --mount-pr
 
 export PATH="/usr/local/go/bin:${PATH}"
 
-log() { echo "systemd-test: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+LOG_TAG=systemd-test
+# shellcheck source=hack/lib.sh
+. "$(dirname "$SELF")/lib.sh"
 
 skip_loudly() {
-	local line='#####################################################################'
 	if [ "${SDTEST_REQUIRE:-}" = 1 ]; then
 		die "systemd cannot run here ($1) and SDTEST_REQUIRE=1"
 	fi
-	{
-		echo "$line"
-		echo "##"
-		echo "##  systemd cgroup driver tests SKIPPED: $1"
-		echo "##"
-		echo "$line"
-	} >&2
+	banner "systemd cgroup driver tests SKIPPED: $1"
 	exit 0
 }
 
@@ -124,20 +115,6 @@ systemd_problem() {
 	elif ! awk '$3 == "cgroup" || $3 == "cgroup2" {found=1} END {exit !found}' /proc/self/mounts; then
 		echo "no cgroup hierarchy is mounted"
 	fi
-}
-
-# go_test_args turns `go test` style flags (-run X, -v) into the test
-# binary's own (-test.run X, -test.v); values pass through.
-go_test_args() {
-	local a
-	for a in "$@"; do
-		case "$a" in
-		-test.*) echo "$a" ;;
-		--*) echo "-test.${a#--}" ;;
-		-*) echo "-test.${a#-}" ;;
-		*) echo "$a" ;;
-		esac
-	done
 }
 
 # hierarchy_key names a hierarchy the way /proc/self/cgroup does from its

@@ -47,11 +47,9 @@ MODULES=(virtio_pci 9pnet_virtio 9p overlay)
 
 export PATH="/usr/local/go/bin:${PATH}"
 
-log() { echo "vm-test: $*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+LOG_TAG=vm-test
+# shellcheck source=hack/lib.sh
+. "$REPO/hack/lib.sh"
 
 # kvm_problem prints why KVM cannot be used, or nothing when it can.
 kvm_problem() {
@@ -70,14 +68,7 @@ kvm_problem() {
 }
 
 skip_loudly() {
-	local line='#####################################################################'
-	{
-		echo "$line"
-		echo "##"
-		echo "##  cgroup v2 tests SKIPPED: /dev/kvm not usable: $1"
-		echo "##"
-		echo "$line"
-	} >&2
+	banner "cgroup v2 tests SKIPPED: /dev/kvm not usable: $1"
 	exit 0
 }
 
@@ -127,20 +118,6 @@ build_initramfs() {
 		echo "${dst#"$stage"}" >>"$stage/modules.order"
 	done < <(module_files "$kver")
 	(cd "$stage" && find . -print0 | cpio --null -o -H newc -R 0:0 --quiet) | gzip -1 >"$out"
-}
-
-# go_test_args turns `go test` style flags (-run X, -v) into the test
-# binary's own (-test.run X, -test.v); values pass through.
-go_test_args() {
-	local a
-	for a in "$@"; do
-		case "$a" in
-		-test.*) echo "$a" ;;
-		--*) echo "-test.${a#--}" ;;
-		-*) echo "-test.${a#-}" ;;
-		*) echo "$a" ;;
-		esac
-	done
 }
 
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -217,7 +194,7 @@ main() {
 	t0=$SECONDS
 	build_initramfs "$kver" "$work/initramfs" "$work/initramfs.gz"
 	cp "$REPO/hack/vm/guest-run.sh" "$share/guest-run.sh"
-	cp "$REPO/hack/systemd-test.sh" "$share/systemd-test.sh"
+	cp "$REPO/hack/systemd-test.sh" "$REPO/hack/lib.sh" "$share/"
 	mapfile -t VMTEST_ARGS < <(go_test_args -v -count=1 -timeout="$((TIMEOUT > 120 ? TIMEOUT - 60 : TIMEOUT))s" "$@")
 	{
 		printf 'MINI_TEST_CONTAINERD=%q\n' "${MINI_TEST_CONTAINERD:-1.6,2.4}"
