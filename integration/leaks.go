@@ -78,8 +78,8 @@ func (c *Containerd) FindLeaks(ctx context.Context, shimName, id string) []Leak 
 		leaks = append(leaks, Leak{Kind: "mount", What: err.Error()})
 	}
 	for _, m := range mounts {
-		if strings.HasPrefix(m.Point, c.Dir+"/") && slices.Contains(strings.Split(m.Point, "/"), id) {
-			leaks = append(leaks, Leak{Kind: "mount", Target: m.Point, What: fmt.Sprintf("%s (%s from %s)", m.Point, m.FSType, m.Source)})
+		if strings.HasPrefix(m.MountPoint, c.Dir+"/") && slices.Contains(strings.Split(m.MountPoint, "/"), id) {
+			leaks = append(leaks, Leak{Kind: "mount", Target: m.MountPoint, What: fmt.Sprintf("%s (%s from %s)", m.MountPoint, m.FSType, m.Source)})
 		}
 	}
 	for _, r := range cgroupRootsOf(mounts) {

@@ -359,7 +359,7 @@ func unmountOne(p string) error {
 // mountPointsUnder lists the mount points at or below dir, deepest first and,
 // at one path, the most recent mount first.
 func mountPointsUnder(dir string) ([]string, error) {
-	entries, err := readMountinfo("/proc/self/mountinfo")
+	entries, err := ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
@@ -369,8 +369,8 @@ func mountPointsUnder(dir string) ([]string, error) {
 	}
 	var points []point
 	for i, e := range entries {
-		if e.mountPoint == dir || strings.HasPrefix(e.mountPoint, dir+"/") {
-			points = append(points, point{e.mountPoint, i})
+		if e.MountPoint == dir || strings.HasPrefix(e.MountPoint, dir+"/") {
+			points = append(points, point{e.MountPoint, i})
 		}
 	}
 	sort.SliceStable(points, func(a, b int) bool {
@@ -387,18 +387,20 @@ func mountPointsUnder(dir string) ([]string, error) {
 	return out, nil
 }
 
-// mountinfoEntry is the part of a /proc/<pid>/mountinfo line we use.
-type mountinfoEntry struct {
-	root, mountPoint, fsType, superOptions string
+// MountinfoEntry is the part of a /proc/<pid>/mountinfo line the shim and
+// its tests use.
+type MountinfoEntry struct {
+	Root, MountPoint, FSType, Source, SuperOptions string
 }
 
-func readMountinfo(path string) ([]mountinfoEntry, error) {
+// ReadMountinfo parses a mountinfo file (/proc/self/mountinfo).
+func ReadMountinfo(path string) ([]MountinfoEntry, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out []mountinfoEntry
+	var out []MountinfoEntry
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
@@ -413,11 +415,12 @@ func readMountinfo(path string) ([]mountinfoEntry, error) {
 		if sep < 0 || len(fields) < sep+4 {
 			return nil, fmt.Errorf("%s: malformed line %q", path, sc.Text())
 		}
-		out = append(out, mountinfoEntry{
-			root:         unescapeMountinfo(fields[3]),
-			mountPoint:   unescapeMountinfo(fields[4]),
-			fsType:       fields[sep+1],
-			superOptions: fields[sep+3],
+		out = append(out, MountinfoEntry{
+			Root:         unescapeMountinfo(fields[3]),
+			MountPoint:   unescapeMountinfo(fields[4]),
+			FSType:       fields[sep+1],
+			Source:       unescapeMountinfo(fields[sep+2]),
+			SuperOptions: fields[sep+3],
 		})
 	}
 	if err := sc.Err(); err != nil {

@@ -40,14 +40,14 @@ func requireRoot(t *testing.T) {
 // mountPointsBelow lists mount points at or below dir in this namespace.
 func mountPointsBelow(t *testing.T, dir string) []string {
 	t.Helper()
-	entries, err := readMountinfo("/proc/self/mountinfo")
+	entries, err := ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, e := range entries {
-		if e.mountPoint == dir || strings.HasPrefix(e.mountPoint, dir+"/") {
-			out = append(out, e.mountPoint+" "+e.fsType)
+		if e.MountPoint == dir || strings.HasPrefix(e.MountPoint, dir+"/") {
+			out = append(out, e.MountPoint+" "+e.FSType)
 		}
 	}
 	return out

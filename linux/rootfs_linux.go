@@ -483,7 +483,7 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
 		}, 0, nil, nil)
 	}
-	hostMounts, err := readMountinfo("/proc/self/mountinfo")
+	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return err
 	}
@@ -545,7 +545,7 @@ func ownCgroups() ([]cgroupHierarchy, error) {
 	return out, nil
 }
 
-func mountHierarchy(base string, h cgroupHierarchy, hostMounts []mountinfoEntry, flags uintptr, cgroupNS bool) error {
+func mountHierarchy(base string, h cgroupHierarchy, hostMounts []MountinfoEntry, flags uintptr, cgroupNS bool) error {
 	name := strings.TrimPrefix(h.controllers, "name=")
 	fsType, data := "cgroup", h.controllers
 	if h.controllers == "" {
@@ -564,7 +564,7 @@ func mountHierarchy(base string, h cgroupHierarchy, hostMounts []mountinfoEntry,
 	if cgroupNS {
 		err = unix.Mount("cgroup", dir, fsType, flags, data)
 	} else {
-		src := filepath.Join(host.mountPoint, strings.TrimPrefix(h.path, host.root))
+		src := filepath.Join(host.MountPoint, strings.TrimPrefix(h.path, host.Root))
 		if err = unix.Mount(src, dir, "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
 			err = remountBind(dir, flags&bindRemountMask)
 		}
@@ -584,18 +584,18 @@ func mountHierarchy(base string, h cgroupHierarchy, hostMounts []mountinfoEntry,
 
 // hostHierarchy finds the host's mount of the hierarchy with exactly these
 // controllers.
-func hostHierarchy(mounts []mountinfoEntry, fsType, controllers string) (mountinfoEntry, bool) {
+func hostHierarchy(mounts []MountinfoEntry, fsType, controllers string) (MountinfoEntry, bool) {
 	want := strings.Split(controllers, ",")
 	slices.Sort(want)
 	for _, m := range mounts {
-		if m.fsType != fsType {
+		if m.FSType != fsType {
 			continue
 		}
 		if fsType == "cgroup2" {
 			return m, true
 		}
 		var have []string
-		for _, o := range strings.Split(m.superOptions, ",") {
+		for _, o := range strings.Split(m.SuperOptions, ",") {
 			if o == "rw" || o == "ro" || (strings.Contains(o, "=") && !strings.HasPrefix(o, "name=")) ||
 				o == "xattr" || o == "noprefix" || o == "clone_children" || o == "cpuset_v2_mode" || o == "favordynmods" {
 				continue
@@ -607,5 +607,5 @@ func hostHierarchy(mounts []mountinfoEntry, fsType, controllers string) (mountin
 			return m, true
 		}
 	}
-	return mountinfoEntry{}, false
+	return MountinfoEntry{}, false
 }
