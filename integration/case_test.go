@@ -58,41 +58,8 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), RuntimeTag(tg.runtime), RandomSuffix())}
-	shim := ShimBinaryName(tg.runtime)
-	// Cleanups run last-registered first: leak check, then forced cleanup.
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		tc.c.ForceCleanup(cctx, shim, tc.id)
-		cancel()
-	})
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		for _, l := range tc.c.WaitNoLeaks(cctx, shim, tc.id, 5*time.Second) {
-			// A case that failed half way (say `run --detach` did) is
-			// expected to leave its container record; the rest is a leak.
-			if l.Kind == "container" && t.Failed() {
-				continue
-			}
-			t.Errorf("leak after %s: %s", tc.id, l)
-		}
-		// Nothing may be mounted onto the shared rootfs in the host's mount
-		// namespace (with parallel cases, the culprit may be another one).
-		if mounts, err := MountsUnder(suite.rootfs); err != nil || len(mounts) > 0 {
-			t.Errorf("mounts on the shared rootfs after %s: %v %v", tc.id, mounts, err)
-		}
-		if t.Failed() {
-			tc.dumpLog()
-		}
-	})
+	tc.c.WatchCase(t, ShimBinaryName(tg.runtime), tc.id, suite.rootfs, cancel)
 	return tc
-}
-
-// dumpLog logs the daemon's log lines about this container, shim logs
-// included.
-func (tc *tcase) dumpLog() {
-	tc.t.Log(tc.c.LogAbout(tc.id, 80))
 }
 
 // ctr runs ctr against the case's daemon; no call may take over a minute.

@@ -77,34 +77,10 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	// The client's default namespace covers its own calls; the spec
 	// generator reads the namespace from the context (for cgroupsPath).
 	tc.ctx = namespaces.WithNamespace(ctx, tc.c.Namespace)
-	shim := integration.ShimBinaryName(tg.runtime)
-	// Cleanups run last-registered first: the case's own orderly removal
-	// (registered later, by start), then the leak check, then whatever
-	// force is needed so a broken case does not poison the next.
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		tc.c.ForceCleanup(cctx, shim, tc.id)
-		cancel()
-	})
-	t.Cleanup(func() {
-		cctx, ccancel := context.WithTimeout(context.Background(), time.Minute)
-		defer ccancel()
-		for _, l := range tc.c.WaitNoLeaks(cctx, shim, tc.id, 5*time.Second) {
-			t.Errorf("leak after %s: %s", tc.id, l)
-		}
-		if mounts, err := integration.MountsUnder(suite.rootfs); err != nil || len(mounts) > 0 {
-			t.Errorf("mounts on the shared rootfs after %s: %v %v", tc.id, mounts, err)
-		}
-		if t.Failed() {
-			tc.dumpLog()
-		}
-	})
+	// The case's own orderly removal (registered later, by start) runs
+	// before the watch's checks.
+	tc.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), tc.id, suite.rootfs, cancel)
 	return tc
-}
-
-func (tc *tcase) dumpLog() {
-	tc.t.Log(tc.c.LogAbout(tc.id, 80))
 }
 
 // callCtx bounds one client call; none may take over 30s.
