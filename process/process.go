@@ -158,9 +158,6 @@ func (p *Process) Wait(ctx context.Context) error {
 	}
 }
 
-// Done is closed when the process stopped.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // ExitStatus is the exit status and time; zero until stopped.
 func (p *Process) ExitStatus() (int, time.Time) {
 	p.mu.Lock()

@@ -77,17 +77,15 @@ func runDaemon(ctx context.Context, o *options) error {
 
 	shutdown := make(chan struct{})
 	var once sync.Once
-	svc, err := task.NewService(ctx, task.Config{
+	svc := task.NewService(ctx, task.Config{
 		Namespace: o.namespace,
 		Publisher: pub,
 		Monitor:   reaper,
+		ShimPid:   os.Getpid(),
 		// Called from inside the Shutdown request: it must not wait for
 		// the server, which waits for that request.
 		Shutdown: func() { once.Do(func() { close(shutdown) }) },
 	})
-	if err != nil {
-		return fmt.Errorf("create task service: %w", err)
-	}
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
 		ttrpc.WithUnaryServerInterceptor(recoverPanics(logger)),

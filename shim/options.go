@@ -117,9 +117,6 @@ func (o *options) daemonArgs(socketPath, containerdAddress string, debug bool) [
 		"-address", containerdAddress,
 		"-socket", socketPath,
 	}
-	if o.publishBinary != "" {
-		args = append(args, "-publish-binary", o.publishBinary)
-	}
 	if o.bundle != "" {
 		args = append(args, "-bundle", o.bundle)
 	}

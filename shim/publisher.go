@@ -54,8 +54,10 @@ type Publisher struct {
 	abort    context.CancelFunc
 	done     chan struct{} // closed when the sender returned
 
-	// client is only touched by the sender goroutine.
+	// client and events (its Events API) are only touched by the sender
+	// goroutine.
 	client *ttrpc.Client
+	events eventsapi.TTRPCEventsService
 }
 
 type pendingEvent struct {
@@ -231,10 +233,11 @@ func (p *Publisher) forward(env *types.Envelope) error {
 			return fmt.Errorf("connect to containerd at %s: %w", p.cfg.Address, err)
 		}
 		p.client = ttrpc.NewClient(conn)
+		p.events = eventsapi.NewTTRPCEventsClient(p.client)
 	}
 	ctx, cancel := context.WithTimeout(p.abortCtx, p.cfg.CallTimeout)
 	defer cancel()
-	_, err := eventsapi.NewTTRPCEventsClient(p.client).Forward(ctx, &eventsapi.ForwardRequest{Envelope: env})
+	_, err := p.events.Forward(ctx, &eventsapi.ForwardRequest{Envelope: env})
 	if err != nil && !permanent(err) {
 		// The connection may be broken (containerd restarted); a fresh one
 		// is cheap and the next attempt needs it.
@@ -246,7 +249,7 @@ func (p *Publisher) forward(env *types.Envelope) error {
 func (p *Publisher) disconnect() {
 	if p.client != nil {
 		p.client.Close()
-		p.client = nil
+		p.client, p.events = nil, nil
 	}
 }
 

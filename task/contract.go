@@ -32,6 +32,8 @@ type Config struct {
 	Namespace string
 	Publisher Publisher
 	Monitor   Monitor
+	// ShimPid is the shim daemon's pid, which Connect reports.
+	ShimPid int
 	// Shutdown is called once Shutdown was requested and no container is
 	// left: the shim then stops serving, removes its socket and exits.
 	Shutdown func()

@@ -16,7 +16,6 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	"github.com/containerd/containerd/api/types"
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
@@ -69,7 +68,6 @@ type Service struct {
 type container struct {
 	id     string
 	bundle string
-	rootfs []*types.Mount
 	linux  *linux.Container
 	init   *proc
 	// stopOOM ends the OOM watch at Delete.
@@ -150,7 +148,7 @@ func (pr *proc) getIO() stdio {
 
 // NewService builds the task service; it starts consuming exits from
 // cfg.Monitor at once.
-func NewService(ctx context.Context, cfg Config) (*Service, error) {
+func NewService(ctx context.Context, cfg Config) *Service {
 	s := &Service{
 		cfg:        cfg,
 		containers: map[string]*container{},
@@ -160,7 +158,7 @@ func NewService(ctx context.Context, cfg Config) (*Service, error) {
 	s.runtime = linux.NewRuntime(s.startChild)
 	exits, _ := cfg.Monitor.Subscribe()
 	go s.handleExits(ctx, exits)
-	return s, nil
+	return s
 }
 
 // RegisterTTRPC registers the service as containerd.task.v2.Task and
@@ -367,9 +365,6 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		SystemdCgroup: systemd,
 	})
 	if err != nil {
-		if pipes != nil {
-			pipes.CloseChildEnds()
-		}
 		return nil, err
 	}
 	var io stdio
@@ -388,7 +383,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		io = cons
 	}
 
-	c := &container{id: r.ID, bundle: r.Bundle, rootfs: r.Rootfs, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{})}
+	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{})}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	c.init.p = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
 	c.init.lifecycle.Lock()
@@ -701,7 +696,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*e
 
 // Connect tells containerd the shim's and the task's pids.
 func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv3.ConnectResponse, error) {
-	resp := &taskv3.ConnectResponse{ShimPid: uint32(os.Getpid()), Version: "containerd-shim-mini-v2"}
+	resp := &taskv3.ConnectResponse{ShimPid: uint32(s.cfg.ShimPid), Version: "containerd-shim-mini-v2"}
 	if c, err := s.get(r.ID); err == nil {
 		resp.TaskPid = uint32(c.init.p.Pid())
 	}

@@ -42,10 +42,7 @@ func newTestService(t *testing.T) (*Service, *recordingPublisher) {
 	pub := &recordingPublisher{}
 	mon := &fakeMonitor{exits: make(chan process.Exit)}
 	t.Cleanup(func() { close(mon.exits) })
-	s, err := NewService(context.Background(), Config{Namespace: "test", Publisher: pub, Monitor: mon})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := NewService(context.Background(), Config{Namespace: "test", Publisher: pub, Monitor: mon, ShimPid: os.Getpid()})
 	return s, pub
 }
 
