@@ -33,7 +33,7 @@ type Cgroup interface {
 	// Ready says whether the cgroup's directories exist; a systemd unit's
 	// appear only when the first Add starts it.
 	Ready() bool
-	// Update applies resources to the cgroup.
+	// Update applies resources to the cgroup; they are validated already.
 	Update(r *specs.LinuxResources) error
 	// Stats are the cgroup's metrics as containerd expects them:
 	// io.containerd.cgroups.v1.Metrics or io.containerd.cgroups.v2.Metrics.
@@ -41,6 +41,10 @@ type Cgroup interface {
 	// Freeze and Thaw pause and resume every process in the cgroup.
 	Freeze() error
 	Thaw() error
+	// killAtOnce kills the whole tree at once where the kernel can (cgroup
+	// v2's cgroup.kill, Linux 5.14), with no window for a fork to escape;
+	// elsewhere it does nothing and the caller signals process by process.
+	killAtOnce()
 	// WatchOOM calls onOOM for every OOM kill in the cgroup until stop is
 	// closed or the cgroup goes away.
 	WatchOOM(stop <-chan struct{}, onOOM func()) error
@@ -115,7 +119,7 @@ func mountedHierarchies() ([]cgroup1.Subsystem, error) {
 		}
 		mounted = append(mounted, s)
 	}
-	if isCgroupMount(hybridUnifiedRoot) {
+	if cgroups.Mode() == cgroups.Hybrid {
 		mounted = append(mounted, hybridUnified{})
 	}
 	return mounted, nil
@@ -279,10 +283,9 @@ func (c *cgroupV1) Dir() (*os.File, bool, error) { return nil, false, nil }
 
 func (c *cgroupV1) Ready() bool { return true }
 
+func (c *cgroupV1) killAtOnce() {}
+
 func (c *cgroupV1) Update(r *specs.LinuxResources) error {
-	if err := ValidateResources(r); err != nil {
-		return err
-	}
 	r, bfq := splitBFQWeights(r)
 	if err := c.cg.Update(r); err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
@@ -429,6 +432,12 @@ func (c *cgroupV2) Path() string { return c.path }
 
 func (c *cgroupV2) Ready() bool { return true }
 
+func (c *cgroupV2) killAtOnce() {
+	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.path, "cgroup.kill")); err == nil {
+		_ = c.m.Kill()
+	}
+}
+
 func (c *cgroupV2) Dir() (*os.File, bool, error) {
 	f, err := os.OpenFile(filepath.Join("/sys/fs/cgroup", c.path), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -438,9 +447,6 @@ func (c *cgroupV2) Dir() (*os.File, bool, error) {
 }
 
 func (c *cgroupV2) Update(r *specs.LinuxResources) error {
-	if err := ValidateResources(r); err != nil {
-		return err
-	}
 	if err := c.m.Update(v2Resources(r)); err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
 	}
@@ -540,18 +546,7 @@ func uniquePids(pids []int) []int {
 // killCgroup sends SIGKILL to every process in cg until it is empty or the
 // deadline passes; processes can fork while we kill, so it loops.
 func killCgroup(cg Cgroup, deadline time.Duration) error {
-	// cgroup v2's cgroup.kill (Linux 5.14) kills the whole tree at once,
-	// with no window for a fork to escape; the loop below then only waits.
-	if sd, ok := cg.(*systemdCgroup); ok {
-		if fs, err := sd.started(); err == nil {
-			cg = fs
-		}
-	}
-	if v2, ok := cg.(*cgroupV2); ok {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", v2.path, "cgroup.kill")); err == nil {
-			_ = v2.m.Kill()
-		}
-	}
+	cg.killAtOnce()
 	end := time.Now().Add(deadline)
 	for {
 		pids, err := cg.Pids()

@@ -74,6 +74,12 @@ func (c *systemdCgroup) Dir() (*os.File, bool, error) {
 	return fs.Dir()
 }
 
+func (c *systemdCgroup) killAtOnce() {
+	if fs, err := c.started(); err == nil {
+		fs.killAtOnce()
+	}
+}
+
 func (c *systemdCgroup) Ready() bool {
 	_, err := c.started()
 	return err == nil
@@ -149,9 +155,6 @@ func (c *systemdCgroup) Pids() ([]int, error) {
 }
 
 func (c *systemdCgroup) Update(r *specs.LinuxResources) error {
-	if err := ValidateResources(r); err != nil {
-		return err
-	}
 	if r == nil {
 		return nil
 	}

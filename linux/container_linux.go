@@ -338,6 +338,9 @@ func (c *Container) Update(r *specs.LinuxResources) error {
 	if err != nil {
 		return err
 	}
+	if err := ValidateResources(r); err != nil {
+		return err
+	}
 	if r != nil && len(r.Devices) > 0 {
 		r = withStandardDevices(r)
 	}

@@ -131,9 +131,10 @@ func FinalizeIdentity(p *specs.Process) error {
 	}
 	runtime.LockOSThread()
 
-	last := lastCap()
 	var caps *processCaps
+	last := 0
 	if p.Capabilities != nil {
+		last = lastCap()
 		pc, err := parseCaps(p.Capabilities, last)
 		if err != nil {
 			return err
@@ -208,10 +209,6 @@ func setgroupsDenied() bool {
 
 func setCaps(pc processCaps) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var cur [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &cur[0]); err != nil {
-		return fmt.Errorf("capget: %w", err)
-	}
 	var data [2]unix.CapUserData
 	for i := range data {
 		data[i] = unix.CapUserData{
@@ -221,6 +218,12 @@ func setCaps(pc processCaps) error {
 		}
 	}
 	if err := unix.Capset(&hdr, &data[0]); err != nil {
+		// What we hold is read only to explain the failure (a failed
+		// capset changes nothing).
+		var cur [2]unix.CapUserData
+		if gerr := unix.Capget(&hdr, &cur[0]); gerr != nil {
+			return fmt.Errorf("capset: %w", err)
+		}
 		if missing := pc.permitted.minus(capSet{cur[0].Permitted, cur[1].Permitted}); missing != (capSet{}) {
 			return fmt.Errorf("capset: %w (the runtime itself lacks %s)", err, missing.names())
 		}

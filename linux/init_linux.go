@@ -118,7 +118,7 @@ func finishProcess(conn *os.File, proc *specs.Process) error {
 	if m.Type != msgStart {
 		return fmt.Errorf("%w %q while waiting for start", errUnexpectedMessage, m.Type)
 	}
-	if err := closeExtraFds(); err != nil {
+	if err := CloexecExtraFds(); err != nil {
 		return err
 	}
 	if err := unix.Exec(path, proc.Args, proc.Env); err != nil {
@@ -184,23 +184,3 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 	return nil
 }
 
-// closeExtraFds marks every fd above stderr close-on-exec, so nothing of the
-// shim (the handshake socket, the sealed binary, Go's own fds) reaches the
-// user's process. The handshake socket closing is also how the parent
-// learns that execve succeeded.
-func closeExtraFds() error {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return fmt.Errorf("list own fds: %w", err)
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil || fd < 3 {
-			continue
-		}
-		// The fd of ReadDir itself is already closed; failures on it are
-		// harmless.
-		_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
-	}
-	return nil
-}

@@ -116,16 +116,16 @@ func ApplyRlimits(rlimits []specs.POSIXRlimit) error {
 		if !ok {
 			return fmt.Errorf("process.rlimits: unknown rlimit %q: %w", rl.Type, errdefs.ErrInvalidArgument)
 		}
-		var old unix.Rlimit
-		if err := unix.Prlimit(0, res, nil, &old); err != nil {
-			return fmt.Errorf("getrlimit %s: %w", rl.Type, err)
-		}
 		want := unix.Rlimit{Cur: rl.Soft, Max: rl.Hard}
 		err := unix.Prlimit(0, res, &want, nil)
-		switch {
-		case err == nil:
+		if err == nil {
 			continue
-		case errors.Is(err, unix.EPERM) && want.Max > old.Max:
+		}
+		// The old limit is read only to explain a refusal.
+		var old unix.Rlimit
+		raising := errors.Is(err, unix.EPERM) && unix.Prlimit(0, res, nil, &old) == nil && want.Max > old.Max
+		switch {
+		case raising:
 			return fmt.Errorf("setrlimit %s (soft %d, hard %d): %w (raising a hard limit needs CAP_SYS_RESOURCE)",
 				rl.Type, rl.Soft, rl.Hard, err)
 		case errors.Is(err, unix.EINVAL):

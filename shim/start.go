@@ -13,6 +13,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
@@ -108,7 +109,7 @@ func launchDaemon(o *options, req startRequest, l *net.UnixListener, bundle, soc
 	}
 	defer f.Close()
 
-	if err := cloexecInherited(); err != nil {
+	if err := linux.CloexecExtraFds(); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, o.daemonArgs(socket, containerdAddress, o.debug || req.debug())...)
