@@ -52,7 +52,7 @@ func prepareResources(ctx context.Context, c *integration.Containerd, v integrat
 	if err != nil {
 		return resourceSpecs{}, err
 	}
-	_, weight := blkioWeightFile(cgroupV2())
+	_, weight := blkioWeightFile(integration.CgroupV2())
 	rs := withFullResources(base, weight)
 	failed, err := verifyResources(ctx, c, runtimes, rs.full, rs.checks)
 	if err != nil && failed && weight {
@@ -113,7 +113,7 @@ func withFullResources(base *specs.Spec, weight bool) resourceSpecs {
 	}
 	rs := resourceSpecs{none: base, full: full}
 	r := full.Linux.Resources
-	v2 := cgroupV2()
+	v2 := integration.CgroupV2()
 	u64 := func(n uint64) *uint64 { return &n }
 	i64 := func(n int64) *int64 { return &n }
 	// check expects want in file: v1file ("controller/name") on v1,
@@ -265,11 +265,6 @@ func writeSpec(c *integration.Containerd, id string, spec *specs.Spec, args ...s
 	}
 	path := filepath.Join(c.Dir, "spec-"+id+".json")
 	return path, os.WriteFile(path, data, 0o600)
-}
-
-func cgroupV2() bool {
-	_, err := os.Stat("/sys/fs/cgroup/cgroup.controllers")
-	return err == nil
 }
 
 // swapAccounting: memory.memsw.* on v1 (the root has them when the kernel

@@ -131,10 +131,8 @@ func (tc *tcase) waitPids(n int) []string {
 // psPids reads the PID column of `ctr tasks ps`.
 func psPids(out string) []string {
 	var pids []string
-	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		if f := strings.Fields(line); i > 0 && len(f) > 0 {
-			pids = append(pids, f[0])
-		}
+	for _, row := range parsePs(out) {
+		pids = append(pids, row.Pid)
 	}
 	return pids
 }

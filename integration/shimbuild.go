@@ -46,53 +46,39 @@ func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
 }
 
 // ShimDir is the directory to put first on containerd's PATH: the one of
-// shim (a built containerd-shim-mini-v2) when given, else tmp after building
-// the shim into it.
-func ShimDir(ctx context.Context, shim, tmp string) (string, error) {
+// shim (a built binary, which must carry the name containerd looks up) when
+// given, else outDir after building the shim into it.
+func ShimDir(ctx context.Context, shim, outDir string) (string, error) {
 	if shim != "" {
-		abs, err := filepath.Abs(shim)
-		if err != nil {
-			return "", err
+		if filepath.Base(shim) != ShimBinaryName(MiniRuntime) {
+			return "", fmt.Errorf("shim %s: containerd looks the shim up as %s", shim, ShimBinaryName(MiniRuntime))
 		}
-		if _, err := os.Stat(abs); err != nil {
+		if _, err := os.Stat(shim); err != nil {
 			return "", fmt.Errorf("shim: %w", err)
 		}
-		return filepath.Dir(abs), nil
-	}
-	root, err := RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	if _, err := BuildShim(ctx, root, tmp); err != nil {
-		return "", err
-	}
-	return tmp, nil
-}
-
-// PrepareShim returns the directory to put first on containerd's PATH for
-// the shim under test: the one of MINI_SHIM_BIN when set (it must carry the
-// name containerd looks up), else dir/bin after building the shim into it.
-func PrepareShim(ctx context.Context, dir string) (string, error) {
-	if bin := os.Getenv("MINI_SHIM_BIN"); bin != "" {
-		if filepath.Base(bin) != ShimBinaryName(MiniRuntime) {
-			return "", fmt.Errorf("MINI_SHIM_BIN=%s: containerd looks the shim up as %s", bin, ShimBinaryName(MiniRuntime))
-		}
-		if _, err := os.Stat(bin); err != nil {
-			return "", fmt.Errorf("MINI_SHIM_BIN: %w", err)
-		}
-		abs, err := filepath.Abs(bin)
+		abs, err := filepath.Abs(shim)
 		return filepath.Dir(abs), err
 	}
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	binDir := filepath.Join(dir, "bin")
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return "", err
 	}
-	if _, err := BuildShim(ctx, root, binDir); err != nil {
+	if _, err := BuildShim(ctx, root, outDir); err != nil {
 		return "", err
 	}
-	return binDir, nil
+	return outDir, nil
+}
+
+// PrepareShim is ShimDir for the suites: the shim of MINI_SHIM_BIN, else
+// one built into dir/bin.
+func PrepareShim(ctx context.Context, dir string) (string, error) {
+	bin := os.Getenv("MINI_SHIM_BIN")
+	shimDir, err := ShimDir(ctx, bin, filepath.Join(dir, "bin"))
+	if err != nil && bin != "" {
+		return "", fmt.Errorf("MINI_SHIM_BIN: %w", err)
+	}
+	return shimDir, err
 }
