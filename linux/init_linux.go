@@ -183,4 +183,3 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 	}
 	return nil
 }
-
