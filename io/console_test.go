@@ -85,17 +85,10 @@ func fdControl(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// ttyChild is a process whose controlling terminal is a pty slave, as a
-// container process with terminal: true.
-type ttyChild struct {
-	cmd    *exec.Cmd
-	exited chan error
-}
-
 // spawnTTY runs script under /bin/sh as a session leader with slave as
 // its controlling terminal and stdio, then closes the test's slave so that
 // only the child holds it.
-func spawnTTY(t *testing.T, slave *os.File, script string) *ttyChild {
+func spawnTTY(t *testing.T, slave *os.File, script string) *child {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
@@ -106,31 +99,10 @@ func spawnTTY(t *testing.T, slave *os.File, script string) *ttyChild {
 	if err != nil {
 		t.Fatalf("start %q: %v", script, err)
 	}
-	c := &ttyChild{cmd: cmd, exited: make(chan error, 1)}
+	c := &child{cmd: cmd, exited: make(chan error, 1), session: true}
 	go func() { c.exited <- cmd.Wait() }()
 	t.Cleanup(c.kill)
 	return c
-}
-
-// kill ends the child's whole session (its pid is the process group) and
-// waits for it; it is idempotent.
-func (c *ttyChild) kill() {
-	unix.Kill(-c.cmd.Process.Pid, unix.SIGKILL)
-	err := <-c.exited
-	c.exited <- err
-}
-
-func (c *ttyChild) wait(t *testing.T) {
-	t.Helper()
-	select {
-	case err := <-c.exited:
-		c.exited <- err
-		if err != nil {
-			t.Fatalf("child: %v", err)
-		}
-	case <-time.After(testTimeout):
-		t.Fatalf("child did not exit after %v", testTimeout)
-	}
 }
 
 func mustNewConsole(t *testing.T, cfg Config, master *os.File) *Console {
@@ -141,16 +113,6 @@ func mustNewConsole(t *testing.T, cfg Config, master *os.File) *Console {
 		t.Fatalf("NewConsole: %v", err)
 	}
 	return c
-}
-
-// openStdin plays the client's side of the stdin fifo.
-func openStdin(t *testing.T, path string) *os.File {
-	t.Helper()
-	w, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatalf("open stdin fifo: %v", err)
-	}
-	return w
 }
 
 func wantContains(subs ...string) func(*testing.T, string) {

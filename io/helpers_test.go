@@ -60,10 +60,14 @@ func recvRead(t *testing.T, name string, ch <-chan readResult) string {
 	}
 }
 
-// child is a process run with a Pipes' ChildFiles.
+// child is a process run with a Pipes' ChildFiles, or with a pty slave as
+// its controlling terminal (spawnTTY).
 type child struct {
 	cmd    *exec.Cmd
 	exited chan error
+	// session: the child leads a session (its pid is the process group),
+	// which kill ends whole.
+	session bool
 }
 
 // spawn runs script under /bin/sh with p's child files and starts p, the
@@ -80,13 +84,31 @@ func spawn(t *testing.T, p *Pipes, script string) *child {
 	p.Start()
 	c := &child{cmd: cmd, exited: make(chan error, 1)}
 	go func() { c.exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		// Leave no process behind when a test failed early.
-		cmd.Process.Kill()
-		<-c.exited
-		c.exited <- nil
-	})
+	// Leave no process behind when a test failed early.
+	t.Cleanup(c.kill)
 	return c
+}
+
+// kill ends the child (its whole session, if it leads one) and waits for
+// it; it is idempotent.
+func (c *child) kill() {
+	if c.session {
+		unix.Kill(-c.cmd.Process.Pid, unix.SIGKILL)
+	} else {
+		c.cmd.Process.Kill()
+	}
+	err := <-c.exited
+	c.exited <- err
+}
+
+// openStdin plays the client's side of the stdin fifo.
+func openStdin(t *testing.T, path string) *os.File {
+	t.Helper()
+	w, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("open stdin fifo: %v", err)
+	}
+	return w
 }
 
 func (c *child) wait(t *testing.T) {

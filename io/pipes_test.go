@@ -122,11 +122,8 @@ func TestStdin(t *testing.T) {
 			outC := readFifo(cfg.Stdout)
 			c := spawn(t, p, tc.script)
 			if tc.input != nil {
-				w, err := os.OpenFile(cfg.Stdin, os.O_WRONLY, 0)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_, err = w.WriteString(*tc.input)
+				w := openStdin(t, cfg.Stdin)
+				_, err := w.WriteString(*tc.input)
 				w.Close()
 				if err != nil {
 					t.Fatalf("write stdin: %v", err)
@@ -324,10 +321,7 @@ func TestCloseReleasesEverything(t *testing.T) {
 			p := mustNew(t, cfg)
 			outC, errC := readFifo(cfg.Stdout), readFifo(cfg.Stderr)
 			c := spawn(t, p, "head -c 3; echo err >&2")
-			w, err := os.OpenFile(cfg.Stdin, os.O_WRONLY, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
+			w := openStdin(t, cfg.Stdin)
 			w.WriteString("abc")
 			w.Close()
 			c.wait(t)
