@@ -15,7 +15,6 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 
-	shimio "github.com/minishim/containerd-shim-mini-v2/io"
 	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/process"
 )
@@ -60,10 +59,7 @@ func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error 
 		c:      c,
 		execID: r.ExecID,
 		spec:   &spec,
-		stdio: shimio.Config{
-			Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
-			ContainerID: r.ID, Namespace: s.cfg.Namespace, StartLogger: s.startLogger,
-		},
+		stdio:  s.stdioConfig(r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal),
 	}
 	pr.p = process.NewExec(r.ExecID, &execRunner{s: s, pr: pr})
 	c.mu.Lock()
@@ -103,18 +99,13 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 		}
 		return 0, err
 	}
-	if pipes != nil {
-		pipes.Start()
-		pr.setIO(pipes)
-	} else {
-		cons, err := shimio.NewConsole(ctx, pr.stdio, lp.Console)
-		lp.Console = nil
-		if err != nil {
-			lp.Abandon()
-			return 0, fmt.Errorf("terminal of exec %s: %w", pr.execID, err)
-		}
-		pr.setIO(cons)
+	io, err := attachIO(ctx, pr.stdio, pipes, lp.Console)
+	lp.Console = nil
+	if err != nil {
+		lp.Abandon()
+		return 0, fmt.Errorf("terminal of exec %s: %w", pr.execID, err)
 	}
+	pr.setIO(io)
 	r.lp = lp
 	if early, ok := r.s.register(lp.Pid, pr); ok {
 		// Only a kill can end a process that has not execve()d yet.

@@ -279,6 +279,25 @@ func childFiles(p *shimio.Pipes) (in, out, errf *os.File) {
 	return p.ChildFiles()
 }
 
+// stdioConfig is the IO a request names for a process of container id.
+func (s *Service) stdioConfig(id, stdin, stdout, stderr string, terminal bool) shimio.Config {
+	return shimio.Config{
+		Stdin: stdin, Stdout: stdout, Stderr: stderr, Terminal: terminal,
+		ContainerID: id, Namespace: s.cfg.Namespace, StartLogger: s.startLogger,
+	}
+}
+
+// attachIO is a spawned process's IO: its pipes, started now, or (without
+// pipes) a Console on the pty master it sent, which the Console owns from
+// here on, also when it fails.
+func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, master *os.File) (stdio, error) {
+	if pipes != nil {
+		pipes.Start()
+		return pipes, nil
+	}
+	return shimio.NewConsole(ctx, cfg, master)
+}
+
 // systemdCgroupOption reads SystemdCgroup from runtime options of the runc
 // shim's type, which containerd sends when they are given in that type (a
 // client's WithRuntime options; CRI only for runc's own runtime_type, with
@@ -340,11 +359,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("create %s: the request says terminal=%v but config.json says process.terminal=%v: %w",
 			r.ID, r.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
 	}
-	ioCfg := shimio.Config{
-		Stdin: r.Stdin, Stdout: r.Stdout, Stderr: r.Stderr, Terminal: r.Terminal,
-		ContainerID: r.ID, Namespace: s.cfg.Namespace,
-		StartLogger: s.startLogger,
-	}
+	ioCfg := s.stdioConfig(r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
 	pipes, err := s.openIO(ctx, ioCfg, spec.Process.User)
 	if err != nil {
 		return nil, fmt.Errorf("open stdio of %s: %w", r.ID, err)
@@ -367,20 +382,13 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
-	var io stdio
-	if pipes != nil {
-		pipes.Start()
-		io = pipes
-	} else {
-		cons, err := shimio.NewConsole(ctx, ioCfg, lc.Console)
-		lc.Console = nil
-		if err != nil {
-			if derr := lc.Destroy(context.WithoutCancel(ctx)); derr != nil {
-				err = fmt.Errorf("%w (and cleaning up failed: %v)", err, derr)
-			}
-			return nil, fmt.Errorf("terminal of %s: %w", r.ID, err)
+	io, err := attachIO(ctx, ioCfg, pipes, lc.Console)
+	lc.Console = nil
+	if err != nil {
+		if derr := lc.Destroy(context.WithoutCancel(ctx)); derr != nil {
+			err = fmt.Errorf("%w (and cleaning up failed: %v)", err, derr)
 		}
-		io = cons
+		return nil, fmt.Errorf("terminal of %s: %w", r.ID, err)
 	}
 
 	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{})}
