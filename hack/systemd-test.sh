@@ -85,8 +85,10 @@ NS_ARGS=(--pid --mount --uts --ipc --net --fork --propagation private --mount-pr
 export PATH="/usr/local/go/bin:${PATH}"
 
 LOG_TAG=systemd-test
+# ${SELF%/*}, not $(dirname): this also runs as the process whose first
+# child is taken for systemd, so it must not fork before unshare does.
 # shellcheck source=hack/lib.sh
-. "$(dirname "$SELF")/lib.sh"
+. "${SELF%/*}/lib.sh"
 
 skip_loudly() {
 	if [ "${SDTEST_REQUIRE:-}" = 1 ]; then
