@@ -188,7 +188,7 @@ func withFullResources(base *specs.Spec, weight bool) resourceSpecs {
 func verifyResources(ctx context.Context, c *integration.Containerd, runtimes []string, spec *specs.Spec, checks []cgroupCheck) (failed bool, err error) {
 	for _, rt := range runtimes {
 		id := fmt.Sprintf("bres%s-%s", c.Version.Tag(), integration.RandomSuffix())
-		path, err := writeSpec(c, id, spec, "/bin/sleep", "100000")
+		path, err := c.WriteSpec(id, spec, "/bin/sleep", "100000")
 		if err != nil {
 			return false, err
 		}
@@ -237,7 +237,7 @@ func readBack(cgroupsPath string, checks []cgroupCheck) error {
 // timed.
 func runSpec(ctx context.Context, c *integration.Containerd, rt string, spec *specs.Spec, args ...string) (time.Duration, error) {
 	id := fmt.Sprintf("bc%s-%s", c.Version.Tag(), integration.RandomSuffix())
-	path, err := writeSpec(c, id, spec, args...)
+	path, err := c.WriteSpec(id, spec, args...)
 	if err != nil {
 		return 0, err
 	}
@@ -249,22 +249,6 @@ func runSpec(ctx context.Context, c *integration.Containerd, rt string, spec *sp
 		return 0, fmt.Errorf("%s on containerd %s: %s", rt, c.Version.Name, res)
 	}
 	return res.Duration, nil
-}
-
-// writeSpec writes spec for container id, running args, into the daemon's
-// directory and returns the file's path.
-func writeSpec(c *integration.Containerd, id string, spec *specs.Spec, args ...string) (string, error) {
-	s := *spec
-	proc, lin := *s.Process, *s.Linux
-	proc.Args = args
-	lin.CgroupsPath = c.CgroupsPath(id)
-	s.Process, s.Linux = &proc, &lin
-	data, err := json.Marshal(&s)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(c.Dir, "spec-"+id+".json")
-	return path, os.WriteFile(path, data, 0o600)
 }
 
 // swapAccounting: memory.memsw.* on v1 (the root has them when the kernel

@@ -20,7 +20,7 @@ set -euo pipefail
 
 CTRD2_VERSION=2.4.2
 CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev qemu-system-x86 cpio linux-image-amd64 systemd)
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor)
 
 check_only=false
 case "${1:-}" in
@@ -48,12 +48,15 @@ declare -A PROVIDES=(
 	[make]="/usr/bin/make"
 	[gcc]="/usr/bin/gcc"
 	[libc6-dev]="/usr/include/stdio.h"
+	[pkg-config]="/usr/bin/pkg-config"
+	[libseccomp-dev]="/usr/include/seccomp.h /usr/lib/x86_64-linux-gnu/pkgconfig/libseccomp.pc"
 	[qemu-system-x86]="/usr/bin/qemu-system-x86_64"
 	[cpio]="/usr/bin/cpio"
 	# Globs: the kernel version changes with Debian's updates. Unmatched,
 	# a glob stays literal and counts as missing.
 	[linux-image-amd64]="/boot/vmlinuz-*-amd64 /lib/modules/*-amd64/kernel/fs/9p/9p.ko*"
 	[systemd]="/lib/systemd/systemd /bin/systemctl"
+	[apparmor]="/sbin/apparmor_parser"
 )
 
 package_ok() {

@@ -42,6 +42,9 @@ func ValidateExecProcess(id string, p *specs.Process) error {
 	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("exec %s: process.cwd %q is not an absolute path: %w", id, p.Cwd, errdefs.ErrInvalidArgument)
 	}
+	if f := unenforcedProcessField(p); f != "" {
+		return notEnforced("exec " + id + ": " + f)
+	}
 	return nil
 }
 

@@ -52,6 +52,9 @@ func validateSpec(spec *specs.Spec) error {
 	if spec.Linux == nil {
 		return invalid("linux section is missing")
 	}
+	if err := checkEnforced(spec); err != nil {
+		return err
+	}
 	ns, err := namespacesOf(spec)
 	if err != nil {
 		return err

@@ -1,0 +1,98 @@
+package linux
+
+import (
+	"fmt"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// A spec field this runtime does not enforce must never be skipped: the
+// container would run with less confinement (or less of what it asked for)
+// than its spec says. Each such field makes Create, or an exec's Start, fail
+// with Unimplemented, naming it. A field leaves these lists when it is
+// implemented.
+
+// unenforcedSpecField names the first container-wide field that is set and
+// not enforced yet, or returns "".
+func unenforcedSpecField(s *specs.Spec) string {
+	if l := s.Linux; l != nil {
+		switch {
+		case l.Seccomp != nil:
+			return "linux.seccomp"
+		case l.MountLabel != "":
+			return "linux.mountLabel"
+		case l.IntelRdt != nil:
+			return "linux.intelRdt"
+		case l.MemoryPolicy != nil:
+			return "linux.memoryPolicy"
+		case l.Personality != nil:
+			return "linux.personality"
+		case len(l.NetDevices) > 0:
+			return "linux.netDevices"
+		case len(l.TimeOffsets) > 0:
+			return "linux.timeOffsets"
+		case len(l.UIDMappings) > 0:
+			return "linux.uidMappings"
+		case len(l.GIDMappings) > 0:
+			return "linux.gidMappings"
+		}
+	}
+	if h := s.Hooks; h != nil {
+		switch {
+		case len(h.Prestart) > 0:
+			return "hooks.prestart"
+		case len(h.CreateRuntime) > 0:
+			return "hooks.createRuntime"
+		case len(h.CreateContainer) > 0:
+			return "hooks.createContainer"
+		case len(h.StartContainer) > 0:
+			return "hooks.startContainer"
+		case len(h.Poststart) > 0:
+			return "hooks.poststart"
+		case len(h.Poststop) > 0:
+			return "hooks.poststop"
+		}
+	}
+	for i, m := range s.Mounts {
+		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
+			return fmt.Sprintf("mounts[%d] (%s): uidMappings/gidMappings (idmapped mounts)", i, m.Destination)
+		}
+	}
+	return ""
+}
+
+// unenforcedProcessField does the same for a process, init's or an exec's.
+func unenforcedProcessField(p *specs.Process) string {
+	switch {
+	case p.ApparmorProfile != "":
+		return "process.apparmorProfile"
+	case p.SelinuxLabel != "":
+		return "process.selinuxLabel"
+	case p.Scheduler != nil:
+		return "process.scheduler"
+	case p.IOPriority != nil:
+		return "process.ioPriority"
+	case p.ExecCPUAffinity != nil:
+		return "process.execCPUAffinity"
+	}
+	return ""
+}
+
+// checkEnforced refuses a container spec with a field this runtime would
+// not enforce.
+func checkEnforced(spec *specs.Spec) error {
+	if f := unenforcedSpecField(spec); f != "" {
+		return notEnforced("config.json: " + f)
+	}
+	if spec.Process != nil {
+		if f := unenforcedProcessField(spec.Process); f != "" {
+			return notEnforced("config.json: " + f)
+		}
+	}
+	return nil
+}
+
+func notEnforced(field string) error {
+	return fmt.Errorf("%s is not supported by this runtime yet, and a container never runs with less than its spec asks for: %w", field, errdefs.ErrNotImplemented)
+}
