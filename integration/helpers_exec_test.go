@@ -24,7 +24,14 @@ func (tc *tcase) sub(t *testing.T) *tcase {
 // would, so the leak check sees what an orderly removal leaves.
 func (tc *tcase) startDetached(cmd ...string) {
 	tc.t.Helper()
-	if res := tc.ctr("", tc.runArgs([]string{"--detach"}, "", cmd...)...); res.ExitCode != 0 {
+	tc.startDetachedArgs(tc.runArgs([]string{"--detach"}, "", cmd...))
+}
+
+// startDetachedArgs is startDetached with the whole `ctr run --detach`
+// argument list given.
+func (tc *tcase) startDetachedArgs(args []string) {
+	tc.t.Helper()
+	if res := tc.ctr("", args...); res.ExitCode != 0 {
 		tc.t.Fatalf("run --detach: %s", res)
 	}
 	tc.t.Cleanup(tc.removeDetached)

@@ -8,13 +8,15 @@ import (
 
 // specArgs writes the daemon's default spec, changed by mutate, for the
 // case's container running cmd, and returns `ctr run --config` arguments
-// with flags.
+// with flags. The container gets a tmpfs on /tmp, so what it writes there
+// does not change the shared rootfs.
 func (tc *tcase) specArgs(flags []string, mutate func(*specs.Spec), cmd ...string) []string {
 	tc.t.Helper()
 	spec, err := tc.c.DefaultSpec(tc.ctx, suite.rootfs)
 	if err != nil {
 		tc.t.Fatal(err)
 	}
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev"}})
 	if mutate != nil {
 		mutate(spec)
 	}

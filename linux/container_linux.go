@@ -14,6 +14,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
 // StartFunc starts cmd and reports its exit status on the returned channel,
@@ -24,6 +26,8 @@ type StartFunc func(cmd *exec.Cmd) (<-chan int, error)
 // Runtime creates containers. A shim daemon has one.
 type Runtime struct {
 	start StartFunc
+	// seccomp compiles each distinct profile once for all containers.
+	seccomp seccomp.Cache
 
 	selfOnce sync.Once
 	self     *os.File
@@ -85,6 +89,8 @@ type Container struct {
 	rootfsMount string
 	privatePid  bool
 	init        *Process
+	// seccomp is the compiled linux.seccomp, loaded by init and each exec.
+	seccomp *seccomp.Program
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -108,6 +114,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		Bundle:     opts.Bundle,
 		Spec:       spec,
 		privatePid: ns.unshare&unix.CLONE_NEWPID != 0,
+	}
+	if spec.Linux.Seccomp != nil {
+		// Before anything is made: a profile that does not compile
+		// leaves nothing to undo.
+		if c.seccomp, err = r.seccomp.Compile(spec.Linux.Seccomp); err != nil {
+			return nil, err
+		}
 	}
 	defer func() {
 		if retErr != nil {
@@ -160,12 +173,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		dir:    opts.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{Spec: &initSpec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0},
+		config: initConfig{Spec: &initSpec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp},
 		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
 			return writeState(c.Bundle, c.diskState())
 		},
+		seccompListener: c.seccompListener(specs.StateCreating),
 	})
 	if err != nil {
 		return nil, err
@@ -175,6 +189,30 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	c.Console = p.Console
 	p.Console = nil
 	return c, nil
+}
+
+// seccompListener is what hands a process's seccomp notify fd to the
+// profile's listener, with the container in status; nil without one.
+func (c *Container) seccompListener(status specs.ContainerState) func(pid, fd int) error {
+	if c.seccomp == nil || !c.seccomp.Listener() {
+		return nil
+	}
+	profile := c.Spec.Linux.Seccomp
+	return func(pid, fd int) error {
+		initPid := c.InitPid
+		if initPid <= 0 {
+			initPid = pid
+		}
+		return seccomp.SendToListener(profile.ListenerPath, pid, fd, specs.ContainerProcessState{
+			Version:  specs.Version,
+			Pid:      pid,
+			Metadata: profile.ListenerMetadata,
+			State: specs.State{
+				Version: specs.Version, ID: c.ID, Status: status, Pid: initPid,
+				Bundle: c.Bundle, Annotations: c.Spec.Annotations,
+			},
+		})
+	}
 }
 
 func asNotFound(err error) error {

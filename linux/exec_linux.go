@@ -83,7 +83,8 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		dir:    c.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{Exec: true, Process: opts.Process},
+		config: initConfig{Exec: true, Process: opts.Process, Seccomp: c.seccomp},
 		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		seccompListener: c.seccompListener(specs.StateRunning),
 	})
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
 // The parent and the container's init talk over one socketpair. After the C
@@ -18,8 +20,17 @@ import (
 //	parent → init   initConfig
 //	init → parent   message{console} with the pty master attached (SCM_RIGHTS),
 //	                when the process has a terminal
+//	init → parent   message{seccomp} with the number of the filter's user
+//	                notification fd, when the profile has a listener and the
+//	                filter is loaded before start (no no_new_privs); the parent
+//	                takes the fd with pidfd_getfd (the process then only
+//	                write()s, the one call a profile may not notify on)
+//	parent → init   message{seccomp-done} once the fd reached the listener,
+//	                or message{error}
 //	init → parent   message{ready} or message{error}
 //	parent → init   message{start}
+//	init → parent   message{seccomp} as above, when the filter is loaded
+//	                after start (no_new_privs); parent → init message{seccomp-done}
 //	init            execve(): the socket closes on exec, the parent reads EOF
 //	                (or message{error} when execve failed)
 const maxFrame = 16 << 20
@@ -32,6 +43,10 @@ const (
 	msgError messageType = "error"
 	// msgConsole carries the pty master of a terminal process.
 	msgConsole messageType = "console"
+	// msgSeccomp names a seccomp user notification fd; the parent
+	// answers msgSeccompDone once the profile's listener has it.
+	msgSeccomp     messageType = "seccomp"
+	msgSeccompDone messageType = "seccomp-done"
 )
 
 // message is what init and the parent say to each other after the config.
@@ -41,6 +56,8 @@ type message struct {
 	// Class is the errdefs class of Error, so that Create can return it
 	// with the right code: "not_found", "invalid_argument", "not_implemented".
 	Class string `json:"class,omitempty"`
+	// Fd is a descriptor's number in the sending process (msgSeccomp).
+	Fd int `json:"fd,omitempty"`
 }
 
 // initConfig is what a container process needs to set itself up: init
@@ -56,6 +73,9 @@ type initConfig struct {
 	// NewUTS says whether init has its own UTS namespace, so the hostname is
 	// set only where it cannot change the host's.
 	NewUTS bool `json:"new_uts"`
+	// Seccomp is the container's compiled linux.seccomp profile, for init
+	// and every exec; the process only loads it.
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
 }
 
 func writeFrame(w io.Writer, v any) error {

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strconv"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
 // InitMain is the Go half of the container's init. The C preamble has put
@@ -38,7 +41,7 @@ func runInit(conn *os.File) error {
 		return fmt.Errorf("read config from shim: %w", err)
 	}
 	if cfg.Exec {
-		return runExec(conn, cfg.Process)
+		return runExec(conn, cfg.Process, cfg.Seccomp)
 	}
 	spec := cfg.Spec
 	proc := spec.Process
@@ -60,22 +63,26 @@ func runInit(conn *os.File) error {
 	if err := SetupRootfs(spec, cfg.Rootfs); err != nil {
 		return err
 	}
-	return finishProcess(conn, proc)
+	return finishProcess(conn, proc, cfg.Seccomp)
 }
 
 // runExec runs in a process the preamble put in every namespace of the
 // container (setns into the mount namespace also moved its root and cwd to
 // the container's root); only the process's own settings are left.
-func runExec(conn *os.File, proc *specs.Process) error {
+func runExec(conn *os.File, proc *specs.Process, filter *seccomp.Program) error {
 	if proc == nil || len(proc.Args) == 0 {
 		return fmt.Errorf("exec: process.args is empty: %w", errdefs.ErrInvalidArgument)
 	}
-	return finishProcess(conn, proc)
+	return finishProcess(conn, proc, filter)
 }
 
 // finishProcess applies what init and exec processes share, reports ready,
-// waits for start and execve()s.
-func finishProcess(conn *os.File, proc *specs.Process) error {
+// waits for start and execve()s. filter is the container's seccomp program,
+// or nil.
+func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program) error {
+	// Capabilities, no_new_privs and a seccomp filter belong to a thread:
+	// everything from here to execve runs on this one.
+	runtime.LockOSThread()
 	if err := ApplyRlimits(proc.Rlimits); err != nil {
 		return err
 	}
@@ -98,8 +105,13 @@ func finishProcess(conn *os.File, proc *specs.Process) error {
 			return err
 		}
 	}
-	// Capabilities, ids and no_new_privs apply to this thread, which
-	// FinalizeIdentity locks; execve must come from this goroutine.
+	if filter != nil && !proc.NoNewPrivileges {
+		// Without no_new_privs, loading a filter takes CAP_SYS_ADMIN,
+		// which the identity switch may drop: load it first, as runc.
+		if err := loadSeccomp(conn, filter); err != nil {
+			return err
+		}
+	}
 	if err := FinalizeIdentity(proc); err != nil {
 		return err
 	}
@@ -121,8 +133,44 @@ func finishProcess(conn *os.File, proc *specs.Process) error {
 	if err := CloexecExtraFds(); err != nil {
 		return err
 	}
+	if filter != nil && proc.NoNewPrivileges {
+		// As late as possible, so that the filter judges the user's
+		// program and hardly anything of ours.
+		if err := loadSeccomp(conn, filter); err != nil {
+			return err
+		}
+	}
 	if err := unix.Exec(path, proc.Args, proc.Env); err != nil {
 		return fmt.Errorf("exec %q: %w", path, err)
+	}
+	return nil
+}
+
+// loadSeccomp loads the filter on this thread. A filter with a listener
+// gives a notify fd: its number goes to the parent, which takes the fd
+// from this process and hands it to the listener, and this process waits
+// for that before going on (the profile's calls may need the listener).
+func loadSeccomp(conn *os.File, filter *seccomp.Program) error {
+	fd, err := seccomp.Load(filter)
+	if err != nil {
+		return err
+	}
+	if fd < 0 {
+		return nil
+	}
+	defer unix.Close(fd)
+	if err := writeFrame(conn, message{Type: msgSeccomp, Fd: fd}); err != nil {
+		return fmt.Errorf("report the seccomp listener fd: %w", err)
+	}
+	var m message
+	if err := readFrame(conn, &m); err != nil {
+		return fmt.Errorf("wait for the seccomp listener fd to be sent: %w", err)
+	}
+	if m.Type == msgError {
+		return errorFromMessage(m)
+	}
+	if m.Type != msgSeccompDone {
+		return fmt.Errorf("%w %q while waiting for the seccomp listener", errUnexpectedMessage, m.Type)
 	}
 	return nil
 }

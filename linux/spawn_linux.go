@@ -30,6 +30,10 @@ type spawnRequest struct {
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known (Create saves its state).
 	recordPid func(pid int) error
+	// seccompListener hands the notify fd the process got from its
+	// seccomp filter (fd is its number in process pid) to the profile's
+	// listener; set when the container's profile has one.
+	seccompListener func(pid, fd int) error
 }
 
 // Process is a container process waiting to execve() its program.
@@ -41,6 +45,8 @@ type Process struct {
 
 	conn *net.UnixConn
 	in   *fdReader
+	// seccompListener is spawnRequest's, kept for a filter loaded at Start.
+	seccompListener func(pid, fd int) error
 }
 
 // spawn runs the handshake of DESIGN.md: start the binary in init mode,
@@ -61,7 +67,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		return nil, fmt.Errorf("%s: handshake socket: %w", req.what, err)
 	}
 	conn := fc.(*net.UnixConn)
-	p := &Process{conn: conn, in: &fdReader{conn: conn}}
+	p := &Process{conn: conn, in: &fdReader{conn: conn}, seccompListener: req.seccompListener}
 	defer func() {
 		if retErr != nil {
 			p.Abandon()
@@ -239,22 +245,43 @@ func readPidLine(conn io.Reader) (int, error) {
 	return pid, nil
 }
 
-// awaitReady reads until ready or error, taking the pty master on the way.
+// awaitReady reads until ready or error, taking the pty master and
+// serving a seccomp listener fd on the way.
 func (p *Process) awaitReady() (message, error) {
 	for {
 		var m message
 		if err := readFrame(p.in, &m); err != nil {
 			return m, err
 		}
-		if m.Type != msgConsole {
+		switch m.Type {
+		case msgConsole:
+			fd, ok := p.in.takeFd()
+			if !ok {
+				return m, errors.New("console message came without the pty master")
+			}
+			p.Console = os.NewFile(uintptr(fd), "pty-master")
+		case msgSeccomp:
+			if err := p.serveSeccomp(p.conn, m); err != nil {
+				return m, err
+			}
+		default:
 			return m, nil
 		}
-		fd, ok := p.in.takeFd()
-		if !ok {
-			return m, errors.New("console message came without the pty master")
-		}
-		p.Console = os.NewFile(uintptr(fd), "pty-master")
 	}
+}
+
+// serveSeccomp hands the process's seccomp notify fd to the listener and
+// tells the process, over conn, how that went.
+func (p *Process) serveSeccomp(conn *net.UnixConn, m message) error {
+	err := errors.New("the process has a seccomp listener fd but the container's profile no listener")
+	if p.seccompListener != nil {
+		err = p.seccompListener(p.Pid, m.Fd)
+	}
+	if err != nil {
+		_ = writeFrame(conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		return err
+	}
+	return writeFrame(conn, message{Type: msgSeccompDone})
 }
 
 func writeBootstrap(w io.Writer, boot []byte) error {
@@ -291,18 +318,27 @@ func (p *Process) Start(ctx context.Context) error {
 	if err := writeFrame(conn, message{Type: msgStart}); err != nil {
 		return fmt.Errorf("release process %d: %w", p.Pid, err)
 	}
-	var m message
-	err := readFrame(p.in, &m)
-	if errors.Is(err, io.EOF) {
-		return nil
+	for {
+		var m message
+		err := readFrame(p.in, &m)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("start process %d: %w", p.Pid, err)
+		}
+		switch m.Type {
+		case msgSeccomp:
+			// A filter loaded after start (no_new_privs).
+			if err := p.serveSeccomp(conn, m); err != nil {
+				return fmt.Errorf("start process %d: %w", p.Pid, err)
+			}
+		case msgError:
+			return errorFromMessage(m)
+		default:
+			return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("start process %d: %w", p.Pid, err)
-	}
-	if m.Type == msgError {
-		return errorFromMessage(m)
-	}
-	return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
 }
 
 // Signal sends sig to the process.

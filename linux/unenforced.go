@@ -18,8 +18,6 @@ import (
 func unenforcedSpecField(s *specs.Spec) string {
 	if l := s.Linux; l != nil {
 		switch {
-		case l.Seccomp != nil:
-			return "linux.seccomp"
 		case l.MountLabel != "":
 			return "linux.mountLabel"
 		case l.IntelRdt != nil:

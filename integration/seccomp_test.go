@@ -1,0 +1,216 @@
+package integration
+
+import (
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+)
+
+// Issue 8, seccomp: containerd's default profile (ctr run --seccomp) and
+// profiles of our own in a --config spec are enforced for init and execs,
+// with every action the cases use, argument filters, the order runc loads
+// filters in, and user notification through a listener.
+func TestSeccomp(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		t.Run("default-profile", func(t *testing.T) {
+			tc := newCase(t, tg, "scdef")
+			// Unprivileged user namespaces are allowed here, and only the
+			// profile refuses unshare(CLONE_NEWUSER) without CAP_SYS_ADMIN.
+			const probe = "grep '^Seccomp:' /proc/self/status; unshare -U true && echo unshare-ok"
+			if res := tc.run("", "/bin/sh", "-c", probe); res.ExitCode != 0 || !strings.Contains(res.Stdout, "Seccomp:\t0") || !strings.Contains(res.Stdout, "unshare-ok") {
+				t.Fatalf("without a profile: want Seccomp 0 and unshare allowed:\n%s", res)
+			}
+			tc.startDetachedArgs(tc.runArgs([]string{"--detach", "--seccomp"}, "", "/bin/sleep", "1000"))
+			for _, id := range []string{"e1", "e2"} {
+				res := tc.exec(id, "/bin/sh", "-c", probe)
+				if !strings.Contains(res.Stdout, "Seccomp:\t2") || strings.Contains(res.Stdout, "unshare-ok") || !strings.Contains(res.Stderr, "Operation not permitted") {
+					t.Errorf("exec %s under the default profile: want Seccomp 2 and unshare refused:\n%s", id, res)
+				}
+			}
+			if got := readStatusField(t, tc.waitStatus("RUNNING"), "Seccomp"); got != "2" {
+				t.Errorf("init's Seccomp = %q, want 2", got)
+			}
+		})
+		t.Run("errno-and-args", func(t *testing.T) {
+			tc := newCase(t, tg, "scerr")
+			eacces := uint(unix.EACCES)
+			args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
+				s.Linux.Seccomp = &specs.LinuxSeccomp{
+					DefaultAction: specs.ActAllow,
+					Syscalls: []specs.LinuxSyscall{
+						{Names: []string{"chmod", "fchmod", "fchmodat", "fchmodat2"}, Action: specs.ActErrno, ErrnoRet: &eacces},
+						// kill(pid, SIGUSR1) refused, any other signal allowed.
+						{Names: []string{"kill"}, Action: specs.ActErrno, Args: []specs.LinuxSeccompArg{{Index: 1, Op: specs.OpEqualTo, Value: uint64(unix.SIGUSR1)}}},
+						{Names: []string{"no_such_syscall_anywhere"}, Action: specs.ActKillProcess},
+					},
+				}
+			}, "/bin/sh", "-c", "touch /tmp/f; chmod 600 /tmp/f; echo chmod=$?; kill -USR2 $$ 2>/dev/null; kill -0 $$; echo kill0=$?; kill -USR1 $$; echo usr1=$?")
+			res := tc.ctr("", args...)
+			for _, want := range []string{"chmod=1", "kill0=0", "usr1=1"} {
+				if !strings.Contains(res.Stdout, want) {
+					t.Errorf("want %q in the output:\n%s", want, res)
+				}
+			}
+			for _, want := range []string{"Permission denied", "Operation not permitted"} {
+				if !strings.Contains(res.Stderr, want) {
+					t.Errorf("want %q in stderr:\n%s", want, res)
+				}
+			}
+		})
+		t.Run("kill-process", func(t *testing.T) {
+			tc := newCase(t, tg, "sckill")
+			args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
+				s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{
+					{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActKillProcess},
+				}}
+			}, "/bin/mkdir", "/tmp/d")
+			if res := tc.ctr("", args...); res.ExitCode != 128+int(unix.SIGSYS) {
+				t.Errorf("want exit code %d (killed by SIGSYS):\n%s", 128+int(unix.SIGSYS), res)
+			}
+		})
+		t.Run("no-new-privileges-setuid-denied", func(t *testing.T) {
+			// With no_new_privs the filter is loaded after the switch to
+			// the user, so a profile that refuses the setuid family still
+			// lets the container start as that user.
+			tc := newCase(t, tg, "scnnp")
+			args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
+				s.Process.NoNewPrivileges = true
+				s.Process.User = specs.User{UID: 1000, GID: 1000}
+				s.Linux.Seccomp = &specs.LinuxSeccomp{DefaultAction: specs.ActAllow, Syscalls: []specs.LinuxSyscall{{
+					Names:  []string{"setuid", "setgid", "setgroups", "setresuid", "setresgid", "setreuid", "setregid", "setfsuid", "setfsgid", "capset"},
+					Action: specs.ActErrno,
+				}}}
+			}, "/bin/sh", "-c", "id -u; id -g; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status")
+			res := tc.ctr("", args...)
+			if res.ExitCode != 0 || !strings.HasPrefix(res.Stdout, "1000\n1000\n") || !strings.Contains(res.Stdout, "NoNewPrivs:\t1") || !strings.Contains(res.Stdout, "Seccomp:\t2") {
+				t.Errorf("want uid and gid 1000, no_new_privs and a filter:\n%s", res)
+			}
+		})
+		t.Run("notify-listener", func(t *testing.T) {
+			tc := newCase(t, tg, "scnotify")
+			sock := filepath.Join(t.TempDir(), "agent.sock")
+			agent := startSeccompAgent(t, sock, int32(unix.ENOMSG))
+			args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
+				s.Linux.Seccomp = &specs.LinuxSeccomp{
+					DefaultAction:    specs.ActAllow,
+					ListenerPath:     sock,
+					ListenerMetadata: "meta-" + tc.id,
+					Syscalls:         []specs.LinuxSyscall{{Names: []string{"mkdir", "mkdirat"}, Action: specs.ActNotify}},
+				}
+			}, "/bin/sh", "-c", "mkdir /tmp/d; echo mkdir=$?; touch /tmp/f && echo touch-ok")
+			res := tc.ctr("", args...)
+			if res.ExitCode != 0 || !strings.Contains(res.Stdout, "mkdir=1") || !strings.Contains(res.Stderr, "No message of desired type") || !strings.Contains(res.Stdout, "touch-ok") {
+				t.Errorf("want mkdir answered by the agent with ENOMSG, the rest allowed:\n%s", res)
+			}
+			st := agent.wait(t)
+			if st.State.ID != tc.id || st.State.Status != specs.StateCreating || st.Metadata != "meta-"+tc.id ||
+				st.Pid <= 0 || st.State.Pid != st.Pid || len(st.Fds) != 1 || st.Fds[0] != specs.SeccompFdName {
+				t.Errorf("the agent got %+v; want the container's id, status creating, the metadata, init's pid and one seccompFd", st)
+			}
+			if agent.answered == 0 {
+				t.Error("the agent answered no notification")
+			}
+		})
+	})
+}
+
+// readStatusField reads one field of /proc/PID/status.
+func readStatusField(t *testing.T, pid, field string) string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// seccompAgent is a listener for a profile's listenerPath: it takes one
+// connection's state and notify fd, then answers every notification with
+// an error until the fd closes.
+type seccompAgent struct {
+	done     chan struct{}
+	state    specs.ContainerProcessState
+	err      error
+	answered int
+}
+
+func startSeccompAgent(t *testing.T, path string, errno int32) *seccompAgent {
+	t.Helper()
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &seccompAgent{done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		defer ln.Close()
+		_ = ln.SetDeadline(time.Now().Add(time.Minute))
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			a.err = err
+			return
+		}
+		defer conn.Close()
+		buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil {
+			a.err = err
+			return
+		}
+		if err := json.Unmarshal(buf[:n], &a.state); err != nil {
+			a.err = err
+			return
+		}
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			a.err = errors.Join(errors.New("no fd came with the state"), err)
+			return
+		}
+		fds, err := unix.ParseUnixRights(&msgs[0])
+		if err != nil || len(fds) != 1 {
+			a.err = errors.Join(errors.New("not one fd came with the state"), err)
+			return
+		}
+		fd := libseccomp.ScmpFd(fds[0])
+		defer unix.Close(fds[0])
+		for {
+			req, err := libseccomp.NotifReceive(fd)
+			if err != nil {
+				// The filter's last process is gone.
+				return
+			}
+			if libseccomp.NotifRespond(fd, &libseccomp.ScmpNotifResp{ID: req.ID, Error: errno}) == nil {
+				a.answered++
+			}
+		}
+	}()
+	return a
+}
+
+// wait returns the state the agent received once its fd closed.
+func (a *seccompAgent) wait(t *testing.T) specs.ContainerProcessState {
+	t.Helper()
+	select {
+	case <-a.done:
+	case <-time.After(time.Minute):
+		t.Fatal("the seccomp agent did not finish")
+	}
+	if a.err != nil {
+		t.Fatalf("seccomp agent: %v", a.err)
+	}
+	return a.state
+}

@@ -1,0 +1,37 @@
+package seccomp
+
+import (
+	"fmt"
+	"runtime"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxInstructions is the kernel's BPF_MAXINSNS: a longer program is
+// refused at load.
+const maxInstructions = 4096
+
+// Load installs prog for the calling thread (every thread of the process
+// with TSYNC), which must be locked to its goroutine and execve() from it,
+// so the user's process inherits the filter. It returns the user
+// notification fd when the program has a listener, else -1.
+//
+// Loading takes no_new_privs or CAP_SYS_ADMIN; the caller orders it so one
+// of them holds.
+func Load(prog *Program) (int, error) {
+	n := len(prog.Filter) / 8
+	if n == 0 || len(prog.Filter)%8 != 0 || n > maxInstructions {
+		return -1, fmt.Errorf("load seccomp filter: a program of %d bytes is not %d-byte BPF instructions, 1 to %d of them", len(prog.Filter), 8, maxInstructions)
+	}
+	fprog := unix.SockFprog{Len: uint16(n), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog.Filter[0]))}
+	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(prog.Flags), uintptr(unsafe.Pointer(&fprog)))
+	runtime.KeepAlive(prog)
+	if errno != 0 {
+		return -1, fmt.Errorf("load seccomp filter: %w", errno)
+	}
+	if prog.Listener() {
+		return int(r), nil
+	}
+	return -1, nil
+}
