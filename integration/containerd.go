@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +34,20 @@ type Options struct {
 	StartTimeout time.Duration
 	// Keep leaves the temp dir (config, log, state) in place after Stop.
 	Keep bool
+	// CRI, when set, leaves containerd's CRI plugins enabled and configures
+	// them (containerd 2.x only). Every other suite leaves it nil: the CRI
+	// only slows their daemons down.
+	CRI *CRIConfig
+}
+
+// CRIConfig is what the harness writes into the CRI plugins' sections.
+type CRIConfig struct {
+	// SandboxImage is the pinned "sandbox" (pause) image. There is no
+	// registry here, so it must be imported before the first RunPodSandbox.
+	SandboxImage string
+	// Runtimes maps CRI runtime handler names ("mini") to runtime types
+	// ("io.containerd.mini.v2").
+	Runtimes map[string]string
 }
 
 // Containerd is one private containerd daemon started by the harness.
@@ -63,6 +78,9 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 	v := opts.Version
 	if err := v.Check(); err != nil {
 		return nil, err
+	}
+	if opts.CRI != nil && len(v.CRIPlugins) == 0 {
+		return nil, fmt.Errorf("containerd %s: the harness configures the CRI only for containerd 2.x", v.Name)
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
@@ -113,24 +131,58 @@ func nonEmpty(items ...string) []string {
 	return out
 }
 
-func (c *Containerd) configTOML(logLevel string) string {
+func (c *Containerd) configTOML(logLevel string, cri *CRIConfig) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "version = %d\n", c.Version.ConfigVersion)
 	fmt.Fprintf(&b, "root = %q\nstate = %q\n", c.Root, c.State)
 	quoted := make([]string, 0, len(c.Version.DisabledPlugins))
 	for _, p := range c.Version.DisabledPlugins {
+		if cri != nil && slices.Contains(c.Version.CRIPlugins, p) {
+			continue
+		}
 		quoted = append(quoted, strconv.Quote(p))
 	}
 	fmt.Fprintf(&b, "disabled_plugins = [%s]\n", strings.Join(quoted, ", "))
 	fmt.Fprintf(&b, "\n[grpc]\n  address = %q\n", c.Address)
 	fmt.Fprintf(&b, "\n[ttrpc]\n  address = %q\n", c.TTRPCAddress)
 	fmt.Fprintf(&b, "\n[debug]\n  level = %q\n", logLevel)
+	if cri != nil {
+		c.writeCRITOML(&b, cri)
+	}
 	return b.String()
+}
+
+// writeCRITOML writes the CRI sections of a version 3 config (containerd
+// 2.x, where the CRI is split into an images and a runtime plugin).
+func (c *Containerd) writeCRITOML(b *strings.Builder, cri *CRIConfig) {
+	const images, runtime = `plugins."io.containerd.cri.v1.images"`, `plugins."io.containerd.cri.v1.runtime"`
+	fmt.Fprintf(b, "\n[%s.pinned_images]\n  sandbox = %q\n", images, cri.SandboxImage)
+	// restrict_oom_score_adj: the pause container asks for -998, which a
+	// root without CAP_SYS_RESOURCE may not set.
+	fmt.Fprintf(b, "\n[%s]\n  restrict_oom_score_adj = true\n", runtime)
+	// An empty CNI setup of the daemon's own, so that whatever the host has
+	// in /etc/cni never applies: the suites run host-network pods only.
+	fmt.Fprintf(b, "\n[%s.cni]\n  bin_dirs = [%q]\n  conf_dir = %q\n", runtime,
+		filepath.Join(c.Dir, "cni", "bin"), filepath.Join(c.Dir, "cni", "net.d"))
+	handlers := make([]string, 0, len(cri.Runtimes))
+	for h := range cri.Runtimes {
+		handlers = append(handlers, h)
+	}
+	slices.Sort(handlers)
+	for _, h := range handlers {
+		fmt.Fprintf(b, "\n[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", runtime, strconv.Quote(h), cri.Runtimes[h])
+		// Only runc's option type has the cgroup driver; CRI reads the
+		// driver it reports from there, else guesses from whether systemd
+		// runs. Cgroupfs either way: pods get plain cgroup parents.
+		if cri.Runtimes[h] == RuncRuntime {
+			fmt.Fprintf(b, "  [%s.containerd.runtimes.%s.options]\n    SystemdCgroup = false\n", runtime, strconv.Quote(h))
+		}
+	}
 }
 
 func (c *Containerd) start(ctx context.Context, opts Options) error {
 	cfg := filepath.Join(c.Dir, "config.toml")
-	if err := os.WriteFile(cfg, []byte(c.configTOML(opts.LogLevel)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(c.configTOML(opts.LogLevel, opts.CRI)), 0o600); err != nil {
 		return fmt.Errorf("containerd %s: write config: %w", c.Version.Name, err)
 	}
 	logf, err := os.Create(c.LogPath)

@@ -21,6 +21,9 @@ type Version struct {
 	ConfigVersion int
 	// DisabledPlugins are plugin ids that only slow startup down here (CRI).
 	DisabledPlugins []string
+	// CRIPlugins are the ids among DisabledPlugins that Options.CRI
+	// enables again; empty where the harness does not configure the CRI.
+	CRIPlugins []string
 }
 
 // Containerd is the path of the daemon binary.
@@ -52,6 +55,13 @@ var knownVersions = []Version{
 			"io.containerd.cri.v1.runtime",
 			"io.containerd.podsandbox.controller.v1.podsandbox",
 			"io.containerd.nri.v1.nri",
+		},
+		// NRI stays off: the CRI runs without it.
+		CRIPlugins: []string{
+			"io.containerd.grpc.v1.cri",
+			"io.containerd.cri.v1.images",
+			"io.containerd.cri.v1.runtime",
+			"io.containerd.podsandbox.controller.v1.podsandbox",
 		},
 	},
 }

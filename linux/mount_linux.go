@@ -136,7 +136,7 @@ func bindMount(source, dest string, flags uintptr, propagation []uintptr) error 
 
 // bindRemountMask is what a bind remount can change.
 const bindRemountMask = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC |
-	unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME
+	unix.MS_NOATIME | unix.MS_NODIRATIME | unix.MS_RELATIME | unix.MS_STRICTATIME | unix.MS_NOSYMFOLLOW
 
 // remountBind applies flags to the bind mount at dest when any are asked
 // for. nosuid/nodev/noexec the mount already has are kept: a bind must never
@@ -222,95 +222,72 @@ func ParseMountOptions(options []string) (flags uintptr, propagation []uintptr, 
 	return flags, propagation, strings.Join(rest, ",")
 }
 
+// flagOption is what one fstab-style flag option does: set flag, or with
+// clear, take it away.
+type flagOption struct {
+	flag  uintptr
+	clear bool
+}
+
+// flagOptions are the flag options a mount (spec or rootfs) may carry.
+var flagOptions = map[string]flagOption{
+	"defaults":      {},
+	"ro":            {unix.MS_RDONLY, false},
+	"rw":            {unix.MS_RDONLY, true},
+	"nosuid":        {unix.MS_NOSUID, false},
+	"suid":          {unix.MS_NOSUID, true},
+	"nodev":         {unix.MS_NODEV, false},
+	"dev":           {unix.MS_NODEV, true},
+	"noexec":        {unix.MS_NOEXEC, false},
+	"exec":          {unix.MS_NOEXEC, true},
+	"sync":          {unix.MS_SYNCHRONOUS, false},
+	"async":         {unix.MS_SYNCHRONOUS, true},
+	"dirsync":       {unix.MS_DIRSYNC, false},
+	"remount":       {unix.MS_REMOUNT, false},
+	"mand":          {unix.MS_MANDLOCK, false},
+	"nomand":        {unix.MS_MANDLOCK, true},
+	"noatime":       {unix.MS_NOATIME, false},
+	"atime":         {unix.MS_NOATIME, true},
+	"nodiratime":    {unix.MS_NODIRATIME, false},
+	"diratime":      {unix.MS_NODIRATIME, true},
+	"relatime":      {unix.MS_RELATIME, false},
+	"norelatime":    {unix.MS_RELATIME, true},
+	"strictatime":   {unix.MS_STRICTATIME, false},
+	"nostrictatime": {unix.MS_STRICTATIME, true},
+	"lazytime":      {unix.MS_LAZYTIME, false},
+	"nolazytime":    {unix.MS_LAZYTIME, true},
+	"iversion":      {unix.MS_I_VERSION, false},
+	"noiversion":    {unix.MS_I_VERSION, true},
+	"silent":        {unix.MS_SILENT, false},
+	"loud":          {unix.MS_SILENT, true},
+	"nosymfollow":   {unix.MS_NOSYMFOLLOW, false},
+	"symfollow":     {unix.MS_NOSYMFOLLOW, true},
+	"bind":          {unix.MS_BIND, false},
+	"rbind":         {unix.MS_BIND | unix.MS_REC, false},
+}
+
 // mountFlag maps a flag option; clear is true for the options that undo one.
 func mountFlag(o string) (flag uintptr, clear bool, ok bool) {
-	switch o {
-	case "defaults":
-		return 0, false, true
-	case "ro":
-		return unix.MS_RDONLY, false, true
-	case "rw":
-		return unix.MS_RDONLY, true, true
-	case "nosuid":
-		return unix.MS_NOSUID, false, true
-	case "suid":
-		return unix.MS_NOSUID, true, true
-	case "nodev":
-		return unix.MS_NODEV, false, true
-	case "dev":
-		return unix.MS_NODEV, true, true
-	case "noexec":
-		return unix.MS_NOEXEC, false, true
-	case "exec":
-		return unix.MS_NOEXEC, true, true
-	case "sync":
-		return unix.MS_SYNCHRONOUS, false, true
-	case "async":
-		return unix.MS_SYNCHRONOUS, true, true
-	case "dirsync":
-		return unix.MS_DIRSYNC, false, true
-	case "remount":
-		return unix.MS_REMOUNT, false, true
-	case "mand":
-		return unix.MS_MANDLOCK, false, true
-	case "nomand":
-		return unix.MS_MANDLOCK, true, true
-	case "noatime":
-		return unix.MS_NOATIME, false, true
-	case "atime":
-		return unix.MS_NOATIME, true, true
-	case "nodiratime":
-		return unix.MS_NODIRATIME, false, true
-	case "diratime":
-		return unix.MS_NODIRATIME, true, true
-	case "relatime":
-		return unix.MS_RELATIME, false, true
-	case "norelatime":
-		return unix.MS_RELATIME, true, true
-	case "strictatime":
-		return unix.MS_STRICTATIME, false, true
-	case "nostrictatime":
-		return unix.MS_STRICTATIME, true, true
-	case "lazytime":
-		return unix.MS_LAZYTIME, false, true
-	case "nolazytime":
-		return unix.MS_LAZYTIME, true, true
-	case "iversion":
-		return unix.MS_I_VERSION, false, true
-	case "noiversion":
-		return unix.MS_I_VERSION, true, true
-	case "silent":
-		return unix.MS_SILENT, false, true
-	case "loud":
-		return unix.MS_SILENT, true, true
-	case "bind":
-		return unix.MS_BIND, false, true
-	case "rbind":
-		return unix.MS_BIND | unix.MS_REC, false, true
-	}
-	return 0, false, false
+	f, ok := flagOptions[o]
+	return f.flag, f.clear, ok
+}
+
+// propagationOptions are the propagation options, each applied by a mount
+// call of its own.
+var propagationOptions = map[string]uintptr{
+	"private":     unix.MS_PRIVATE,
+	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
+	"shared":      unix.MS_SHARED,
+	"rshared":     unix.MS_SHARED | unix.MS_REC,
+	"slave":       unix.MS_SLAVE,
+	"rslave":      unix.MS_SLAVE | unix.MS_REC,
+	"unbindable":  unix.MS_UNBINDABLE,
+	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
 }
 
 func propagationFlag(o string) (uintptr, bool) {
-	switch o {
-	case "private":
-		return unix.MS_PRIVATE, true
-	case "rprivate":
-		return unix.MS_PRIVATE | unix.MS_REC, true
-	case "shared":
-		return unix.MS_SHARED, true
-	case "rshared":
-		return unix.MS_SHARED | unix.MS_REC, true
-	case "slave":
-		return unix.MS_SLAVE, true
-	case "rslave":
-		return unix.MS_SLAVE | unix.MS_REC, true
-	case "unbindable":
-		return unix.MS_UNBINDABLE, true
-	case "runbindable":
-		return unix.MS_UNBINDABLE | unix.MS_REC, true
-	}
-	return 0, false
+	p, ok := propagationOptions[o]
+	return p, ok
 }
 
 // UnmountRootfs unmounts everything at and below target, deepest first. A

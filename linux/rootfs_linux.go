@@ -48,14 +48,22 @@ func SetupRootfs(spec *specs.Spec, rootfs string) error {
 
 	// rslave by default, as runc: nothing mounted here reaches the host, yet
 	// host unmounts still reach us and no host mount is kept busy by the
-	// container. A shared or unbindable root is only applied after the
-	// pivot, where it cannot leak out.
+	// container. A rootfsPropagation is applied as it is, as runc does:
+	// rshared keeps the host's peer groups, so that a bind of a shared host
+	// mount made rshared (Kubernetes' Bidirectional) is a peer of it.
 	before := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if rootProp&unix.MS_PRIVATE != 0 {
-		before = unix.MS_PRIVATE | unix.MS_REC
+	if rootProp != 0 {
+		before = rootProp
 	}
 	if err := unix.Mount("", "/", "", before, ""); err != nil {
 		return fmt.Errorf("make / %s before setting up the rootfs: %w", propagationName(before), err)
+	}
+	// What is mounted on the rootfs must not reach the host even when /
+	// stays shared: the mount holding the rootfs becomes private, so the
+	// bind below and everything under it start in no peer group (pivot_root
+	// also refuses a shared parent).
+	if err := makeParentMountPrivate(root); err != nil {
+		return err
 	}
 	// pivot_root needs the new root to be a mount point.
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
@@ -85,7 +93,9 @@ func SetupRootfs(spec *specs.Spec, rootfs string) error {
 	if err := pivotInto(root); err != nil {
 		return fmt.Errorf("pivot_root into %s: %w", root, err)
 	}
-	if rootProp != 0 {
+	if rootProp != 0 && rootProp&unix.MS_PRIVATE == 0 {
+		// The new root came from a private mount: give it the asked
+		// propagation too.
 		if err := unix.Mount("", "/", "", rootProp, ""); err != nil {
 			return fmt.Errorf("set rootfs propagation %q: %w", lx.RootfsPropagation, err)
 		}
@@ -109,6 +119,20 @@ func SetupRootfs(spec *specs.Spec, rootfs string) error {
 		}
 	}
 	return nil
+}
+
+// makeParentMountPrivate makes the mount that holds path private (not
+// recursively), walking up from path to the mount point it lies on.
+func makeParentMountPrivate(path string) error {
+	for p := path; ; p = filepath.Dir(p) {
+		err := unix.Mount("", p, "", unix.MS_PRIVATE, "")
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, unix.EINVAL) || p == "/" {
+			return fmt.Errorf("make the mount holding rootfs %s private (at %s): %w", path, p, err)
+		}
+	}
 }
 
 func rootPropagation(name string) (uintptr, error) {
@@ -434,36 +458,32 @@ func splitRecursiveOptions(options []string) ([]string, *unix.MountAttr, error) 
 	return kept, attr, nil
 }
 
+// recursiveAttribute is what a mount_setattr(2) style option sets and
+// clears on a whole mount tree.
+type recursiveAttribute struct{ set, clr uint64 }
+
+// recursiveOptions are the options applied with mount_setattr(AT_RECURSIVE).
+var recursiveOptions = map[string]recursiveAttribute{
+	"rro":          {unix.MOUNT_ATTR_RDONLY, 0},
+	"rrw":          {0, unix.MOUNT_ATTR_RDONLY},
+	"rnosuid":      {unix.MOUNT_ATTR_NOSUID, 0},
+	"rsuid":        {0, unix.MOUNT_ATTR_NOSUID},
+	"rnodev":       {unix.MOUNT_ATTR_NODEV, 0},
+	"rdev":         {0, unix.MOUNT_ATTR_NODEV},
+	"rnoexec":      {unix.MOUNT_ATTR_NOEXEC, 0},
+	"rexec":        {0, unix.MOUNT_ATTR_NOEXEC},
+	"rnodiratime":  {unix.MOUNT_ATTR_NODIRATIME, 0},
+	"rdiratime":    {0, unix.MOUNT_ATTR_NODIRATIME},
+	"rnoatime":     {unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME},
+	"rstrictatime": {unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME},
+	"rrelatime":    {unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME},
+	"rnosymfollow": {unix.MOUNT_ATTR_NOSYMFOLLOW, 0},
+	"rsymfollow":   {0, unix.MOUNT_ATTR_NOSYMFOLLOW},
+}
+
 func recursiveAttr(o string) (set, clr uint64, ok bool) {
-	switch o {
-	case "rro":
-		return unix.MOUNT_ATTR_RDONLY, 0, true
-	case "rrw":
-		return 0, unix.MOUNT_ATTR_RDONLY, true
-	case "rnosuid":
-		return unix.MOUNT_ATTR_NOSUID, 0, true
-	case "rsuid":
-		return 0, unix.MOUNT_ATTR_NOSUID, true
-	case "rnodev":
-		return unix.MOUNT_ATTR_NODEV, 0, true
-	case "rdev":
-		return 0, unix.MOUNT_ATTR_NODEV, true
-	case "rnoexec":
-		return unix.MOUNT_ATTR_NOEXEC, 0, true
-	case "rexec":
-		return 0, unix.MOUNT_ATTR_NOEXEC, true
-	case "rnodiratime":
-		return unix.MOUNT_ATTR_NODIRATIME, 0, true
-	case "rdiratime":
-		return 0, unix.MOUNT_ATTR_NODIRATIME, true
-	case "rnoatime":
-		return unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME, true
-	case "rstrictatime":
-		return unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME, true
-	case "rrelatime":
-		return unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME, true
-	}
-	return 0, 0, false
+	a, ok := recursiveOptions[o]
+	return a.set, a.clr, ok
 }
 
 // mountCgroup gives the container a cgroup filesystem at dest. On a unified

@@ -9,6 +9,8 @@ require (
 	github.com/containerd/typeurl/v2 v2.3.0
 	github.com/minishim/containerd-shim-mini-v2 v0.0.0
 	github.com/opencontainers/runtime-spec v1.3.0
+	google.golang.org/grpc v1.83.2
+	k8s.io/cri-api v0.37.0
 )
 
 require (
@@ -55,9 +57,7 @@ require (
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.41.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260825221802-da73d73af1c5 // indirect
-	google.golang.org/grpc v1.83.2 // indirect
 	google.golang.org/protobuf v1.36.12 // indirect
-	k8s.io/cri-api v0.37.0 // indirect
 )
 
 // The harness (StartContainerd, BuildBusyboxRootfs, leak checks) comes from

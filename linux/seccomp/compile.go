@@ -174,6 +174,11 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 			}
 		}
 	}
+	if !prog.Listener() {
+		// It only changes how a listener's target waits; the kernel
+		// refuses it without one.
+		prog.Flags &^= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+	}
 	if prog.Listener() {
 		if !flagSupported(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER) {
 			return nil, fmt.Errorf("linux.seccomp: SCMP_ACT_NOTIFY needs Linux 5.0 or later: %w", errdefs.ErrNotImplemented)
@@ -267,7 +272,11 @@ func exportBPF(filter *libseccomp.ScmpFilter) ([]byte, error) {
 
 // flagSupported asks the kernel: seccomp(2) with a flag and no program
 // fails with EFAULT where it knows the flag, EINVAL where it does not.
+// WAIT_KILLABLE_RECV is only taken with a listener, so it is asked with one.
 func flagSupported(flag uint) bool {
+	if flag == unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV {
+		flag |= unix.SECCOMP_FILTER_FLAG_NEW_LISTENER
+	}
 	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(flag), 0)
 	return errno == unix.EFAULT
 }

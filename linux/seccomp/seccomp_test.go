@@ -152,6 +152,16 @@ func TestCompileAndLoad(t *testing.T) {
 			tries: []uint64{0}, want: "42 fd false",
 		},
 		{
+			name: "notify with wait killable",
+			profile: func() *specs.LinuxSeccomp {
+				p := denyGetpgid(specs.ActNotify, arg(0, specs.OpEqualTo, 99999))
+				p.ListenerPath = "/run/nowhere.sock"
+				p.Flags = []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}
+				return p
+			}(),
+			tries: []uint64{0}, want: "0 fd true",
+		},
+		{
 			name: "notify gives a listener fd",
 			profile: func() *specs.LinuxSeccomp {
 				p := denyGetpgid(specs.ActNotify, arg(0, specs.OpEqualTo, 99999))
@@ -250,6 +260,7 @@ func TestCompileFlags(t *testing.T) {
 		{"empty", []specs.LinuxSeccompFlag{}, 0},
 		{"log", []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog}, unix.SECCOMP_FILTER_FLAG_LOG},
 		{"tsync", []specs.LinuxSeccompFlag{"SECCOMP_FILTER_FLAG_TSYNC"}, unix.SECCOMP_FILTER_FLAG_TSYNC},
+		{"wait killable without a listener", []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagWaitKillableRecv}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,64 @@
+package linux
+
+import (
+	"maps"
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/opencontainers/runtime-spec/specs-go/features"
+	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
+)
+
+// Features is the OCI features document of this runtime on this host
+// (`runc features` for runc): what Create enforces. containerd's CRI reads
+// it to decide what a RuntimeClass may use (recursive read-only mounts,
+// user namespaces), so it lists only what works: a field Create refuses as
+// Unimplemented is left out or reported disabled.
+func Features() *features.Features {
+	yes, no := true, false
+	f := &features.Features{
+		OCIVersionMin: "1.0.0",
+		OCIVersionMax: specs.Version,
+		MountOptions:  mountOptionNames(),
+		Linux: &features.Linux{
+			// user and time namespaces are Unimplemented for now.
+			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "uts"},
+			Capabilities: capabilityNames[:],
+			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no, Rdma: &yes},
+			Seccomp:      seccomp.Features(),
+			Apparmor:     &features.Apparmor{Enabled: &no},
+			Selinux:      &features.Selinux{Enabled: &no},
+			IntelRdt:     &features.IntelRdt{Enabled: &no},
+			MountExtensions: &features.MountExtensions{
+				IDMap: &features.IDMap{Enabled: &no},
+			},
+			NetDevices: &features.NetDevices{Enabled: &no},
+		},
+		Annotations: map[string]string{
+			"io.github.seccomp.libseccomp.version": seccomp.LibraryVersion(),
+		},
+	}
+	return f
+}
+
+// mountOptionNames are the options a spec mount may carry, sorted; the
+// recursive ones only where the kernel has mount_setattr(2).
+func mountOptionNames() []string {
+	names := slices.Collect(maps.Keys(flagOptions))
+	names = slices.AppendSeq(names, maps.Keys(propagationOptions))
+	if mountSetattrWorks() {
+		names = slices.AppendSeq(names, maps.Keys(recursiveOptions))
+	}
+	names = append(names, "tmpcopyup")
+	slices.Sort(names)
+	return names
+}
+
+// mountSetattrWorks asks the kernel: mount_setattr on a bad fd fails with
+// EBADF where the call exists (Linux 5.12), ENOSYS where it does not.
+func mountSetattrWorks() bool {
+	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
+	return err != unix.ENOSYS
+}

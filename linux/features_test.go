@@ -1,0 +1,42 @@
+package linux
+
+import (
+	"slices"
+	"testing"
+)
+
+// The features document claims what Create enforces and nothing it
+// refuses.
+func TestFeaturesClaimOnlyWhatWorks(t *testing.T) {
+	f := Features()
+	if f.Linux == nil {
+		t.Fatal("no linux section (containerd's idmap check dereferences it)")
+	}
+	for _, ns := range []string{"user", "time"} {
+		if slices.Contains(f.Linux.Namespaces, ns) {
+			t.Errorf("%s namespaces are refused at Create but reported", ns)
+		}
+	}
+	for _, o := range []string{"rbind", "rshared", "ro", "nosymfollow", "tmpcopyup"} {
+		if !slices.Contains(f.MountOptions, o) {
+			t.Errorf("mount option %q works but is not reported", o)
+		}
+	}
+	// Every reported option is one the mount code takes.
+	for _, o := range f.MountOptions {
+		_, _, flag := mountFlag(o)
+		_, prop := propagationFlag(o)
+		_, _, rec := recursiveAttr(o)
+		if !flag && !prop && !rec && o != "tmpcopyup" {
+			t.Errorf("mount option %q is reported but not known to the mount code", o)
+		}
+	}
+	if mountSetattrWorks() != slices.Contains(f.MountOptions, "rro") {
+		t.Errorf("rro reported = %v, mount_setattr works = %v", slices.Contains(f.MountOptions, "rro"), mountSetattrWorks())
+	}
+	for name, ext := range map[string]*bool{"apparmor": f.Linux.Apparmor.Enabled, "selinux": f.Linux.Selinux.Enabled, "idmap": f.Linux.MountExtensions.IDMap.Enabled} {
+		if ext == nil || *ext {
+			t.Errorf("%s is refused at Create but not reported disabled", name)
+		}
+	}
+}
