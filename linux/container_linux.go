@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
@@ -91,6 +93,11 @@ type Container struct {
 	init        *Process
 	// seccomp is the compiled linux.seccomp, loaded by init and each exec.
 	seccomp *seccomp.Program
+	// start runs the hooks the shim runs (through its reaper).
+	start StartFunc
+	// poststopDone keeps Destroy, which may run more than once, from
+	// running the poststop hooks twice.
+	poststopDone bool
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -114,6 +121,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		Bundle:     opts.Bundle,
 		Spec:       spec,
 		privatePid: ns.unshare&unix.CLONE_NEWPID != 0,
+		start:      r.start,
 	}
 	if spec.Linux.Seccomp != nil {
 		// Before anything is made: a profile that does not compile
@@ -173,13 +181,17 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		dir:    opts.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{Spec: &initSpec, Rootfs: rootfs, NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp},
+		config: initConfig{
+			ID: c.ID, Bundle: c.Bundle, Spec: &initSpec, Rootfs: rootfs,
+			NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp,
+		},
 		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
 			return writeState(c.Bundle, c.diskState())
 		},
 		seccompListener: c.seccompListener(specs.StateCreating),
+		hooks:           c.createRuntimeHooks(),
 	})
 	if err != nil {
 		return nil, err
@@ -189,6 +201,32 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	c.Console = p.Console
 	p.Console = nil
 	return c, nil
+}
+
+// createRuntimeHooks runs the prestart (deprecated, still what GPU
+// toolkits install) and then the createRuntime hooks, in the shim's
+// namespaces, once init's namespaces and mounts exist; nil without any.
+func (c *Container) createRuntimeHooks() func() error {
+	h := c.Spec.Hooks
+	if h == nil || len(h.Prestart)+len(h.CreateRuntime) == 0 {
+		return nil
+	}
+	return func() error {
+		st := c.hookState(specs.StateCreating, c.InitPid)
+		opts := hooks.Options{Start: hooks.Starter(c.start)}
+		if err := hooks.Run("prestart", h.Prestart, st, opts); err != nil {
+			return err
+		}
+		return hooks.Run("createRuntime", h.CreateRuntime, st, opts)
+	}
+}
+
+// hookState is the container's state as the shim's hooks get it.
+func (c *Container) hookState(status specs.ContainerState, pid int) *specs.State {
+	return &specs.State{
+		Version: specs.Version, ID: c.ID, Status: status, Pid: pid,
+		Bundle: c.Bundle, Annotations: c.Spec.Annotations,
+	}
 }
 
 // seccompListener is what hands a process's seccomp notify fd to the
@@ -236,14 +274,26 @@ func (c *Container) diskState() diskState {
 	return st
 }
 
-// Start lets init execve() the user's process.
+// Start lets init execve() the user's process, then runs the poststart
+// hooks. A failing poststart hook kills the container (as runc does) and
+// fails Start.
 func (c *Container) Start(ctx context.Context) error {
 	if c.init == nil {
 		return fmt.Errorf("container %s: init is not waiting for start: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
 	p := c.init
 	c.init = nil
-	return p.Start(ctx)
+	if err := p.Start(ctx); err != nil {
+		return err
+	}
+	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
+		err := hooks.Run("poststart", h.Poststart, c.hookState(specs.StateRunning, c.InitPid), hooks.Options{Start: hooks.Starter(c.start)})
+		if err != nil {
+			_ = c.Signal(unix.SIGKILL, true)
+			return fmt.Errorf("%w (the container was killed)", err)
+		}
+	}
+	return nil
 }
 
 // Signal sends sig to init, or with all to every process of the container.
@@ -314,7 +364,25 @@ func (c *Container) Destroy(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	c.runPoststop(ctx)
 	return errors.Join(errs...)
+}
+
+// runPoststop runs the poststop hooks once. As the runtime spec asks, a
+// failure is logged and the deletion goes on.
+func (c *Container) runPoststop(ctx context.Context) {
+	if c.poststopDone || c.Spec == nil || c.Spec.Hooks == nil || len(c.Spec.Hooks.Poststop) == 0 {
+		return
+	}
+	c.poststopDone = true
+	start := c.start
+	if start == nil {
+		start = hooks.Direct
+	}
+	err := hooks.Run("poststop", c.Spec.Hooks.Poststop, c.hookState(specs.StateStopped, 0), hooks.Options{Start: hooks.Starter(start)})
+	if err != nil {
+		slog.WarnContext(ctx, "poststop hook failed; the container is deleted anyway", "id", c.ID, "error", err)
+	}
 }
 
 // deleteCgroupRetry retries for a moment: a killed process leaves its
@@ -352,6 +420,12 @@ func Cleanup(ctx context.Context, bundle string) (int, error) {
 		}
 	}
 	c := &Container{ID: st.ID, Bundle: bundle, rootfsMount: st.RootfsMount, InitPid: st.InitPid}
+	// The poststop hooks run after a shim crash too (runc-v2's `delete`
+	// runs `runc delete --force`, which runs them). The spec is not checked
+	// again: the namespaces it named may be gone by now.
+	if spec, err := readSpec(bundle); err == nil && hooks.Validate(spec.Hooks) == nil {
+		c.Spec = spec
+	}
 	if st.Cgroup != "" {
 		cg, err := loadCgroup(cgroupPlacement{Path: st.Cgroup, Unit: st.SystemdUnit, Slice: st.SystemdSlice})
 		if err == nil {

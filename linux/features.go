@@ -21,6 +21,7 @@ func Features() *features.Features {
 	f := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
+		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
 		MountOptions:  mountOptionNames(),
 		Linux: &features.Linux{
 			// user and time namespaces are Unimplemented for now.

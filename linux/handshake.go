@@ -27,6 +27,10 @@ import (
 //	                write()s, the one call a profile may not notify on)
 //	parent → init   message{seccomp-done} once the fd reached the listener,
 //	                or message{error}
+//	init → parent   message{hooks} once the mounts are in place, before
+//	                pivot_root, when the spec has prestart or createRuntime
+//	                hooks; the parent runs them and answers
+//	                message{hooks-done} or message{error}
 //	init → parent   message{ready} or message{error}
 //	parent → init   message{start}
 //	init → parent   message{seccomp} as above, when the filter is loaded
@@ -47,6 +51,10 @@ const (
 	// answers msgSeccompDone once the profile's listener has it.
 	msgSeccomp     messageType = "seccomp"
 	msgSeccompDone messageType = "seccomp-done"
+	// msgHooks asks the parent to run the prestart and createRuntime
+	// hooks; it answers msgHooksDone.
+	msgHooks     messageType = "hooks"
+	msgHooksDone messageType = "hooks-done"
 )
 
 // message is what init and the parent say to each other after the config.
@@ -64,8 +72,11 @@ type message struct {
 // builds the container from Spec; an exec (Exec true) has joined init's
 // namespaces and only applies Process.
 type initConfig struct {
-	Spec *specs.Spec `json:"spec"`
-	Exec bool        `json:"exec,omitempty"`
+	// ID and Bundle are the container's, for the state hooks get.
+	ID     string      `json:"id"`
+	Bundle string      `json:"bundle"`
+	Spec   *specs.Spec `json:"spec"`
+	Exec   bool        `json:"exec,omitempty"`
 	// Process is the exec's process; init runs Spec.Process.
 	Process *specs.Process `json:"process,omitempty"`
 	// Rootfs is the absolute host path of the container's root.

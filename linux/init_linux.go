@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
@@ -24,6 +25,12 @@ func InitMain() {
 	fd, err := strconv.Atoi(os.Getenv("_MINI_SYNC_FD"))
 	if err != nil || fd < 3 {
 		fmt.Fprintln(os.Stderr, "containerd-shim-mini-v2 init: must be started by the shim")
+		os.Exit(2)
+	}
+	// Nothing we run before execve (hooks) may inherit the socket or
+	// anything else the shim handed down.
+	if err := CloexecExtraFds(); err != nil {
+		fmt.Fprintln(os.Stderr, "containerd-shim-mini-v2 init:", err)
 		os.Exit(2)
 	}
 	conn := os.NewFile(uintptr(fd), "init-sync")
@@ -41,7 +48,13 @@ func runInit(conn *os.File) error {
 		return fmt.Errorf("read config from shim: %w", err)
 	}
 	if cfg.Exec {
-		return runExec(conn, cfg.Process, cfg.Seccomp)
+		if cfg.Process == nil || len(cfg.Process.Args) == 0 {
+			return fmt.Errorf("exec: process.args is empty: %w", errdefs.ErrInvalidArgument)
+		}
+		// The preamble put this process in every namespace of the
+		// container (setns into the mount namespace also moved its root
+		// and cwd there): only the process's own settings are left.
+		return finishProcess(conn, cfg.Process, cfg.Seccomp, nil)
 	}
 	spec := cfg.Spec
 	proc := spec.Process
@@ -60,26 +73,64 @@ func runInit(conn *os.File) error {
 			}
 		}
 	}
-	if err := SetupRootfs(spec, cfg.Rootfs); err != nil {
+	beforePivot := func() error { return runHooksBeforePivot(conn, &cfg) }
+	if err := SetupRootfs(spec, cfg.Rootfs, beforePivot); err != nil {
 		return err
 	}
-	return finishProcess(conn, proc, cfg.Seccomp)
+	var afterStart func() error
+	if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
+		afterStart = func() error {
+			// In the container, as its user, under its filter, as runc.
+			// A hook without env of its own gets the process's.
+			return hooks.Run("startContainer", spec.Hooks.StartContainer, cfg.hookState(specs.StateCreated),
+				hooks.Options{Start: hooks.Direct, Env: proc.Env})
+		}
+	}
+	return finishProcess(conn, proc, cfg.Seccomp, afterStart)
 }
 
-// runExec runs in a process the preamble put in every namespace of the
-// container (setns into the mount namespace also moved its root and cwd to
-// the container's root); only the process's own settings are left.
-func runExec(conn *os.File, proc *specs.Process, filter *seccomp.Program) error {
-	if proc == nil || len(proc.Args) == 0 {
-		return fmt.Errorf("exec: process.args is empty: %w", errdefs.ErrInvalidArgument)
+// runHooksBeforePivot has the parent run the prestart and createRuntime
+// hooks, in the runtime's namespaces, then runs the createContainer hooks
+// here, in the container's, while paths still resolve on the host.
+func runHooksBeforePivot(conn *os.File, cfg *initConfig) error {
+	h := cfg.Spec.Hooks
+	if h == nil {
+		return nil
 	}
-	return finishProcess(conn, proc, filter)
+	if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 {
+		if err := writeFrame(conn, message{Type: msgHooks}); err != nil {
+			return fmt.Errorf("ask the shim to run the prestart and createRuntime hooks: %w", err)
+		}
+		var m message
+		if err := readFrame(conn, &m); err != nil {
+			return fmt.Errorf("wait for the prestart and createRuntime hooks: %w", err)
+		}
+		switch m.Type {
+		case msgHooksDone:
+		case msgError:
+			return errorFromMessage(m)
+		default:
+			return fmt.Errorf("%w %q while waiting for hooks", errUnexpectedMessage, m.Type)
+		}
+	}
+	// runc runs these from the rootfs, with an empty environment.
+	return hooks.Run("createContainer", h.CreateContainer, cfg.hookState(specs.StateCreating),
+		hooks.Options{Start: hooks.Direct, Dir: cfg.Rootfs})
+}
+
+// hookState is the state the container-side hooks get: as with runc, the
+// pid is init's in the container's pid namespace.
+func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
+	return &specs.State{
+		Version: specs.Version, ID: cfg.ID, Status: status, Pid: os.Getpid(),
+		Bundle: cfg.Bundle, Annotations: cfg.Spec.Annotations,
+	}
 }
 
 // finishProcess applies what init and exec processes share, reports ready,
-// waits for start and execve()s. filter is the container's seccomp program,
-// or nil.
-func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program) error {
+// waits for start, runs afterStart (init's startContainer hooks) and
+// execve()s. filter is the container's seccomp program, or nil.
+func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program, afterStart func() error) error {
 	// Capabilities, no_new_privs and a seccomp filter belong to a thread:
 	// everything from here to execve runs on this one.
 	runtime.LockOSThread()
@@ -130,15 +181,23 @@ func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program) 
 	if m.Type != msgStart {
 		return fmt.Errorf("%w %q while waiting for start", errUnexpectedMessage, m.Type)
 	}
-	if err := CloexecExtraFds(); err != nil {
-		return err
-	}
 	if filter != nil && proc.NoNewPrivileges {
 		// As late as possible, so that the filter judges the user's
-		// program and hardly anything of ours.
+		// program (and the startContainer hooks, as with runc) and hardly
+		// anything of ours.
 		if err := loadSeccomp(conn, filter); err != nil {
 			return err
 		}
+	}
+	if afterStart != nil {
+		if err := afterStart(); err != nil {
+			return err
+		}
+	}
+	// The socket must close on execve: that is how the parent learns it
+	// succeeded.
+	if err := CloexecExtraFds(); err != nil {
+		return err
 	}
 	if err := unix.Exec(path, proc.Args, proc.Env); err != nil {
 		return fmt.Errorf("exec %q: %w", path, err)

@@ -24,7 +24,11 @@ import (
 // spec.Linux.Sysctl is applied here, after the pivot and before the
 // read-only paths, because the usual /proc/sys read-only path would make a
 // later write fail.
-func SetupRootfs(spec *specs.Spec, rootfs string) error {
+//
+// beforePivot, when set, runs once every mount is in place and before
+// pivot_root, with the host's filesystem still in view: the hooks'
+// moment (prestart, createRuntime and createContainer).
+func SetupRootfs(spec *specs.Spec, rootfs string, beforePivot func() error) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
@@ -87,6 +91,11 @@ func SetupRootfs(spec *specs.Spec, rootfs string) error {
 	}
 	if !devFromHost {
 		if err := setupDev(root, lx.Devices, ptsMounted); err != nil {
+			return err
+		}
+	}
+	if beforePivot != nil {
+		if err := beforePivot(); err != nil {
 			return err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,8 @@ type spawnRequest struct {
 	// seccomp filter (fd is its number in process pid) to the profile's
 	// listener; set when the container's profile has one.
 	seccompListener func(pid, fd int) error
+	// hooks runs the prestart and createRuntime hooks when init asks.
+	hooks func() error
 }
 
 // Process is a container process waiting to execve() its program.
@@ -174,26 +177,46 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		}
 		moved <- nil
 	}
+	var moveOnce sync.Once
+	var moveErr error
+	awaitMove := func() error {
+		moveOnce.Do(func() { moveErr = <-moved })
+		return moveErr
+	}
 	if req.recordPid != nil {
 		if err := req.recordPid(pid); err != nil {
-			<-moved
+			_ = awaitMove()
 			return nil, err
 		}
 	}
 	if err := writeFrame(conn, req.config); err != nil {
-		<-moved
+		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
 	}
-	m, err := p.awaitReady()
+	var runHooks func() error
+	if req.hooks != nil {
+		runHooks = func() error {
+			// Hooks find the container's cgroup from its pid.
+			if err := awaitMove(); err != nil {
+				return err
+			}
+			return req.hooks()
+		}
+	}
+	m, err := p.awaitReady(runHooks)
 	// A move that failed because the process already died says less than
 	// the process's own report, so the report wins.
-	moveErr := <-moved
+	_ = awaitMove()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			if moveErr != nil {
 				return nil, moveErr
 			}
 			return nil, fmt.Errorf("%s exited during setup without a reason", req.what)
+		}
+		var step *stepError
+		if errors.As(err, &step) {
+			return nil, step.err
 		}
 		return nil, fmt.Errorf("wait for %s: %w", req.what, err)
 	}
@@ -245,9 +268,9 @@ func readPidLine(conn io.Reader) (int, error) {
 	return pid, nil
 }
 
-// awaitReady reads until ready or error, taking the pty master and
-// serving a seccomp listener fd on the way.
-func (p *Process) awaitReady() (message, error) {
+// awaitReady reads until ready or error, taking the pty master, serving a
+// seccomp listener fd and running hooks (runHooks) on the way.
+func (p *Process) awaitReady(runHooks func() error) (message, error) {
 	for {
 		var m message
 		if err := readFrame(p.in, &m); err != nil {
@@ -262,6 +285,18 @@ func (p *Process) awaitReady() (message, error) {
 			p.Console = os.NewFile(uintptr(fd), "pty-master")
 		case msgSeccomp:
 			if err := p.serveSeccomp(p.conn, m); err != nil {
+				return m, &stepError{err}
+			}
+		case msgHooks:
+			err := errors.New("init asked for hooks the spawn has none of")
+			if runHooks != nil {
+				err = runHooks()
+			}
+			if err != nil {
+				_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+				return m, &stepError{err}
+			}
+			if err := writeFrame(p.conn, message{Type: msgHooksDone}); err != nil {
 				return m, err
 			}
 		default:
@@ -269,6 +304,14 @@ func (p *Process) awaitReady() (message, error) {
 		}
 	}
 }
+
+// stepError is a step the parent did for the process during setup (its
+// hooks, its seccomp listener) that failed: it names itself, so it is
+// passed on as it is.
+type stepError struct{ err error }
+
+func (e *stepError) Error() string { return e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
 
 // serveSeccomp hands the process's seccomp notify fd to the listener and
 // tells the process, over conn, how that went.

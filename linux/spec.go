@@ -11,10 +11,24 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 )
 
 // LoadSpec reads and checks bundle/config.json.
 func LoadSpec(bundle string) (*specs.Spec, error) {
+	spec, err := readSpec(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateSpec(spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// readSpec parses bundle/config.json without checking it.
+func readSpec(bundle string) (*specs.Spec, error) {
 	path := filepath.Join(bundle, "config.json")
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -26,9 +40,6 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
 		return nil, fmt.Errorf("config.json: %s is not a valid runtime spec: %v: %w", path, err, errdefs.ErrInvalidArgument)
-	}
-	if err := validateSpec(&spec); err != nil {
-		return nil, err
 	}
 	return &spec, nil
 }
@@ -53,6 +64,9 @@ func validateSpec(spec *specs.Spec) error {
 		return invalid("linux section is missing")
 	}
 	if err := checkEnforced(spec); err != nil {
+		return err
+	}
+	if err := hooks.Validate(spec.Hooks); err != nil {
 		return err
 	}
 	ns, err := namespacesOf(spec)

@@ -36,22 +36,6 @@ func unenforcedSpecField(s *specs.Spec) string {
 			return "linux.gidMappings"
 		}
 	}
-	if h := s.Hooks; h != nil {
-		switch {
-		case len(h.Prestart) > 0:
-			return "hooks.prestart"
-		case len(h.CreateRuntime) > 0:
-			return "hooks.createRuntime"
-		case len(h.CreateContainer) > 0:
-			return "hooks.createContainer"
-		case len(h.StartContainer) > 0:
-			return "hooks.startContainer"
-		case len(h.Poststart) > 0:
-			return "hooks.poststart"
-		case len(h.Poststop) > 0:
-			return "hooks.poststop"
-		}
-	}
 	for i, m := range s.Mounts {
 		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
 			return fmt.Sprintf("mounts[%d] (%s): uidMappings/gidMappings (idmapped mounts)", i, m.Destination)

@@ -11,7 +11,6 @@ import (
 // Every field not enforced yet is refused, by name, with Unimplemented:
 // never skipped.
 func TestUnenforcedFieldsRefused(t *testing.T) {
-	hook := []specs.Hook{{Path: "/bin/true"}}
 	tests := []struct {
 		field string
 		set   func(*specs.Spec)
@@ -24,12 +23,6 @@ func TestUnenforcedFieldsRefused(t *testing.T) {
 		{"linux.timeOffsets", func(s *specs.Spec) { s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}} }},
 		{"linux.uidMappings", func(s *specs.Spec) { s.Linux.UIDMappings = []specs.LinuxIDMapping{{Size: 1}} }},
 		{"linux.gidMappings", func(s *specs.Spec) { s.Linux.GIDMappings = []specs.LinuxIDMapping{{Size: 1}} }},
-		{"hooks.prestart", func(s *specs.Spec) { s.Hooks = &specs.Hooks{Prestart: hook} }},
-		{"hooks.createRuntime", func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateRuntime: hook} }},
-		{"hooks.createContainer", func(s *specs.Spec) { s.Hooks = &specs.Hooks{CreateContainer: hook} }},
-		{"hooks.startContainer", func(s *specs.Spec) { s.Hooks = &specs.Hooks{StartContainer: hook} }},
-		{"hooks.poststart", func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststart: hook} }},
-		{"hooks.poststop", func(s *specs.Spec) { s.Hooks = &specs.Hooks{Poststop: hook} }},
 		{"mounts[0] (/m): uidMappings", func(s *specs.Spec) {
 			s.Mounts = []specs.Mount{{Destination: "/m", UIDMappings: []specs.LinuxIDMapping{{Size: 1}}}}
 		}},

@@ -440,6 +440,28 @@ func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	if err != nil {
 		return nil, toGRPC(err)
 	}
+	pid, err := s.start(ctx, pr)
+	if err != nil {
+		if pr.execID == "" {
+			// Init reported why it could not start and exits, or a
+			// poststart hook failed and it was killed. Answer once its
+			// exit is recorded, so the task is stopped, not created, and
+			// the client's delete of it goes through.
+			wctx, cancel := context.WithTimeout(ctx, failedStartWait)
+			_ = pr.p.Wait(wctx)
+			cancel()
+		}
+		return nil, toGRPC(err)
+	}
+	return &taskv3.StartResponse{Pid: uint32(pid)}, nil
+}
+
+// failedStartWait bounds how long a failed Start waits for init's exit.
+const failedStartWait = 5 * time.Second
+
+// start starts the process and publishes its start under its lifecycle
+// lock, which its exit handler takes too.
+func (s *Service) start(ctx context.Context, pr *proc) (int, error) {
 	pr.lifecycle.Lock()
 	defer pr.lifecycle.Unlock()
 	if pr.execID != "" {
@@ -447,7 +469,7 @@ func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 		defer s.endSpawn()
 	}
 	if err := pr.p.Start(ctx); err != nil {
-		return nil, toGRPC(err)
+		return 0, err
 	}
 	pid := pr.p.Pid()
 	if pr.execID == "" {
@@ -455,7 +477,7 @@ func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	} else {
 		s.cfg.Publisher.Publish(ctx, topicExecStarted, &eventstypes.TaskExecStarted{ContainerID: pr.c.id, ExecID: pr.execID, Pid: uint32(pid)})
 	}
-	return &taskv3.StartResponse{Pid: uint32(pid)}, nil
+	return pid, nil
 }
 
 // handleExits routes every exit the reaper sees to its process.
