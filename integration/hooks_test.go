@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -265,6 +266,33 @@ func TestHooks(t *testing.T) {
 			}
 			if got := hookNames(waitHookLog(t, dir, 1)); got != "fail-poststop" {
 				t.Errorf("hooks ran as %q", got)
+			}
+		})
+		t.Run("poststop-after-shim-crash", func(t *testing.T) {
+			// containerd's cleanup of a dead shim (`shim delete`) runs the
+			// poststop hooks too, as runc-v2's `runc delete --force` does.
+			tc := newCase(t, tg, "poststop-crash")
+			dir := hookRecorder(t)
+			args := tc.specArgs([]string{"--detach"}, withHooks(dir, map[string]string{"poststop": "poststop"}, nil), "/bin/sleep", "1000")
+			if res := tc.ctr("", args...); res.ExitCode != 0 {
+				t.Fatalf("run: %s", res)
+			}
+			tc.waitStatus("RUNNING")
+			if err := syscall.Kill(tc.shimPid(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			tc.waitTaskGone()
+			recs := waitHookLog(t, dir, 1)
+			if hookNames(recs) != "poststop" || recs[0].state.Status != specs.StateStopped || recs[0].state.ID != tc.id {
+				t.Errorf("after the crash the hooks ran as %q with %+v, want poststop once, status stopped", hookNames(recs), recs)
+			}
+			if res := tc.ctr("", "containers", "delete", tc.id); res.ExitCode != 0 {
+				t.Errorf("containers delete: %s", res)
+			}
+			if tg.runtime == RuncRuntime {
+				for _, s := range tc.c.ShimSocketPaths(tc.id) {
+					_ = os.Remove(s)
+				}
 			}
 		})
 		if tg.runtime == MiniRuntime {
