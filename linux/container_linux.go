@@ -34,6 +34,16 @@ type Runtime struct {
 	selfOnce sync.Once
 	self     *os.File
 	selfErr  error
+
+	pinnedOnce sync.Once
+	isPinned   bool
+}
+
+// pinned says whether the shim runs on fewer cpus than are online; looked
+// up once.
+func (r *Runtime) pinned() bool {
+	r.pinnedOnce.Do(func() { r.isPinned = shimPinned() })
+	return r.isPinned
 }
 
 // NewRuntime returns a Runtime that starts processes with start.
@@ -184,8 +194,9 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		config: initConfig{
 			ID: c.ID, Bundle: c.Bundle, Spec: &initSpec, Rootfs: rootfs,
 			NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp,
+			Personality: spec.Linux.Personality, MemoryPolicy: spec.Linux.MemoryPolicy,
 		},
-		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
 			return writeState(c.Bundle, c.diskState())

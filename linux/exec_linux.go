@@ -42,8 +42,14 @@ func ValidateExecProcess(id string, p *specs.Process) error {
 	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("exec %s: process.cwd %q is not an absolute path: %w", id, p.Cwd, errdefs.ErrInvalidArgument)
 	}
-	if f := unenforcedProcessField(p); f != "" {
-		return notEnforced("exec " + id + ": " + f)
+	if err := checkProcessAttrs(p, nil); err != nil {
+		return fmt.Errorf("exec %s: %w", id, err)
+	}
+	if _, err := parseCPUAffinity(p.ExecCPUAffinity); err != nil {
+		return fmt.Errorf("exec %s: %w", id, err)
+	}
+	if err := checkSELinuxLabel("exec "+id+": process.selinuxLabel", p.SelinuxLabel); err != nil {
+		return err
 	}
 	return nil
 }
@@ -71,6 +77,10 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		}
 		ns.join = append(ns.join, path)
 	}
+	affinity, err := parseCPUAffinity(opts.Process.ExecCPUAffinity)
+	if err != nil {
+		return nil, err
+	}
 	// Other container processes can see an exec before it execve()s, so it
 	// always starts from the sealed copy of the binary.
 	binary, err := r.binaryPath(false)
@@ -83,8 +93,12 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		dir:    c.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{Exec: true, Process: opts.Process, Seccomp: c.seccomp},
-		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		config: initConfig{
+			Exec: true, Process: opts.Process, Seccomp: c.seccomp,
+			Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,
+		},
+		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		seccompListener: c.seccompListener(specs.StateRunning),
+		affinity:        affinity,
 	})
 }

@@ -34,7 +34,7 @@ func TestFeaturesClaimOnlyWhatWorks(t *testing.T) {
 	if mountSetattrWorks() != slices.Contains(f.MountOptions, "rro") {
 		t.Errorf("rro reported = %v, mount_setattr works = %v", slices.Contains(f.MountOptions, "rro"), mountSetattrWorks())
 	}
-	for name, ext := range map[string]*bool{"apparmor": f.Linux.Apparmor.Enabled, "selinux": f.Linux.Selinux.Enabled, "idmap": f.Linux.MountExtensions.IDMap.Enabled} {
+	for name, ext := range map[string]*bool{"idmap": f.Linux.MountExtensions.IDMap.Enabled, "netDevices": f.Linux.NetDevices.Enabled, "intelRdt": f.Linux.IntelRdt.Enabled} {
 		if ext == nil || *ext {
 			t.Errorf("%s is refused at Create but not reported disabled", name)
 		}

@@ -87,6 +87,10 @@ type initConfig struct {
 	// Seccomp is the container's compiled linux.seccomp profile, for init
 	// and every exec; the process only loads it.
 	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	// Personality and MemoryPolicy are the container's, which init and
+	// every exec apply to themselves.
+	Personality  *specs.LinuxPersonality  `json:"personality,omitempty"`
+	MemoryPolicy *specs.LinuxMemoryPolicy `json:"memory_policy,omitempty"`
 }
 
 func writeFrame(w io.Writer, v any) error {

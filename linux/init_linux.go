@@ -54,7 +54,7 @@ func runInit(conn *os.File) error {
 		// The preamble put this process in every namespace of the
 		// container (setns into the mount namespace also moved its root
 		// and cwd there): only the process's own settings are left.
-		return finishProcess(conn, cfg.Process, cfg.Seccomp, nil)
+		return finishProcess(conn, cfg.Process, &cfg, nil)
 	}
 	spec := cfg.Spec
 	proc := spec.Process
@@ -86,7 +86,7 @@ func runInit(conn *os.File) error {
 				hooks.Options{Start: hooks.Direct, Env: proc.Env})
 		}
 	}
-	return finishProcess(conn, proc, cfg.Seccomp, afterStart)
+	return finishProcess(conn, proc, &cfg, afterStart)
 }
 
 // runHooksBeforePivot has the parent run the prestart and createRuntime
@@ -127,10 +127,11 @@ func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
 	}
 }
 
-// finishProcess applies what init and exec processes share, reports ready,
-// waits for start, runs afterStart (init's startContainer hooks) and
-// execve()s. filter is the container's seccomp program, or nil.
-func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program, afterStart func() error) error {
+// finishProcess applies what init and exec processes share (proc, and the
+// container-wide settings in cfg), reports ready, waits for start, runs
+// afterStart (init's startContainer hooks) and execve()s.
+func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterStart func() error) error {
+	filter := cfg.Seccomp
 	// Capabilities, no_new_privs and a seccomp filter belong to a thread:
 	// everything from here to execve runs on this one.
 	runtime.LockOSThread()
@@ -156,6 +157,19 @@ func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program, 
 			return err
 		}
 	}
+	if err := applyProcessAttrs(proc, cfg.Personality, cfg.MemoryPolicy); err != nil {
+		return err
+	}
+	if err := applySELinuxLabel(proc.SelinuxLabel); err != nil {
+		return err
+	}
+	if !cfg.Exec {
+		// Before the identity switch for init, after it for an exec, as
+		// runc; the change happens at execve either way.
+		if err := applyAppArmor(proc.ApparmorProfile); err != nil {
+			return err
+		}
+	}
 	if filter != nil && !proc.NoNewPrivileges {
 		// Without no_new_privs, loading a filter takes CAP_SYS_ADMIN,
 		// which the identity switch may drop: load it first, as runc.
@@ -165,6 +179,11 @@ func finishProcess(conn *os.File, proc *specs.Process, filter *seccomp.Program, 
 	}
 	if err := FinalizeIdentity(proc); err != nil {
 		return err
+	}
+	if cfg.Exec {
+		if err := applyAppArmor(proc.ApparmorProfile); err != nil {
+			return err
+		}
 	}
 
 	if err := writeFrame(conn, message{Type: msgReady}); err != nil {

@@ -79,7 +79,7 @@ func SetupRootfs(spec *specs.Spec, rootfs string, beforePivot func() error) erro
 	})
 	devFromHost, ptsMounted := false, false
 	for _, m := range spec.Mounts {
-		if err := mountInContainer(root, m, cgroupNS, lx.CgroupsPath); err != nil {
+		if err := mountInContainer(root, m, cgroupNS, lx.CgroupsPath, lx.MountLabel); err != nil {
 			return fmt.Errorf("mount %q on %q in container: %w", m.Source, m.Destination, err)
 		}
 		switch path.Clean("/" + m.Destination) {
@@ -118,7 +118,7 @@ func SetupRootfs(spec *specs.Spec, rootfs string, beforePivot func() error) erro
 		}
 	}
 	for _, p := range lx.MaskedPaths {
-		if err := maskPath(p); err != nil {
+		if err := maskPath(p, lx.MountLabel); err != nil {
 			return fmt.Errorf("mask %s in container: %w", p, err)
 		}
 	}
@@ -216,7 +216,7 @@ func readonlyPath(p string) error {
 	return remountBind(p, unix.MS_RDONLY)
 }
 
-func maskPath(p string) error {
+func maskPath(p, mountLabel string) error {
 	fi, err := os.Stat(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -225,14 +225,15 @@ func maskPath(p string) error {
 		return err
 	}
 	if fi.IsDir() {
-		return unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, "")
+		return unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY, withMountLabel("", mountLabel))
 	}
 	return unix.Mount("/dev/null", p, "", unix.MS_BIND, "")
 }
 
 // mountInContainer mounts one spec mount under root. The caller names the
-// mount in the error.
-func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath string) error {
+// mount in the error. mountLabel goes to the filesystems that take an
+// SELinux context (not binds, proc, sysfs, cgroup or mqueue, as runc).
+func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath, mountLabel string) error {
 	opts, attrs, err := splitRecursiveOptions(m.Options)
 	if err != nil {
 		return err
@@ -280,6 +281,9 @@ func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath stri
 		return mountAt(root, dest, true, func(target string) error {
 			return unix.Mount(host, target, "", unix.MS_BIND|unix.MS_REC, "")
 		}, flags, propagation, attrs)
+	}
+	if m.Type != "proc" {
+		data = withMountLabel(data, mountLabel)
 	}
 	return mountAt(root, dest, true, func(target string) error {
 		return unix.Mount(m.Source, target, m.Type, flags, data)

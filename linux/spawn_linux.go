@@ -37,6 +37,8 @@ type spawnRequest struct {
 	seccompListener func(pid, fd int) error
 	// hooks runs the prestart and createRuntime hooks when init asks.
 	hooks func() error
+	// affinity is an exec's execCPUAffinity.
+	affinity cpuAffinity
 }
 
 // Process is a container process waiting to execve() its program.
@@ -127,6 +129,12 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	// instead of at GC (the reaper, not Wait, collects the child).
 	_ = cmd.Process.Release()
 	p.Pid = stage0
+	if req.affinity.initial != nil {
+		// What the preamble forks inherits it.
+		if err := unix.SchedSetaffinity(stage0, req.affinity.initial); err != nil {
+			return nil, fmt.Errorf("%s: process.execCPUAffinity.initial: %w", req.what, err)
+		}
+	}
 
 	// A cgroup namespace is rooted where its creator stands, so a preamble
 	// that creates one must be moved first. Otherwise the final process is
@@ -180,7 +188,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	var moveOnce sync.Once
 	var moveErr error
 	awaitMove := func() error {
-		moveOnce.Do(func() { moveErr = <-moved })
+		moveOnce.Do(func() {
+			if moveErr = <-moved; moveErr == nil {
+				moveErr = r.setFinalAffinity(req, pid)
+			}
+		})
 		return moveErr
 	}
 	if req.recordPid != nil {
@@ -232,6 +244,22 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	default:
 		return nil, fmt.Errorf("%w %q from %s", errUnexpectedMessage, m.Type, req.what)
 	}
+}
+
+// setFinalAffinity gives a process in its cgroup its final cpus: an
+// exec's execCPUAffinity.final, else (when the shim itself is pinned)
+// every cpu the cgroup allows, as runc does.
+func (r *Runtime) setFinalAffinity(req spawnRequest, pid int) error {
+	if f := req.affinity.final; f != nil {
+		if err := unix.SchedSetaffinity(pid, f); err != nil {
+			return fmt.Errorf("%s: process.execCPUAffinity.final: %w", req.what, err)
+		}
+		return nil
+	}
+	if req.affinity.initial == nil && r.pinned() {
+		_ = unix.SchedSetaffinity(pid, allCPUs())
+	}
+	return nil
 }
 
 func readPidLine(conn io.Reader) (int, error) {

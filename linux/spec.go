@@ -69,6 +69,12 @@ func validateSpec(spec *specs.Spec) error {
 	if err := hooks.Validate(spec.Hooks); err != nil {
 		return err
 	}
+	if err := checkProcessAttrs(spec.Process, spec.Linux); err != nil {
+		return fmt.Errorf("config.json: %w", err)
+	}
+	if err := checkSELinuxLabel("config.json: process.selinuxLabel", spec.Process.SelinuxLabel); err != nil {
+		return err
+	}
 	ns, err := namespacesOf(spec)
 	if err != nil {
 		return err

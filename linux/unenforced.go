@@ -18,14 +18,8 @@ import (
 func unenforcedSpecField(s *specs.Spec) string {
 	if l := s.Linux; l != nil {
 		switch {
-		case l.MountLabel != "":
-			return "linux.mountLabel"
 		case l.IntelRdt != nil:
 			return "linux.intelRdt"
-		case l.MemoryPolicy != nil:
-			return "linux.memoryPolicy"
-		case l.Personality != nil:
-			return "linux.personality"
 		case len(l.NetDevices) > 0:
 			return "linux.netDevices"
 		case len(l.TimeOffsets) > 0:
@@ -44,34 +38,13 @@ func unenforcedSpecField(s *specs.Spec) string {
 	return ""
 }
 
-// unenforcedProcessField does the same for a process, init's or an exec's.
-func unenforcedProcessField(p *specs.Process) string {
-	switch {
-	case p.ApparmorProfile != "":
-		return "process.apparmorProfile"
-	case p.SelinuxLabel != "":
-		return "process.selinuxLabel"
-	case p.Scheduler != nil:
-		return "process.scheduler"
-	case p.IOPriority != nil:
-		return "process.ioPriority"
-	case p.ExecCPUAffinity != nil:
-		return "process.execCPUAffinity"
-	}
-	return ""
-}
-
 // checkEnforced refuses a container spec with a field this runtime would
 // not enforce.
 func checkEnforced(spec *specs.Spec) error {
 	if f := unenforcedSpecField(spec); f != "" {
 		return notEnforced("config.json: " + f)
 	}
-	if spec.Process != nil {
-		if f := unenforcedProcessField(spec.Process); f != "" {
-			return notEnforced("config.json: " + f)
-		}
-	}
+	// Every field of a process (init's or an exec's) is enforced.
 	return nil
 }
 
