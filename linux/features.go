@@ -36,7 +36,7 @@ func Features() *features.Features {
 			// host runs them decides at Create.
 			Apparmor: &features.Apparmor{Enabled: &yes},
 			Selinux:  &features.Selinux{Enabled: &yes},
-			IntelRdt:     &features.IntelRdt{Enabled: &no},
+			IntelRdt: &features.IntelRdt{Enabled: &no},
 			MountExtensions: &features.MountExtensions{
 				IDMap: &features.IDMap{Enabled: &no},
 			},
