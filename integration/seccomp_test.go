@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,7 +99,9 @@ func TestSeccomp(t *testing.T) {
 		t.Run("notify-listener", func(t *testing.T) {
 			tc := newCase(t, tg, "scnotify")
 			sock := filepath.Join(t.TempDir(), "agent.sock")
-			agent := startSeccompAgent(t, sock, int32(unix.ENOMSG))
+			agent := startSeccompAgent(t, sock, func(specs.ContainerProcessState, *libseccomp.ScmpNotifReq) libseccomp.ScmpNotifResp {
+				return libseccomp.ScmpNotifResp{Error: int32(unix.ENOMSG)}
+			})
 			args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
 				s.Linux.Seccomp = &specs.LinuxSeccomp{
 					DefaultAction:    specs.ActAllow,
@@ -111,12 +114,13 @@ func TestSeccomp(t *testing.T) {
 			if res.ExitCode != 0 || !strings.Contains(res.Stdout, "mkdir=1") || !strings.Contains(res.Stderr, "No message of desired type") || !strings.Contains(res.Stdout, "touch-ok") {
 				t.Errorf("want mkdir answered by the agent with ENOMSG, the rest allowed:\n%s", res)
 			}
-			st := agent.wait(t)
+			conn := agent.wait(t, 1)[0]
+			st := conn.state
 			if st.State.ID != tc.id || st.State.Status != specs.StateCreating || st.Metadata != "meta-"+tc.id ||
 				st.Pid <= 0 || st.State.Pid != st.Pid || len(st.Fds) != 1 || st.Fds[0] != specs.SeccompFdName {
 				t.Errorf("the agent got %+v; want the container's id, status creating, the metadata, init's pid and one seccompFd", st)
 			}
-			if agent.answered == 0 {
+			if conn.answered == 0 {
 				t.Error("the agent answered no notification")
 			}
 		})
@@ -138,79 +142,118 @@ func readStatusField(t *testing.T, pid, field string) string {
 	return ""
 }
 
-// seccompAgent is a listener for a profile's listenerPath: it takes one
-// connection's state and notify fd, then answers every notification with
-// an error until the fd closes.
+// seccompAgent is a listener for a profile's listenerPath. Every process
+// that loads the filter connects once with its state and notify fd; the
+// agent answers each notification with what answer returns (its ID filled
+// in) until that fd closes.
 type seccompAgent struct {
-	done     chan struct{}
+	mu     sync.Mutex
+	conns  []*agentConn
+	err    error
+	answer func(specs.ContainerProcessState, *libseccomp.ScmpNotifReq) libseccomp.ScmpNotifResp
+}
+
+// agentConn is what one process sent, and how many calls were answered.
+type agentConn struct {
 	state    specs.ContainerProcessState
-	err      error
 	answered int
 }
 
-func startSeccompAgent(t *testing.T, path string, errno int32) *seccompAgent {
+func startSeccompAgent(t *testing.T, path string, answer func(specs.ContainerProcessState, *libseccomp.ScmpNotifReq) libseccomp.ScmpNotifResp) *seccompAgent {
 	t.Helper()
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &seccompAgent{done: make(chan struct{})}
+	// Serving goroutines end when their container process is gone; the
+	// case's own cleanup, which runs after this one, removes it.
+	t.Cleanup(func() { ln.Close() })
+	a := &seccompAgent{answer: answer}
 	go func() {
-		defer close(a.done)
-		defer ln.Close()
-		_ = ln.SetDeadline(time.Now().Add(time.Minute))
-		conn, err := ln.AcceptUnix()
-		if err != nil {
-			a.err = err
-			return
-		}
-		defer conn.Close()
-		buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
-		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
-		if err != nil {
-			a.err = err
-			return
-		}
-		if err := json.Unmarshal(buf[:n], &a.state); err != nil {
-			a.err = err
-			return
-		}
-		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-		if err != nil || len(msgs) != 1 {
-			a.err = errors.Join(errors.New("no fd came with the state"), err)
-			return
-		}
-		fds, err := unix.ParseUnixRights(&msgs[0])
-		if err != nil || len(fds) != 1 {
-			a.err = errors.Join(errors.New("not one fd came with the state"), err)
-			return
-		}
-		fd := libseccomp.ScmpFd(fds[0])
-		defer unix.Close(fds[0])
 		for {
-			req, err := libseccomp.NotifReceive(fd)
+			conn, err := ln.AcceptUnix()
 			if err != nil {
-				// The filter's last process is gone.
 				return
 			}
-			if libseccomp.NotifRespond(fd, &libseccomp.ScmpNotifResp{ID: req.ID, Error: errno}) == nil {
-				a.answered++
-			}
+			go a.serve(conn)
 		}
 	}()
 	return a
 }
 
-// wait returns the state the agent received once its fd closed.
-func (a *seccompAgent) wait(t *testing.T) specs.ContainerProcessState {
+func (a *seccompAgent) fail(err error) {
+	a.mu.Lock()
+	a.err = errors.Join(a.err, err)
+	a.mu.Unlock()
+}
+
+func (a *seccompAgent) serve(conn *net.UnixConn) {
+	defer conn.Close()
+	buf, oob := make([]byte, 64<<10), make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		a.fail(err)
+		return
+	}
+	c := &agentConn{}
+	if err := json.Unmarshal(buf[:n], &c.state); err != nil {
+		a.fail(err)
+		return
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil || len(msgs) != 1 {
+		a.fail(errors.Join(errors.New("no fd came with the state"), err))
+		return
+	}
+	fds, err := unix.ParseUnixRights(&msgs[0])
+	if err != nil || len(fds) != 1 {
+		a.fail(errors.Join(errors.New("not one fd came with the state"), err))
+		return
+	}
+	defer unix.Close(fds[0])
+	a.mu.Lock()
+	a.conns = append(a.conns, c)
+	a.mu.Unlock()
+	fd := libseccomp.ScmpFd(fds[0])
+	for {
+		req, err := libseccomp.NotifReceive(fd)
+		if err != nil {
+			// The filter's last process is gone.
+			return
+		}
+		resp := a.answer(c.state, req)
+		resp.ID = req.ID
+		if libseccomp.NotifRespond(fd, &resp) == nil {
+			a.mu.Lock()
+			c.answered++
+			a.mu.Unlock()
+		}
+	}
+}
+
+// wait returns the first n connections once they arrived.
+func (a *seccompAgent) wait(t *testing.T, n int) []agentConn {
 	t.Helper()
-	select {
-	case <-a.done:
-	case <-time.After(time.Minute):
-		t.Fatal("the seccomp agent did not finish")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		a.mu.Lock()
+		got, err := len(a.conns), a.err
+		var out []agentConn
+		if got >= n {
+			for _, c := range a.conns[:n] {
+				out = append(out, *c)
+			}
+		}
+		a.mu.Unlock()
+		if err != nil {
+			t.Fatalf("seccomp agent: %v", err)
+		}
+		if out != nil {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("seccomp agent: %d connections, want %d", got, n)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if a.err != nil {
-		t.Fatalf("seccomp agent: %v", a.err)
-	}
-	return a.state
 }
