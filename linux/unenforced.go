@@ -19,7 +19,7 @@ func unenforcedSpecField(s *specs.Spec) string {
 	if l := s.Linux; l != nil {
 		switch {
 		case l.IntelRdt != nil:
-			return "linux.intelRdt"
+			return "linux.intelRdt (where resctrl is mounted)"
 		case len(l.NetDevices) > 0:
 			return "linux.netDevices"
 		case len(l.TimeOffsets) > 0:
@@ -41,6 +41,10 @@ func unenforcedSpecField(s *specs.Spec) string {
 // checkEnforced refuses a container spec with a field this runtime would
 // not enforce.
 func checkEnforced(spec *specs.Spec) error {
+	if spec.Linux != nil && spec.Linux.IntelRdt != nil && !resctrlMounted() {
+		// What runc says too: without resctrl there is nothing to apply.
+		return fmt.Errorf("config.json: linux.intelRdt is set, but Intel RDT (the resctrl filesystem) is not available on this host: %w", errdefs.ErrFailedPrecondition)
+	}
 	if f := unenforcedSpecField(spec); f != "" {
 		return notEnforced("config.json: " + f)
 	}
@@ -50,4 +54,19 @@ func checkEnforced(spec *specs.Spec) error {
 
 func notEnforced(field string) error {
 	return fmt.Errorf("%s is not supported by this runtime yet, and a container never runs with less than its spec asks for: %w", field, errdefs.ErrNotImplemented)
+}
+
+// resctrlMounted says whether the host has Intel RDT's resctrl filesystem
+// mounted.
+func resctrlMounted() bool {
+	mounts, err := ReadMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, m := range mounts {
+		if m.FSType == "resctrl" {
+			return true
+		}
+	}
+	return false
 }

@@ -15,7 +15,6 @@ func TestUnenforcedFieldsRefused(t *testing.T) {
 		field string
 		set   func(*specs.Spec)
 	}{
-		{"linux.intelRdt", func(s *specs.Spec) { s.Linux.IntelRdt = &specs.LinuxIntelRdt{ClosID: "c"} }},
 		{"linux.netDevices", func(s *specs.Spec) { s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth1": {}} }},
 		{"linux.timeOffsets", func(s *specs.Spec) { s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}} }},
 		{"linux.uidMappings", func(s *specs.Spec) { s.Linux.UIDMappings = []specs.LinuxIDMapping{{Size: 1}} }},
@@ -36,5 +35,21 @@ func TestUnenforcedFieldsRefused(t *testing.T) {
 				t.Fatalf("checkEnforced = %v; want Unimplemented naming %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// Without resctrl intelRdt fails as runc's does; with it, it is not
+// implemented yet.
+func TestIntelRdtRefused(t *testing.T) {
+	s := &specs.Spec{Process: &specs.Process{Args: []string{"/bin/true"}}, Linux: &specs.Linux{IntelRdt: &specs.LinuxIntelRdt{ClosID: "c"}}}
+	err := checkEnforced(s)
+	if resctrlMounted() {
+		if !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "linux.intelRdt") {
+			t.Fatalf("with resctrl: %v; want Unimplemented naming linux.intelRdt", err)
+		}
+		return
+	}
+	if !errdefs.IsFailedPrecondition(err) || !strings.Contains(err.Error(), "linux.intelRdt") {
+		t.Fatalf("without resctrl: %v; want FailedPrecondition naming linux.intelRdt", err)
 	}
 }
