@@ -100,6 +100,11 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	if err != nil {
 		return err
 	}
+	ss, err := prepareSeccomp(ctx, c, v, runtimes, rootfs)
+	if err != nil {
+		return err
+	}
+	defer ss.cleanup(ctx, c, runtimes)
 	fmt.Printf("containerd %s: %d runs of `ctr run --rm --runtime R --rootfs ROOTFS ID /bin/true` per runtime, interleaved\n", v.Name, cfg.runs)
 	fmt.Printf("  and with them %d runs each of `ctr run --rm --runtime R --config SPEC ID`, SPEC being the one ctr\n", cfg.runs)
 	fmt.Printf("  writes for that command (no resources: only ctr's device allowlist and cpu shares) and that spec plus\n")
@@ -107,6 +112,9 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	for _, n := range rs.notes {
 		fmt.Printf("  note: %s\n", n)
 	}
+	fmt.Printf("  and with containerd's default seccomp profile (what `ctr run --seccomp` writes): in a shim of its own,\n")
+	fmt.Printf("  and in a shim shared with a sleeping container of the same group (%s) with the\n", groupAnnotation)
+	fmt.Printf("  profile that shim compiled already (cache hit) or with one it never saw (miss)\n")
 
 	once := func(rt string) (time.Duration, error) {
 		id := fmt.Sprintf("b%s-%s", v.Tag(), integration.RandomSuffix())
@@ -118,7 +126,8 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 		}
 		return res.Duration, nil
 	}
-	// Cells 0, 1: --rootfs; 2, 3: --config, no resources; 4, 5: full.
+	// Cells 0, 1: --rootfs; 2, 3: --config, no resources; 4, 5: full;
+	// 6, 7: default seccomp profile; 8, 9: grouped, cache hit; 10, 11: miss.
 	var cells []func() (time.Duration, error)
 	for _, rt := range runtimes {
 		cells = append(cells, func() (time.Duration, error) { return once(rt) })
@@ -128,6 +137,7 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 			cells = append(cells, func() (time.Duration, error) { return runSpec(ctx, c, rt, spec, "/bin/true") })
 		}
 	}
+	cells = append(cells, ss.cells(ctx, c, runtimes)...)
 	times, err := interleave(cfg, cells)
 	if err != nil {
 		return err
@@ -170,6 +180,14 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 	row("run --config, full resources median", ms(full[0]), ms(full[1]), "ms")
 	row("full - none (medians)", ms(full[0]-none[0]), ms(full[1]-none[1]), "ms")
 	row("full - none (mins)", ms(percentile(times[4], 0)-percentile(times[2], 0)), ms(percentile(times[5], 0)-percentile(times[3], 0)), "ms")
+	sec := [2]time.Duration{percentile(times[6], 50), percentile(times[7], 50)}
+	row("run --config, default seccomp median", ms(sec[0]), ms(sec[1]), "ms")
+	row("default seccomp - none (medians)", ms(sec[0]-none[0]), ms(sec[1]-none[1]), "ms")
+	hit := [2]time.Duration{percentile(times[8], 50), percentile(times[9], 50)}
+	miss := [2]time.Duration{percentile(times[10], 50), percentile(times[11], 50)}
+	row("grouped, profile seen (hit) median", ms(hit[0]), ms(hit[1]), "ms")
+	row("grouped, new profile (miss) median", ms(miss[0]), ms(miss[1]), "ms")
+	row("miss - hit (medians)", ms(miss[0]-hit[0]), ms(miss[1]-hit[1]), "ms")
 	row("exec median", ms(percentile(execs[0], 50)), ms(percentile(execs[1], 50)), "ms")
 	row("exec p90", ms(percentile(execs[0], 90)), ms(percentile(execs[1], 90)), "ms")
 	row("exec min", ms(percentile(execs[0], 0)), ms(percentile(execs[1], 0)), "ms")

@@ -74,15 +74,16 @@ func prepareResources(ctx context.Context, c *integration.Containerd, v integrat
 	return rs, nil
 }
 
-// ctrSpec is the spec ctr writes for `ctr run --rootfs ROOTFS ID /bin/true`,
-// read from the bundle of a detached container run with the same flags
-// (the spec differs between ctr versions).
-func ctrSpec(ctx context.Context, c *integration.Containerd, v integration.Version, rt, rootfs string) (*specs.Spec, error) {
+// ctrSpec is the spec ctr writes for `ctr run [flags] --rootfs ROOTFS ID
+// /bin/true`, read from the bundle of a detached container run with the
+// same flags (the spec differs between ctr versions).
+func ctrSpec(ctx context.Context, c *integration.Containerd, v integration.Version, rt, rootfs string, flags ...string) (*specs.Spec, error) {
 	id := fmt.Sprintf("bspec%s-%s", v.Tag(), integration.RandomSuffix())
 	rctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	defer c.ForceCleanup(rctx, integration.ShimBinaryName(rt), id)
-	if res := c.Ctr(rctx, nil, "run", "--detach", "--runtime", rt, "--rootfs", rootfs, id, "/bin/sleep", "100000"); res.ExitCode != 0 {
+	args := append(append([]string{"run", "--detach", "--runtime", rt}, flags...), "--rootfs", rootfs, id, "/bin/sleep", "100000")
+	if res := c.Ctr(rctx, nil, args...); res.ExitCode != 0 {
 		return nil, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
 	}
 	data, err := os.ReadFile(filepath.Join(c.TaskDir(id), "config.json"))

@@ -46,9 +46,14 @@ func (r *Runtime) pinned() bool {
 	return r.isPinned
 }
 
+// seccompCacheDir keeps compiled seccomp programs for every shim of the
+// host: root-only, on /run's tmpfs, so a reboot (or a new kernel) starts it
+// over.
+const seccompCacheDir = "/run/containerd-shim-mini-v2/seccomp"
+
 // NewRuntime returns a Runtime that starts processes with start.
 func NewRuntime(start StartFunc) *Runtime {
-	return &Runtime{start: start}
+	return &Runtime{start: start, seccomp: seccomp.Cache{Dir: seccompCacheDir}}
 }
 
 // binaryPath is what a container's first process is started from. A

@@ -2,22 +2,35 @@ package seccomp
 
 import (
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// maxCached bounds the cache; past it the cache starts over. Hosts run a
-// handful of distinct profiles (RuntimeDefault, a few Localhost ones).
+// maxCached bounds the in-memory cache and the files on disk; past it the
+// cache starts over. Hosts run a handful of distinct profiles
+// (RuntimeDefault, a few Localhost ones).
 const maxCached = 64
 
 // Cache compiles each distinct profile once. A shim daemon has one, shared
-// by its containers and their execs.
+// by its containers and their execs. With Dir set, compiled programs are
+// also kept on disk for the other shims of the host: most containers get a
+// shim of their own, and compiling containerd's default profile takes
+// libseccomp some 20 ms.
 type Cache struct {
-	mu    sync.Mutex
-	progs map[[sha256.Size]byte]*Program
+	// Dir holds the programs on disk: a root-only directory on a tmpfs
+	// (what is there is loaded into containers as it is), or "" for none.
+	Dir string
+
+	mu       sync.Mutex
+	progs    map[[sha256.Size]byte]*Program
+	identity string // of the compiler: libseccomp and this binary
 }
 
 // Compile returns the program of profile, from the cache when a profile
@@ -28,18 +41,25 @@ func (c *Cache) Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 	if err != nil {
 		return nil, fmt.Errorf("linux.seccomp: %w", err)
 	}
-	key := sha256.Sum256(data)
 	c.mu.Lock()
+	if c.identity == "" {
+		c.identity = compilerIdentity()
+	}
+	// The program depends on the profile, and on the code that compiles
+	// it and the kernel's flags: a digest over both keys it.
+	key := sha256.Sum256(append(append(data, 0), c.identity...))
 	p, ok := c.progs[key]
 	c.mu.Unlock()
 	if ok {
 		return p, nil
 	}
-	// Compiled outside the lock: two first uses of one profile may both
-	// compile, which costs time, never correctness.
-	p, err = Compile(profile)
-	if err != nil {
-		return nil, err
+	if p = c.load(key); p == nil {
+		// Compiled outside the lock: two first uses of one profile may
+		// both compile, which costs time, never correctness.
+		if p, err = Compile(profile); err != nil {
+			return nil, err
+		}
+		c.store(key, p)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -48,4 +68,73 @@ func (c *Cache) Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 	}
 	c.progs[key] = p
 	return p, nil
+}
+
+func (c *Cache) path(key [sha256.Size]byte) string {
+	return filepath.Join(c.Dir, hex.EncodeToString(key[:])+".json")
+}
+
+// load reads a program another shim compiled, or returns nil.
+func (c *Cache) load(key [sha256.Size]byte) *Program {
+	if c.Dir == "" {
+		return nil
+	}
+	data, err := os.ReadFile(c.path(key))
+	if err != nil {
+		return nil
+	}
+	var p Program
+	if json.Unmarshal(data, &p) != nil || len(p.Filter) == 0 || len(p.Filter)%8 != 0 {
+		return nil
+	}
+	return &p
+}
+
+// store keeps the program on disk, written whole or not at all; a cache
+// that cannot be written only costs the next shim a compile.
+func (c *Cache) store(key [sha256.Size]byte, p *Program) {
+	if c.Dir == "" {
+		return
+	}
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+		return
+	}
+	if entries, err := os.ReadDir(c.Dir); err == nil && len(entries) >= maxCached {
+		for _, e := range entries {
+			os.Remove(filepath.Join(c.Dir, e.Name()))
+		}
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return
+	}
+	f, err := os.CreateTemp(c.Dir, ".tmp-*")
+	if err != nil {
+		return
+	}
+	_, werr := f.Write(data)
+	if cerr := f.Close(); werr != nil || cerr != nil {
+		os.Remove(f.Name())
+		return
+	}
+	if os.Rename(f.Name(), c.path(key)) != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// compilerIdentity names what a program depends on besides its profile:
+// the libseccomp that compiled it and the binary that called it (a rebuild
+// may compile differently), and the filter flags this kernel supports.
+func compilerIdentity() string {
+	id := "libseccomp " + LibraryVersion()
+	var st syscall.Stat_t
+	if err := syscall.Stat("/proc/self/exe", &st); err == nil {
+		id += fmt.Sprintf(" binary %d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
+	}
+	for _, name := range profileFlags {
+		if flagSupported(filterFlags[name]) {
+			id += " " + name
+		}
+	}
+	return id
 }

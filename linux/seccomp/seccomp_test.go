@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -274,5 +275,38 @@ func TestCompileFlags(t *testing.T) {
 				t.Errorf("flags = %#x; want %#x", prog.Flags, tt.want)
 			}
 		})
+	}
+}
+
+// Programs go to disk for the other shims of the host, and a file that is
+// not a program is compiled over.
+func TestCacheOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	first := &Cache{Dir: dir}
+	a, err := first.Compile(denyGetpgid(specs.ActErrno))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := os.ReadDir(dir)
+	if len(files) != 1 {
+		t.Fatalf("cache dir holds %d files, want 1", len(files))
+	}
+	second := &Cache{Dir: dir}
+	b, err := second.Compile(denyGetpgid(specs.ActErrno))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a == b || string(a.Filter) != string(b.Filter) || a.Flags != b.Flags {
+		t.Error("a second cache did not read the same program from disk")
+	}
+	// Spoil the file: the next cache compiles again and mends it.
+	path := filepath.Join(dir, files[0].Name())
+	if err := os.WriteFile(path, []byte(`{"filter":"AAAA"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	third := &Cache{Dir: dir}
+	c, err := third.Compile(denyGetpgid(specs.ActErrno))
+	if err != nil || string(c.Filter) != string(a.Filter) {
+		t.Fatalf("compile over a spoilt file: %v", err)
 	}
 }
