@@ -195,6 +195,16 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 	if prog.Filter, err = exportBPF(filter); err != nil {
 		return nil, fmt.Errorf("linux.seccomp: export BPF: %w", err)
 	}
+	if needsENOSYSPrefix(profile) {
+		prefix, err := enosysPrefix(profile, filterArches(profile))
+		if err != nil {
+			return nil, fmt.Errorf("linux.seccomp: %w", err)
+		}
+		prog.Filter = append(prefix, prog.Filter...)
+	}
+	if n := len(prog.Filter) / 8; n > maxInstructions {
+		return nil, fmt.Errorf("linux.seccomp: the profile compiles to %d BPF instructions, more than the kernel's %d: %w", n, maxInstructions, errdefs.ErrInvalidArgument)
+	}
 	return prog, nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +28,8 @@ const childEnv = "MINI_SECCOMP_TEST_CHILD"
 type childJob struct {
 	Prog  *Program `json:"prog"`
 	Tries []uint64 `json:"tries"`
+	// Calls are system call numbers to make without arguments, after Tries.
+	Calls []uint64 `json:"calls,omitempty"`
 }
 
 func TestMain(m *testing.M) {
@@ -64,6 +67,10 @@ func runChild(path string) int {
 		_, _, errno := unix.Syscall(unix.SYS_GETPGID, uintptr(arg), 0, 0)
 		out = append(out, strconv.Itoa(int(errno)))
 	}
+	for _, nr := range job.Calls {
+		_, _, errno := unix.Syscall(uintptr(nr), 0, 0, 0)
+		out = append(out, strconv.Itoa(int(errno)))
+	}
 	fmt.Println(strings.Join(out, " "), "fd", fd >= 0)
 	return 0
 }
@@ -72,7 +79,12 @@ func runChild(path string) int {
 // arg; it returns what the child printed and how it ended.
 func loadAndTry(t *testing.T, prog *Program, tries ...uint64) (string, error) {
 	t.Helper()
-	data, err := json.Marshal(childJob{Prog: prog, Tries: tries})
+	return runJob(t, childJob{Prog: prog, Tries: tries})
+}
+
+func runJob(t *testing.T, job childJob) (string, error) {
+	t.Helper()
+	data, err := json.Marshal(job)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,5 +320,48 @@ func TestCacheOnDisk(t *testing.T) {
 	c, err := third.Compile(denyGetpgid(specs.ActErrno))
 	if err != nil || string(c.Filter) != string(a.Filter) {
 		t.Fatalf("compile over a spoilt file: %v", err)
+	}
+}
+
+// A call newer than every call the profile names gets ENOSYS, as on an
+// older kernel, instead of the default action; one the profile could have
+// named but did not still gets the default.
+func TestENOSYSForCallsNewerThanTheProfile(t *testing.T) {
+	native, err := libseccomp.GetNativeArch()
+	if err != nil || native != libseccomp.ArchAMD64 {
+		t.Skip("the call numbers below are x86-64's")
+	}
+	// Allow every call up to 330 but getpgid (121); default EPERM.
+	var names []string
+	for nr := 0; nr <= 330; nr++ {
+		name, err := libseccomp.ScmpSyscall(nr).GetName()
+		if err == nil && name != "getpgid" {
+			names = append(names, name)
+		}
+	}
+	profile := &specs.LinuxSeccomp{
+		DefaultAction: specs.ActErrno,
+		Architectures: []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+		Syscalls:      []specs.LinuxSyscall{{Names: names, Action: specs.ActAllow}},
+	}
+	prog, err := Compile(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// getpgid: named by no rule, below the highest: EPERM. 440 and 450
+	// (process_madvise, set_mempolicy_home_node): above it: ENOSYS.
+	out, err := runJob(t, childJob{Prog: prog, Tries: []uint64{0}, Calls: []uint64{440, 450}})
+	if err != nil {
+		t.Fatalf("child: %v (output %q)", err, out)
+	}
+	want := fmt.Sprintf("%d %d %d fd false", unix.EPERM, unix.ENOSYS, unix.ENOSYS)
+	if out != want {
+		t.Errorf("child printed %q; want %q", out, want)
+	}
+	// With ENOSYS as the default there is nothing to add.
+	enosys := uint(unix.ENOSYS)
+	profile.DefaultErrnoRet = &enosys
+	if needsENOSYSPrefix(profile) {
+		t.Error("a prefix for a profile whose default is ENOSYS already")
 	}
 }
