@@ -3,9 +3,11 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/containerd/cgroups/v3"
@@ -272,6 +274,56 @@ func loadCgroupfs(path string) (Cgroup, error) {
 	return &cgroupV1{path: path, cg: cg}, nil
 }
 
+// cgroupV1Root is where a v1 or hybrid host mounts its hierarchies.
+const cgroupV1Root = "/sys/fs/cgroup"
+
+// memoryInOrder splits an update that sets both the memory limit and the
+// memory+swap limit so that the kernel's rule, limit <= memory+swap, holds
+// after every write, raising or lowering (containerd's CRI sends the two
+// together, as Kubernetes' in-place resize does): memory+swap goes first
+// when the new limit is above the current memory+swap (or memory+swap
+// becomes unlimited), last otherwise. Anything else is one step.
+func memoryInOrder(r *specs.LinuxResources, currentMemsw func() (int64, error)) ([]*specs.LinuxResources, error) {
+	if r == nil || r.Memory == nil || r.Memory.Limit == nil || r.Memory.Swap == nil || *r.Memory.Swap == 0 {
+		return []*specs.LinuxResources{r}, nil
+	}
+	swap := *r
+	swap.Memory = &specs.LinuxMemory{Swap: r.Memory.Swap}
+	rest := *r
+	mem := *r.Memory
+	mem.Swap = nil
+	rest.Memory = &mem
+	first := *r.Memory.Swap == -1
+	if !first {
+		cur, err := currentMemsw()
+		if err != nil {
+			return nil, err
+		}
+		first = cur >= 0 && *r.Memory.Limit > cur
+	}
+	if first {
+		return []*specs.LinuxResources{&swap, &rest}, nil
+	}
+	return []*specs.LinuxResources{&rest, &swap}, nil
+}
+
+// readCgroupInt reads a control file holding one number; the kernel's
+// "unlimited" (too large for an int64) reads as -1.
+func readCgroupInt(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseUint(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+	if v > math.MaxInt64 {
+		return -1, nil
+	}
+	return int64(v), nil
+}
+
 type cgroupV1 struct {
 	path string
 	cg   cgroup1.Cgroup
@@ -287,8 +339,16 @@ func (c *cgroupV1) killAtOnce() {}
 
 func (c *cgroupV1) Update(r *specs.LinuxResources) error {
 	r, bfq := splitBFQWeights(r)
-	if err := c.cg.Update(r); err != nil {
+	steps, err := memoryInOrder(r, func() (int64, error) {
+		return readCgroupInt(filepath.Join(cgroupV1Root, "memory", c.path, "memory.memsw.limit_in_bytes"))
+	})
+	if err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
+	}
+	for _, step := range steps {
+		if err := c.cg.Update(step); err != nil {
+			return fmt.Errorf("update cgroup %s: %w", c.path, err)
+		}
 	}
 	if err := bfq.write(c.path); err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)

@@ -236,3 +236,53 @@ func TestNewCgroupSwapWithoutLimit(t *testing.T) {
 		t.Fatalf("made %v", dirs)
 	}
 }
+
+// An update of the memory and memory+swap limits writes them in the order
+// that keeps limit <= memory+swap after each write.
+func TestMemoryInOrder(t *testing.T) {
+	i64 := func(v int64) *int64 { return &v }
+	const mib = 1 << 20
+	tests := []struct {
+		name        string
+		limit, swap *int64
+		current     int64 // memory+swap now; -1 unlimited
+		swapFirst   bool
+		oneStep     bool
+	}{
+		{name: "raise past memsw", limit: i64(128 * mib), swap: i64(128 * mib), current: 64 * mib, swapFirst: true},
+		{name: "lower", limit: i64(64 * mib), swap: i64(64 * mib), current: 128 * mib},
+		{name: "raise within memsw", limit: i64(100 * mib), swap: i64(256 * mib), current: 128 * mib},
+		{name: "memsw unlimited now", limit: i64(128 * mib), swap: i64(256 * mib), current: -1},
+		{name: "to unlimited memsw", limit: i64(128 * mib), swap: i64(-1), current: 64 * mib, swapFirst: true},
+		{name: "limit only", limit: i64(128 * mib), oneStep: true},
+		{name: "swap only", swap: i64(128 * mib), oneStep: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: tt.limit, Swap: tt.swap, Reservation: i64(mib)}}
+			steps, err := memoryInOrder(r, func() (int64, error) { return tt.current, nil })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.oneStep {
+				if len(steps) != 1 || steps[0] != r {
+					t.Fatalf("want the update as it is, got %d steps", len(steps))
+				}
+				return
+			}
+			if len(steps) != 2 {
+				t.Fatalf("got %d steps, want 2", len(steps))
+			}
+			swapStep, limitStep := steps[0], steps[1]
+			if !tt.swapFirst {
+				swapStep, limitStep = steps[1], steps[0]
+			}
+			if m := swapStep.Memory; m.Swap == nil || *m.Swap != *tt.swap || m.Limit != nil || m.Reservation != nil {
+				t.Errorf("memory+swap step: %+v", m)
+			}
+			if m := limitStep.Memory; m.Swap != nil || m.Limit == nil || *m.Limit != *tt.limit || m.Reservation == nil {
+				t.Errorf("limit step: %+v", m)
+			}
+		})
+	}
+}

@@ -2,7 +2,9 @@ package client
 
 import (
 	"context"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -193,3 +195,40 @@ func (tc *tcase) checkMetrics(ctx context.Context, task containerd.Task) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Issue 9: the memory limit and the memory+swap limit updated together
+// (what containerd's CRI sends for a resize), raised and then lowered:
+// the pair must be written in the order the kernel takes it.
+func TestClientUpdateMemoryAndSwap(t *testing.T) {
+	const mib = 1 << 20
+	forEachTarget(t, func(t *testing.T, tg target) {
+		v2 := integration.CgroupV2()
+		if !v2 {
+			if _, err := os.Stat("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes"); err != nil {
+				t.Skip("this kernel does not account swap (no memory.memsw.limit_in_bytes)")
+			}
+		}
+		tc := newCase(t, tg, "memswap")
+		s := tc.start(cio.NullIO, oci.WithProcessArgs("/bin/sleep", "1000"), oci.WithMemoryLimit(64*mib), oci.WithMemorySwap(64*mib))
+		ctx, cancel := tc.callCtx()
+		defer cancel()
+		for _, size := range []int64{128 * mib, 64 * mib, 256 * mib} {
+			res := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: ptr(size), Swap: ptr(size)}}
+			if err := s.task.Update(ctx, containerd.WithResources(res)); err != nil {
+				t.Fatalf("update memory and swap to %d MiB: %v", size/mib, err)
+			}
+			want := map[[2]string]string{
+				{"memory", "memory.limit_in_bytes"}:       strconv.FormatInt(size, 10),
+				{"memory", "memory.memsw.limit_in_bytes"}: strconv.FormatInt(size, 10),
+			}
+			if v2 {
+				want = map[[2]string]string{{"", "memory.max"}: strconv.FormatInt(size, 10), {"", "memory.swap.max"}: "0"}
+			}
+			for f, w := range want {
+				if got := tc.cgroupFile(f[0], f[1]); got != w {
+					t.Errorf("after the update to %d MiB: %s = %s, want %s", size/mib, f[1], got, w)
+				}
+			}
+		}
+	})
+}
