@@ -17,10 +17,11 @@ func (tc *tcase) specArgs(flags []string, mutate func(*specs.Spec), cmd ...strin
 		tc.t.Fatal(err)
 	}
 	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev"}})
+	spec.Linux.CgroupsPath = tc.c.CgroupsPath(tc.id)
 	if mutate != nil {
 		mutate(spec)
 	}
-	path, err := tc.c.WriteSpec(tc.id, spec, cmd...)
+	path, err := tc.c.WriteSpecAsIs(tc.id, spec, cmd...)
 	if err != nil {
 		tc.t.Fatal(err)
 	}

@@ -34,10 +34,18 @@ func (c *Containerd) DefaultSpec(ctx context.Context, rootfs string) (*specs.Spe
 // The container gets the cgroup ctr would give it.
 func (c *Containerd) WriteSpec(id string, spec *specs.Spec, args ...string) (string, error) {
 	s := *spec
-	proc, lin := *s.Process, *s.Linux
-	proc.Args = args
+	lin := *s.Linux
 	lin.CgroupsPath = c.CgroupsPath(id)
-	s.Process, s.Linux = &proc, &lin
+	s.Linux = &lin
+	return c.WriteSpecAsIs(id, &s, args...)
+}
+
+// WriteSpecAsIs is WriteSpec keeping the spec's own cgroupsPath.
+func (c *Containerd) WriteSpecAsIs(id string, spec *specs.Spec, args ...string) (string, error) {
+	s := *spec
+	proc := *s.Process
+	proc.Args = args
+	s.Process = &proc
 	data, err := json.Marshal(&s)
 	if err != nil {
 		return "", err

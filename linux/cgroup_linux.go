@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -422,10 +423,12 @@ func (c *cgroupV1) Pids() ([]int, error) {
 	// Every v1 hierarchy holds every process; the freezer is always mounted
 	// where containers run, and pids or devices stand in for it.
 	var lastErr error
+	allGone := true
 	for _, sub := range []cgroup1.Name{cgroup1.Freezer, cgroup1.Pids, cgroup1.Devices, cgroup1.Memory} {
 		procs, err := c.cg.Processes(sub, true)
 		if err != nil {
 			lastErr = err
+			allGone = allGone && cgroupGone(err)
 			continue
 		}
 		pids := make([]int, 0, len(procs))
@@ -434,7 +437,18 @@ func (c *cgroupV1) Pids() ([]int, error) {
 		}
 		return uniquePids(pids), nil
 	}
+	if allGone {
+		// Removed already (containers sharing one cgroupsPath, say, one
+		// of which was deleted first): gone is empty.
+		return nil, nil
+	}
 	return nil, fmt.Errorf("list processes of cgroup %s: %w", c.path, lastErr)
+}
+
+// cgroupGone says whether err comes from a cgroup that no longer exists,
+// or is being torn down by the kernel (ENODEV from its files then).
+func cgroupGone(err error) bool {
+	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
 }
 
 func (c *cgroupV1) Delete() error {
@@ -566,10 +580,11 @@ func (c *cgroupV2) Add(pid int) error {
 
 func (c *cgroupV2) Pids() ([]int, error) {
 	procs, err := c.m.Procs(true)
-	for retry := 0; err != nil && errors.Is(err, os.ErrNotExist) && retry < 3; retry++ {
-		// systemd removes a scope's cgroup once it is empty: gone is
-		// empty. A child cgroup removed during the walk is only a race.
-		if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) {
+	for retry := 0; err != nil && cgroupGone(err) && retry < 3; retry++ {
+		// systemd removes a scope's cgroup once it is empty: gone (or
+		// going: ENODEV) is empty. A child cgroup removed during the walk
+		// is only a race.
+		if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
 			return nil, nil
 		}
 		procs, err = c.m.Procs(true)
@@ -603,15 +618,21 @@ func uniquePids(pids []int) []int {
 	return out
 }
 
-// killCgroup sends SIGKILL to every process in cg until it is empty or the
-// deadline passes; processes can fork while we kill, so it loops.
-func killCgroup(cg Cgroup, deadline time.Duration) error {
-	cg.killAtOnce()
+// killCgroup sends SIGKILL to the processes in cg that are the
+// container's (mine; nil: all of them) until none is left or the deadline
+// passes; processes can fork while we kill, so it loops.
+func killCgroup(cg Cgroup, deadline time.Duration, mine func(pid int) bool) error {
+	if mine == nil {
+		cg.killAtOnce()
+	}
 	end := time.Now().Add(deadline)
 	for {
 		pids, err := cg.Pids()
 		if err != nil {
 			return err
+		}
+		if mine != nil {
+			pids = slices.DeleteFunc(pids, func(pid int) bool { return !mine(pid) })
 		}
 		if len(pids) == 0 {
 			return nil

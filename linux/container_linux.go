@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -105,7 +106,9 @@ type Container struct {
 	cg          Cgroup
 	rootfsMount string
 	privatePid  bool
-	init        *Process
+	// pidNS is the inode of init's pid namespace when it is its own, else 0.
+	pidNS uint64
+	init  *Process
 	// seccomp is the compiled linux.seccomp, loaded by init and each exec.
 	seccomp *seccomp.Program
 	// start runs the hooks the shim runs (through its reaper).
@@ -204,6 +207,12 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
+			if c.privatePid {
+				var err error
+				if c.pidNS, err = pidNamespaceOf(pid); err != nil {
+					return fmt.Errorf("container init's pid namespace: %w", err)
+				}
+			}
 			return writeState(c.Bundle, c.diskState())
 		},
 		seccompListener: c.seccompListener(specs.StateCreating),
@@ -277,7 +286,7 @@ func asNotFound(err error) error {
 }
 
 func (c *Container) diskState() diskState {
-	st := diskState{ID: c.ID, InitPid: c.InitPid, RootfsMount: c.rootfsMount}
+	st := diskState{ID: c.ID, InitPid: c.InitPid, PidNS: c.pidNS, RootfsMount: c.rootfsMount}
 	if c.cg != nil {
 		st.Cgroup = c.cg.Path()
 		if sd, ok := c.cg.(*systemdCgroup); ok {
@@ -348,7 +357,29 @@ func (c *Container) KillAll() error {
 	if c.cg == nil {
 		return nil
 	}
-	return killCgroup(c.cg, 5*time.Second)
+	return killCgroup(c.cg, 5*time.Second, nil)
+}
+
+// ownsPid says whether pid is a process of this container. With a pid
+// namespace of its own, that is its processes; without one, every process
+// of its cgroup (as runc kills them all). Another container may share the
+// cgroup (one cgroupsPath for several, as ctr's `oci spec` writes), and its
+// processes are not ours to kill.
+func (c *Container) ownsPid(pid int) bool {
+	if c.pidNS == 0 {
+		return true
+	}
+	ino, err := pidNamespaceOf(pid)
+	return err == nil && ino == c.pidNS
+}
+
+// pidNamespaceOf is the inode of pid's pid namespace.
+func pidNamespaceOf(pid int) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(pid)+"/ns/pid", &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }
 
 // Destroy undoes Create: kills what is left, removes the cgroup, unmounts
@@ -360,10 +391,17 @@ func (c *Container) Destroy(ctx context.Context) error {
 		c.init = nil
 	}
 	if c.cg != nil {
-		if err := killCgroup(c.cg, 5*time.Second); err != nil {
+		if err := killCgroup(c.cg, 5*time.Second, c.ownsPid); err != nil {
 			errs = append(errs, err)
 		} else if err := deleteCgroupRetry(c.cg); err != nil {
-			errs = append(errs, err)
+			if pids, perr := c.cg.Pids(); perr == nil && len(pids) > 0 && !slices.ContainsFunc(pids, c.ownsPid) {
+				// Shared with another container still running: its last
+				// Delete removes it.
+				slog.InfoContext(ctx, "cgroup left in place: other containers' processes are in it", "id", c.ID, "cgroup", c.cg.Path(), "pids", pids)
+				c.cg = nil
+			} else {
+				errs = append(errs, err)
+			}
 		} else {
 			c.cg = nil
 		}
@@ -435,7 +473,7 @@ func Cleanup(ctx context.Context, bundle string) (int, error) {
 			_ = unix.Kill(st.InitPid, unix.SIGKILL)
 		}
 	}
-	c := &Container{ID: st.ID, Bundle: bundle, rootfsMount: st.RootfsMount, InitPid: st.InitPid}
+	c := &Container{ID: st.ID, Bundle: bundle, rootfsMount: st.RootfsMount, InitPid: st.InitPid, pidNS: st.PidNS}
 	// The poststop hooks run after a shim crash too (runc-v2's `delete`
 	// runs `runc delete --force`, which runs them). The spec is not checked
 	// again: the namespaces it named may be gone by now.

@@ -21,7 +21,10 @@ type diskState struct {
 	// cleanup tell our init from a later process that reused the pid.
 	InitPid   int    `json:"init_pid,omitempty"`
 	InitStart uint64 `json:"init_start,omitempty"`
-	Cgroup    string `json:"cgroup,omitempty"`
+	// PidNS is the inode of init's own pid namespace (0: it has none), so
+	// cleanup kills only its processes in a cgroup others may share.
+	PidNS  uint64 `json:"pid_ns,omitempty"`
+	Cgroup string `json:"cgroup,omitempty"`
 	// SystemdUnit and SystemdSlice are set when systemd made the cgroup:
 	// cleanup stops the unit.
 	SystemdUnit  string `json:"systemd_unit,omitempty"`
