@@ -30,16 +30,18 @@ func TestLSMLabels(t *testing.T) {
 				tc.ctrFails(args, "apparmor")
 				return
 			}
-			loadAppArmorProfile(t, "minitest-nowrite", "deny /tmp/** w,")
+			// A name of the case's own: the cases of both daemons run at once.
+			profile := "minitest-nowrite-" + tc.id
+			loadAppArmorProfile(t, profile, "deny /tmp/** w,")
 			tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
-				s.Process.ApparmorProfile = "minitest-nowrite"
+				s.Process.ApparmorProfile = profile
 			}, "/bin/sleep", "1000"))
 			pid := tc.waitStatus("RUNNING")
-			if got := readProcFile(t, pid, "attr/current"); got != "minitest-nowrite (enforce)" {
-				t.Errorf("init's AppArmor label is %q, want minitest-nowrite (enforce)", got)
+			if got := readProcFile(t, pid, "attr/current"); got != profile+" (enforce)" {
+				t.Errorf("init's AppArmor label is %q, want %s (enforce)", got, profile)
 			}
 			res := tc.exec("e1", "/bin/sh", "-c", "cat /proc/self/attr/current; touch /tmp/x && echo wrote")
-			if !strings.Contains(res.Stdout, "minitest-nowrite (enforce)") || strings.Contains(res.Stdout, "wrote") || !strings.Contains(res.Stderr, "Permission denied") {
+			if !strings.Contains(res.Stdout, profile+" (enforce)") || strings.Contains(res.Stdout, "wrote") || !strings.Contains(res.Stderr, "Permission denied") {
 				t.Errorf("exec under the profile: want its label and the write under /tmp denied:\n%s", res)
 			}
 		})

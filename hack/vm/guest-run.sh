@@ -52,6 +52,13 @@ echo "VMTEST-INFO: cgroup.controllers: $(cat "$cg/cgroup.controllers")"
 echo "VMTEST-INFO: cgroup.subtree_control: $(cat "$cg/cgroup.subtree_control")"
 echo "VMTEST-INFO: /proc/self/cgroup: $(cat /proc/self/cgroup)"
 echo "VMTEST-INFO: v1 hierarchies mounted: $(awk '$3 == "cgroup"' /proc/mounts | wc -l)"
+# AppArmor's profiles are loaded through securityfs, which a host mounts at
+# boot; the AppArmor cases load one of their own.
+if [ -d /sys/kernel/security ] && ! awk '$3 == "securityfs" {f=1} END {exit !f}' /proc/mounts; then
+	mount -t securityfs securityfs /sys/kernel/security 2>/dev/null ||
+		echo "VMTEST-INFO: could not mount securityfs"
+fi
+echo "VMTEST-INFO: AppArmor enabled: $(cat /sys/module/apparmor/parameters/enabled 2>/dev/null || echo no)"
 
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp

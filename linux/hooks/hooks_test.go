@@ -80,6 +80,12 @@ func TestRun(t *testing.T) {
 			wantErr: "ran past its timeout of 1s",
 		},
 		{
+			// What the hook started dies with it: the group is killed.
+			name:    "timeout kills the hook's children",
+			hooks:   []specs.Hook{{Path: script(t, "sleep 30; exit 0"), Timeout: ptr(1)}},
+			wantErr: "ran past its timeout of 1s",
+		},
+		{
 			name:  "daemon holding the output does not hang us",
 			hooks: []specs.Hook{{Path: script(t, "sleep 3 & exit 0")}},
 		},
