@@ -660,3 +660,16 @@ func signalCgroup(cg Cgroup, sig unix.Signal) error {
 	}
 	return nil
 }
+
+// JoinCgroup moves pid into the existing cgroupfs cgroup path (in every
+// hierarchy on v1 and hybrid hosts).
+func JoinCgroup(path string, pid int) error {
+	if _, err := placeCgroup(path, "", false); err != nil {
+		return err
+	}
+	cg, err := loadCgroup(cgroupPlacement{Path: path})
+	if err != nil {
+		return err
+	}
+	return cg.Add(pid)
+}

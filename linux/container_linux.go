@@ -89,6 +89,13 @@ type CreateOpts struct {
 	// SystemdCgroup asks for the systemd cgroup driver (the runtime
 	// option of that name); a "slice:prefix:name" cgroupsPath does too.
 	SystemdCgroup bool
+	// NoPivotRoot moves the rootfs onto / and chroots instead of
+	// pivot_root (runc's option, for a root on ramfs, where pivot_root
+	// fails); the old root stays under it, so it confines less.
+	NoPivotRoot bool
+	// NoNewKeyring keeps the shim's session keyring (runc's option)
+	// instead of giving the container one of its own.
+	NoNewKeyring bool
 }
 
 // Container is a created container whose init waits for Start.
@@ -116,6 +123,8 @@ type Container struct {
 	// poststopDone keeps Destroy, which may run more than once, from
 	// running the poststop hooks twice.
 	poststopDone bool
+	// noNewKeyring is CreateOpts', for the container's execs.
+	noNewKeyring bool
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -135,11 +144,12 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			spec.Linux.CgroupsPath, errdefs.ErrFailedPrecondition)
 	}
 	c := &Container{
-		ID:         opts.ID,
-		Bundle:     opts.Bundle,
-		Spec:       spec,
-		privatePid: ns.unshare&unix.CLONE_NEWPID != 0,
-		start:      r.start,
+		ID:           opts.ID,
+		Bundle:       opts.Bundle,
+		Spec:         spec,
+		privatePid:   ns.unshare&unix.CLONE_NEWPID != 0,
+		start:        r.start,
+		noNewKeyring: opts.NoNewKeyring,
 	}
 	if spec.Linux.Seccomp != nil {
 		// Before anything is made: a profile that does not compile
@@ -203,6 +213,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			ID: c.ID, Bundle: c.Bundle, Spec: &initSpec, Rootfs: rootfs,
 			NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp,
 			Personality: spec.Linux.Personality, MemoryPolicy: spec.Linux.MemoryPolicy,
+			NoPivotRoot: opts.NoPivotRoot, NoNewKeyring: opts.NoNewKeyring,
 		},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {

@@ -94,7 +94,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		ns:     ns,
 		cg:     c.cg,
 		config: initConfig{
-			Exec: true, Process: opts.Process, Seccomp: c.seccomp,
+			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
 			Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,
 		},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,

@@ -91,6 +91,9 @@ type initConfig struct {
 	// every exec apply to themselves.
 	Personality  *specs.LinuxPersonality  `json:"personality,omitempty"`
 	MemoryPolicy *specs.LinuxMemoryPolicy `json:"memory_policy,omitempty"`
+	// NoPivotRoot and NoNewKeyring are runc's options of those names.
+	NoPivotRoot  bool `json:"no_pivot_root,omitempty"`
+	NoNewKeyring bool `json:"no_new_keyring,omitempty"`
 }
 
 func writeFrame(w io.Writer, v any) error {

@@ -74,7 +74,7 @@ func runInit(conn *os.File) error {
 		}
 	}
 	beforePivot := func() error { return runHooksBeforePivot(conn, &cfg) }
-	if err := SetupRootfs(spec, cfg.Rootfs, beforePivot); err != nil {
+	if err := SetupRootfs(spec, cfg.Rootfs, cfg.NoPivotRoot, beforePivot); err != nil {
 		return err
 	}
 	var afterStart func() error
@@ -135,6 +135,11 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 	// Capabilities, no_new_privs and a seccomp filter belong to a thread:
 	// everything from here to execve runs on this one.
 	runtime.LockOSThread()
+	if !cfg.NoNewKeyring {
+		if err := joinSessionKeyring(cfg.ID, !cfg.Exec); err != nil {
+			return err
+		}
+	}
 	if err := ApplyRlimits(proc.Rlimits); err != nil {
 		return err
 	}

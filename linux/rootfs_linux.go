@@ -27,8 +27,9 @@ import (
 //
 // beforePivot, when set, runs once every mount is in place and before
 // pivot_root, with the host's filesystem still in view: the hooks'
-// moment (prestart, createRuntime and createContainer).
-func SetupRootfs(spec *specs.Spec, rootfs string, beforePivot func() error) error {
+// moment (prestart, createRuntime and createContainer). noPivotRoot moves
+// the root instead (runc's option of that name).
+func SetupRootfs(spec *specs.Spec, rootfs string, noPivotRoot bool, beforePivot func() error) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
@@ -99,7 +100,11 @@ func SetupRootfs(spec *specs.Spec, rootfs string, beforePivot func() error) erro
 			return err
 		}
 	}
-	if err := pivotInto(root); err != nil {
+	if noPivotRoot {
+		if err := moveRootInto(root); err != nil {
+			return fmt.Errorf("move rootfs %s onto / (no pivot_root): %w", root, err)
+		}
+	} else if err := pivotInto(root); err != nil {
 		return fmt.Errorf("pivot_root into %s: %w", root, err)
 	}
 	if rootProp != 0 && rootProp&unix.MS_PRIVATE == 0 {
@@ -201,6 +206,24 @@ func pivotInto(root string) error {
 	}
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach old root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// moveRootInto makes root the root directory by moving its mount onto /
+// and chrooting into it, for a root pivot_root refuses (one on the
+// initramfs). Unlike a pivot, the old root stays mounted underneath, out of
+// reach of paths but not of every trick: runc's option asks for less
+// confinement, and only it turns this on.
+func moveRootInto(root string) error {
+	if err := unix.Chdir(root); err != nil {
+		return err
+	}
+	if err := unix.Mount(root, "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move mount: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
 	}
 	return unix.Chdir("/")
 }

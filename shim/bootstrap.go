@@ -5,6 +5,7 @@ import (
 
 	bootstrapapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // startRequest is what `start` learned from containerd, whichever protocol
@@ -30,6 +31,28 @@ func parseStartInput(input []byte, id, namespace string) startRequest {
 		return startRequest{bootstrap: &p}
 	}
 	return startRequest{legacyOptions: input}
+}
+
+// runtimeOptions are the runtime options containerd sent: the Any on
+// stdin (older containerd), or the bootstrap's extensions.
+func (r startRequest) runtimeOptions() []*anypb.Any {
+	if r.bootstrap != nil {
+		var out []*anypb.Any
+		for _, e := range r.bootstrap.GetExtensions() {
+			if v := e.GetValue(); v != nil {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	if len(r.legacyOptions) == 0 {
+		return nil
+	}
+	var a anypb.Any
+	if proto.Unmarshal(r.legacyOptions, &a) != nil {
+		return nil
+	}
+	return []*anypb.Any{&a}
 }
 
 // containerdAddress is the grpc address that names the socket: the one in

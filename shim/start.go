@@ -75,6 +75,11 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	// Best effort, as the shim still works without it: the OOM killer
 	// should prefer the shim to containerd, yet not to the containers.
 	_ = adjustOOMScore(os.Getppid(), daemon.Pid)
+	// runc-v2's ShimCgroup option: the daemon (not its containers) runs
+	// in that cgroup.
+	if err := task.JoinShimCgroup(req.runtimeOptions(), daemon.Pid); err != nil {
+		return err
+	}
 
 	if err := writeFileAtomic(filepath.Join(bundle, addressFileName), []byte(address)); err != nil {
 		return err

@@ -85,7 +85,7 @@ type execRunner struct {
 // (before it can run, so its exit is never lost) and lets it execve().
 func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 	pr := r.pr
-	pipes, err := r.s.openIO(ctx, pr.stdio, pr.spec.User)
+	pipes, err := r.s.openIO(ctx, pr.stdio, pipeOwner(pr.c.ioOwner, pr.spec.User))
 	if err != nil {
 		return 0, fmt.Errorf("open stdio of exec %s: %w", pr.execID, err)
 	}

@@ -72,6 +72,9 @@ type container struct {
 	init   *proc
 	// stopOOM ends the OOM watch at Delete.
 	stopOOM chan struct{}
+	// ioOwner owns the stdio pipes of its processes (runc-v2's IoUid and
+	// IoGid options); nil: each process's own user.
+	ioOwner *specs.User
 
 	mu    sync.Mutex
 	execs map[string]*proc
@@ -263,6 +266,16 @@ func (s *Service) register(pid int, pr *proc) (process.Exit, bool) {
 	return e, ok
 }
 
+// pipeOwner is who owns a process's stdio pipes: the container's IoUid and
+// IoGid when set, else the process's user (so that a process running as
+// another user can still reopen its /dev/stdout).
+func pipeOwner(ioOwner *specs.User, user specs.User) specs.User {
+	if ioOwner != nil {
+		return *ioOwner
+	}
+	return user
+}
+
 // openIO opens a process's non-terminal stdio; terminals get theirs once
 // the process sent its pty master.
 func (s *Service) openIO(ctx context.Context, cfg shimio.Config, user specs.User) (*shimio.Pipes, error) {
@@ -298,21 +311,41 @@ func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, maste
 	return shimio.NewConsole(ctx, cfg, master)
 }
 
-// systemdCgroupOption reads SystemdCgroup from runtime options of the runc
-// shim's type, which containerd sends when they are given in that type (a
-// client's WithRuntime options; CRI only for runc's own runtime_type, with
-// runtime_path naming this shim). The type's other fields name runc's own
-// binary and knobs, and other types carry nothing for this runtime: both
-// are ignored, as runc-v2 ignores what it does not know.
-func systemdCgroupOption(opts *anypb.Any) (bool, error) {
+// runcOptions reads runtime options of the runc shim's type, which
+// containerd sends when they are given in that type (a client's
+// WithRuntime options; CRI only for runc's own runtime_type, with
+// runtime_path naming this shim). Other types carry nothing for this
+// runtime and are ignored, as runc-v2 ignores what it does not know. Of
+// the type's fields, SystemdCgroup, NoPivotRoot and NoNewKeyring change
+// the container; BinaryName and Root name runc's binary and state and mean
+// nothing here (README, "Options shared with runc-v2").
+func runcOptions(opts *anypb.Any) (*runcoptions.Options, error) {
 	var runc runcoptions.Options
 	if opts == nil || !opts.MessageIs(&runc) {
-		return false, nil
+		return &runc, nil
 	}
 	if err := opts.UnmarshalTo(&runc); err != nil {
-		return false, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
 	}
-	return runc.SystemdCgroup, nil
+	return &runc, nil
+}
+
+// JoinShimCgroup moves the shim daemon (pid) into the cgroup the runc
+// options among opts name as ShimCgroup, if any, as runc-v2's `start` does.
+// The cgroup must exist.
+func JoinShimCgroup(opts []*anypb.Any, pid int) error {
+	for _, a := range opts {
+		o, err := runcOptions(a)
+		if err != nil {
+			return err
+		}
+		if o.ShimCgroup != "" {
+			if err := linux.JoinCgroup(o.ShimCgroup, pid); err != nil {
+				return fmt.Errorf("runtime option ShimCgroup: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Create creates a container whose init waits for Start.
@@ -347,7 +380,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		s.endSpawn()
 	}()
 
-	systemd, err := systemdCgroupOption(r.Options)
+	ropts, err := runcOptions(r.Options)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
@@ -360,7 +393,11 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 			r.ID, r.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
 	}
 	ioCfg := s.stdioConfig(r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
-	pipes, err := s.openIO(ctx, ioCfg, spec.Process.User)
+	var ioOwner *specs.User
+	if ropts.IoUid != 0 || ropts.IoGid != 0 {
+		ioOwner = &specs.User{UID: ropts.IoUid, GID: ropts.IoGid}
+	}
+	pipes, err := s.openIO(ctx, ioCfg, pipeOwner(ioOwner, spec.Process.User))
 	if err != nil {
 		return nil, fmt.Errorf("open stdio of %s: %w", r.ID, err)
 	}
@@ -377,7 +414,9 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	lc, err := s.runtime.Create(ctx, linux.CreateOpts{
 		ID: r.ID, Bundle: r.Bundle, Spec: spec, Rootfs: mounts,
 		Stdin: in, Stdout: out, Stderr: errf,
-		SystemdCgroup: systemd,
+		SystemdCgroup: ropts.SystemdCgroup,
+		NoPivotRoot:   ropts.NoPivotRoot,
+		NoNewKeyring:  ropts.NoNewKeyring,
 	})
 	if err != nil {
 		return nil, err
@@ -391,7 +430,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("terminal of %s: %w", r.ID, err)
 	}
 
-	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{})}
+	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{}), ioOwner: ioOwner}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	c.init.p = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
 	c.init.lifecycle.Lock()

@@ -221,7 +221,7 @@ func TestServiceRequestsDuringCreate(t *testing.T) {
 	}
 }
 
-func TestSystemdCgroupOption(t *testing.T) {
+func TestRuncOptions(t *testing.T) {
 	anyOf := func(m proto.Message) *anypb.Any {
 		a, err := anypb.New(m)
 		if err != nil {
@@ -237,21 +237,21 @@ func TestSystemdCgroupOption(t *testing.T) {
 	}{
 		{"none", nil, false, false},
 		{"runc options, cgroupfs", anyOf(&runcoptions.Options{BinaryName: "runc"}), false, false},
-		{"runc options, systemd", anyOf(&runcoptions.Options{SystemdCgroup: true}), true, false},
+		{"runc options, systemd", anyOf(&runcoptions.Options{SystemdCgroup: true, NoNewKeyring: true}), true, false},
 		{"another type is not ours", anyOf(&runcoptions.ProcessDetails{ExecID: "x"}), false, false},
 		{"corrupt", &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff}}, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := systemdCgroupOption(tt.opts)
+			got, err := runcOptions(tt.opts)
 			if tt.invalid {
 				if !errdefs.IsInvalidArgument(err) {
 					t.Fatalf("got %v, %v; want invalid argument", got, err)
 				}
 				return
 			}
-			if err != nil || got != tt.want {
-				t.Fatalf("got %v, %v; want %v", got, err, tt.want)
+			if err != nil || got.SystemdCgroup != tt.want || got.NoNewKeyring != tt.want {
+				t.Fatalf("got %v, %v; want SystemdCgroup and NoNewKeyring %v", got, err, tt.want)
 			}
 		})
 	}

@@ -103,6 +103,13 @@ type started struct {
 // as a client would.
 func (tc *tcase) start(ioc cio.Creator, specOpts ...oci.SpecOpts) *started {
 	tc.t.Helper()
+	return tc.startWithOptions(nil, ioc, specOpts...)
+}
+
+// startWithOptions is start with runtime options (nil: none) for the
+// container.
+func (tc *tcase) startWithOptions(runtimeOpts any, ioc cio.Creator, specOpts ...oci.SpecOpts) *started {
+	tc.t.Helper()
 	ctx, cancel := tc.callCtx()
 	defer cancel()
 	// The client's default spec as it is: unlike ctr's, it denies every
@@ -110,7 +117,7 @@ func (tc *tcase) start(ioc cio.Creator, specOpts ...oci.SpecOpts) *started {
 	// work (TestClientStandardDevices).
 	opts := append([]oci.SpecOpts{oci.WithRootFSPath(suite.rootfs), oci.WithRootFSReadonly()}, specOpts...)
 	cont, err := tc.client.NewContainer(ctx, tc.id,
-		containerd.WithRuntime(tc.tg.runtime, nil),
+		containerd.WithRuntime(tc.tg.runtime, runtimeOpts),
 		containerd.WithNewSpec(opts...))
 	if err != nil {
 		tc.t.Fatalf("new container %s: %v", tc.id, err)
