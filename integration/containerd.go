@@ -48,6 +48,9 @@ type CRIConfig struct {
 	// Runtimes maps CRI runtime handler names ("mini") to runtime types
 	// ("io.containerd.mini.v2").
 	Runtimes map[string]string
+	// BaseRuntimeSpecs maps some of those handlers to a base spec file:
+	// every container of the handler starts from it (hooks, say).
+	BaseRuntimeSpecs map[string]string
 }
 
 // Containerd is one private containerd daemon started by the harness.
@@ -171,6 +174,9 @@ func (c *Containerd) writeCRITOML(b *strings.Builder, cri *CRIConfig) {
 	slices.Sort(handlers)
 	for _, h := range handlers {
 		fmt.Fprintf(b, "\n[%s.containerd.runtimes.%s]\n  runtime_type = %q\n", runtime, strconv.Quote(h), cri.Runtimes[h])
+		if spec := cri.BaseRuntimeSpecs[h]; spec != "" {
+			fmt.Fprintf(b, "  base_runtime_spec = %q\n", spec)
+		}
 		// Only runc's option type has the cgroup driver; CRI reads the
 		// driver it reports from there, else guesses from whether systemd
 		// runs. Cgroupfs either way: pods get plain cgroup parents.

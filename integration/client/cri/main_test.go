@@ -135,9 +135,16 @@ func startDaemon(ctx context.Context) error {
 		integration.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"/bin/sh"}}); err != nil {
 		return err
 	}
-	cri := &integration.CRIConfig{SandboxImage: pauseImage, Runtimes: map[string]string{}}
+	hooksSpec, err := writeHooksSpec(ctx, v)
+	if err != nil {
+		return err
+	}
+	cri := &integration.CRIConfig{SandboxImage: pauseImage, Runtimes: map[string]string{}, BaseRuntimeSpecs: map[string]string{}}
 	for _, rt := range suite.runtimes {
 		cri.Runtimes[integration.RuntimeTag(rt)] = rt
+		// The same runtime again, every container with hooks.
+		cri.Runtimes[integration.RuntimeTag(rt)+hooksHandlerSuffix] = rt
+		cri.BaseRuntimeSpecs[integration.RuntimeTag(rt)+hooksHandlerSuffix] = hooksSpec
 	}
 	suite.c, err = integration.StartContainerd(ctx, integration.Options{
 		Version: v, ShimDir: suite.shimDir, Namespace: criNamespace, Keep: suite.keep, CRI: cri,
