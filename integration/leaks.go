@@ -17,14 +17,16 @@ import (
 // ShimSocketDir is where shims of a root containerd put their sockets.
 const ShimSocketDir = "/run/containerd/s"
 
-// ShimSocketPaths are the sockets a shim following the runc-v2 convention
-// makes for container id: sha256 of "<containerd address>/<ns>/<id>", and
-// of ".../debug" for the debug socket.
+// ShimSocketPaths are the sockets a shim may make for container id: runc-v2
+// names them sha256 of "<containerd address>/<ns>/<id>" (and ".../debug"
+// for the debug socket), ours sha256 of "io.containerd.mini.v2:" and that.
 func (c *Containerd) ShimSocketPaths(id string) []string {
 	var out []string
 	for _, p := range []string{
 		filepath.Join(c.Address, c.Namespace, id),
 		filepath.Join(c.Address, c.Namespace, id, "debug"),
+		// Ours, named apart from runc-v2's.
+		MiniRuntime + ":" + filepath.Join(c.Address, c.Namespace, id),
 	} {
 		sum := sha256.Sum256([]byte(p))
 		out = append(out, filepath.Join(ShimSocketDir, hex.EncodeToString(sum[:])))

@@ -17,11 +17,15 @@ import (
 
 const unixScheme = "unix://"
 
-// socketPath names the shim's socket the way containerd's own shims do, so
-// that a shim for a given (containerd, namespace, group) is found again at
-// the same place: dir/hex(sha256(address/namespace/group)).
+// socketPath names the shim's socket so that the shim for a given
+// (containerd, namespace, group) is found again at the same place, as
+// containerd's own shims do, but apart from theirs: runc-v2 names its
+// socket dir/hex(sha256(address/namespace/group)), and a group annotation
+// both runtimes honour would otherwise have either's start take the
+// other's live socket for its own shim. So ours hashes the runtime's name
+// in front: dir/hex(sha256(RuntimeName ":" address/namespace/group)).
 func socketPath(dir, containerdAddress, namespace, group string) (string, error) {
-	sum := sha256.Sum256([]byte(filepath.Join(containerdAddress, namespace, group)))
+	sum := sha256.Sum256([]byte(RuntimeName + ":" + filepath.Join(containerdAddress, namespace, group)))
 	p := filepath.Join(dir, hex.EncodeToString(sum[:]))
 	if len(p) >= socketPathMaxBytes {
 		return "", fmt.Errorf("socket path %s is %d bytes, unix sockets allow fewer than %d: %w",

@@ -15,8 +15,13 @@ import (
 
 func TestSocketPath(t *testing.T) {
 	const addr = "/run/containerd/containerd.sock"
-	sum := sha256.Sum256([]byte(addr + "/default/c1"))
+	sum := sha256.Sum256([]byte(RuntimeName + ":" + addr + "/default/c1"))
 	want := "/run/containerd/s/" + hex.EncodeToString(sum[:])
+	// What runc-v2 names its socket for the same group: never ours.
+	runcSum := sha256.Sum256([]byte(addr + "/default/c1"))
+	if runc := "/run/containerd/s/" + hex.EncodeToString(runcSum[:]); runc == want {
+		t.Fatal("our socket name is runc-v2's")
+	}
 
 	tests := []struct {
 		name      string
@@ -25,7 +30,7 @@ func TestSocketPath(t *testing.T) {
 		want      string
 		wantErr   error
 	}{
-		{name: "containerd convention", dir: defaultSocketDir, addr: addr, ns: "default", group: "c1", want: want},
+		{name: "named apart from runc-v2", dir: defaultSocketDir, addr: addr, ns: "default", group: "c1", want: want},
 		{name: "other id differs", dir: defaultSocketDir, addr: addr, ns: "default", group: "c2"},
 		{name: "too long", dir: "/" + strings.Repeat("d", 60), addr: addr, ns: "default", group: "c1", wantErr: errdefs.ErrInvalidArgument},
 	}
