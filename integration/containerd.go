@@ -51,6 +51,9 @@ type CRIConfig struct {
 	// BaseRuntimeSpecs maps some of those handlers to a base spec file:
 	// every container of the handler starts from it (hooks, say).
 	BaseRuntimeSpecs map[string]string
+	// Options maps some of those handlers to the TOML lines of their
+	// options table.
+	Options map[string]string
 }
 
 // Containerd is one private containerd daemon started by the harness.
@@ -180,8 +183,15 @@ func (c *Containerd) writeCRITOML(b *strings.Builder, cri *CRIConfig) {
 		// Only runc's option type has the cgroup driver; CRI reads the
 		// driver it reports from there, else guesses from whether systemd
 		// runs. Cgroupfs either way: pods get plain cgroup parents.
-		if cri.Runtimes[h] == RuncRuntime {
-			fmt.Fprintf(b, "  [%s.containerd.runtimes.%s.options]\n    SystemdCgroup = false\n", runtime, strconv.Quote(h))
+		opts := cri.Options[h]
+		if opts == "" && cri.Runtimes[h] == RuncRuntime {
+			opts = "SystemdCgroup = false"
+		}
+		if opts != "" {
+			fmt.Fprintf(b, "  [%s.containerd.runtimes.%s.options]\n", runtime, strconv.Quote(h))
+			for _, line := range strings.Split(strings.TrimSpace(opts), "\n") {
+				fmt.Fprintf(b, "    %s\n", strings.TrimSpace(line))
+			}
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	eventstypes "github.com/containerd/containerd/api/events"
 	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	tasktypes "github.com/containerd/containerd/api/types/task"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -309,25 +308,6 @@ func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, maste
 		return pipes, nil
 	}
 	return shimio.NewConsole(ctx, cfg, master)
-}
-
-// runcOptions reads runtime options of the runc shim's type, which
-// containerd sends when they are given in that type (a client's
-// WithRuntime options; CRI only for runc's own runtime_type, with
-// runtime_path naming this shim). Other types carry nothing for this
-// runtime and are ignored, as runc-v2 ignores what it does not know. Of
-// the type's fields, SystemdCgroup, NoPivotRoot and NoNewKeyring change
-// the container; BinaryName and Root name runc's binary and state and mean
-// nothing here (README, "Options shared with runc-v2").
-func runcOptions(opts *anypb.Any) (*runcoptions.Options, error) {
-	var runc runcoptions.Options
-	if opts == nil || !opts.MessageIs(&runc) {
-		return &runc, nil
-	}
-	if err := opts.UnmarshalTo(&runc); err != nil {
-		return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
-	}
-	return &runc, nil
 }
 
 // JoinShimCgroup moves the shim daemon (pid) into the cgroup the runc

@@ -139,12 +139,16 @@ func startDaemon(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cri := &integration.CRIConfig{SandboxImage: pauseImage, Runtimes: map[string]string{}, BaseRuntimeSpecs: map[string]string{}}
+	cri := &integration.CRIConfig{SandboxImage: pauseImage, Runtimes: map[string]string{}, BaseRuntimeSpecs: map[string]string{}, Options: map[string]string{}}
 	for _, rt := range suite.runtimes {
 		cri.Runtimes[integration.RuntimeTag(rt)] = rt
 		// The same runtime again, every container with hooks.
 		cri.Runtimes[integration.RuntimeTag(rt)+hooksHandlerSuffix] = rt
 		cri.BaseRuntimeSpecs[integration.RuntimeTag(rt)+hooksHandlerSuffix] = hooksSpec
+		// And with options in its table (for runc's type, runc's options;
+		// for any other, CRI's generic ones, the table as TOML).
+		cri.Runtimes[integration.RuntimeTag(rt)+optionsHandlerSuffix] = rt
+		cri.Options[integration.RuntimeTag(rt)+optionsHandlerSuffix] = handlerOptions
 	}
 	suite.c, err = integration.StartContainerd(ctx, integration.Options{
 		Version: v, ShimDir: suite.shimDir, Namespace: criNamespace, Keep: suite.keep, CRI: cri,

@@ -1,0 +1,97 @@
+package task
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
+	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
+	"github.com/containerd/errdefs"
+	"github.com/pelletier/go-toml/v2"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// runcOptions reads the runtime options containerd sent, in either form it
+// uses for this runtime:
+//
+//   - runc's own type (containerd.runc.v1.Options): what a client's
+//     WithRuntime options carry, and CRI's for runc's runtime_type;
+//   - CRI's generic type (runtimeoptions.v1.Options): what CRI sends for
+//     any other runtime_type, the runtime's `options` table as TOML in
+//     ConfigBody, or a TOML file at ConfigPath. Its keys are runc's
+//     options' names (SystemdCgroup, NoNewKeyring, ...); one that is not
+//     is refused, never skipped.
+//
+// Other types carry nothing for this runtime and are ignored, as runc-v2
+// ignores them. Of the options, SystemdCgroup, NoPivotRoot, NoNewKeyring,
+// ShimCgroup, IoUid and IoGid change what the runtime does; BinaryName,
+// Root and the Criu paths name runc's binary, state and checkpoint tools
+// and mean nothing here (README, "Options shared with runc-v2").
+func runcOptions(opts *anypb.Any) (*runcoptions.Options, error) {
+	var runc runcoptions.Options
+	var generic runtimeoptions.Options
+	switch {
+	case opts == nil:
+		return &runc, nil
+	case opts.MessageIs(&runc):
+		if err := opts.UnmarshalTo(&runc); err != nil {
+			return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+		}
+		return &runc, nil
+	case opts.MessageIs(&generic):
+		if err := opts.UnmarshalTo(&generic); err != nil {
+			return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+		}
+		return genericOptions(&generic)
+	}
+	return &runc, nil
+}
+
+// tomlOptions are the keys the generic options take: runc's options'
+// names, as containerd's config writes them for runc.
+type tomlOptions struct {
+	SystemdCgroup bool
+	NoPivotRoot   bool
+	NoNewKeyring  bool
+	ShimCgroup    string
+	IoUid         uint32
+	IoGid         uint32
+	BinaryName    string
+	Root          string
+	CriuImagePath string
+	CriuWorkPath  string
+}
+
+// genericOptions decodes CRI's generic options.
+func genericOptions(g *runtimeoptions.Options) (*runcoptions.Options, error) {
+	body, where := g.GetConfigBody(), "the runtime's options table (ConfigBody)"
+	if p := g.GetConfigPath(); p != "" {
+		// The file containerd's config names: read as the options are.
+		data, err := os.ReadFile(p)
+		if err != nil {
+			var class error = errdefs.ErrInvalidArgument
+			if errors.Is(err, os.ErrNotExist) {
+				class = errdefs.ErrNotFound
+			}
+			return nil, fmt.Errorf("runtime options ConfigPath %s: %v: %w", p, err, class)
+		}
+		body, where = data, "runtime options file "+p
+	}
+	var t tomlOptions
+	dec := toml.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&t); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return nil, fmt.Errorf("%s: not an option of this runtime: %s: %w", where, strict.String(), errdefs.ErrInvalidArgument)
+		}
+		return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrInvalidArgument)
+	}
+	return &runcoptions.Options{
+		SystemdCgroup: t.SystemdCgroup, NoPivotRoot: t.NoPivotRoot, NoNewKeyring: t.NoNewKeyring,
+		ShimCgroup: t.ShimCgroup, IoUid: t.IoUid, IoGid: t.IoGid, BinaryName: t.BinaryName, Root: t.Root,
+		CriuImagePath: t.CriuImagePath, CriuWorkPath: t.CriuWorkPath,
+	}, nil
+}
