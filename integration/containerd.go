@@ -68,6 +68,7 @@ type Containerd struct {
 	LogPath      string
 	PATH         string // containerd's (and so the shims') PATH
 	keep         bool
+	opts         Options // what it was started with, for Restart
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -120,11 +121,28 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 	}
 	c.PATH = strings.Join(nonEmpty(opts.ShimDir, v.BinDir,
 		"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"), ":")
+	c.opts = opts
 	if err := c.start(ctx, opts); err != nil {
 		_ = c.Stop(context.Background())
 		return nil, err
 	}
 	return c, nil
+}
+
+// Restart ends the daemon with sig (SIGTERM: an orderly stop; SIGKILL: a
+// crash) and starts it again on the same root, state and sockets, as a
+// host's service manager would. Shims and containers are left running.
+func (c *Containerd) Restart(ctx context.Context, sig syscall.Signal) error {
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("containerd %s: signal %v: %w", c.Version.Name, sig, err)
+	}
+	select {
+	case <-c.done:
+	case <-time.After(30 * time.Second):
+		return fmt.Errorf("containerd %s: still running 30s after %v", c.Version.Name, sig)
+	}
+	c.done = make(chan struct{})
+	return c.start(ctx, c.opts)
 }
 
 func nonEmpty(items ...string) []string {
@@ -201,7 +219,8 @@ func (c *Containerd) start(ctx context.Context, opts Options) error {
 	if err := os.WriteFile(cfg, []byte(c.configTOML(opts.LogLevel, opts.CRI)), 0o600); err != nil {
 		return fmt.Errorf("containerd %s: write config: %w", c.Version.Name, err)
 	}
-	logf, err := os.Create(c.LogPath)
+	// Appended to: a restarted daemon logs after its first life.
+	logf, err := os.OpenFile(c.LogPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("containerd %s: create log: %w", c.Version.Name, err)
 	}

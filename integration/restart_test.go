@@ -1,0 +1,99 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Issue 9: containerd restarted, by SIGTERM and by SIGKILL, under running
+// containers (one with an exec whose ctr loses its daemon): every task is
+// found again with its pid; exec, kill, events and delete work afterwards;
+// nothing is left. Each runs on a daemon of its own, since the suite's
+// daemons serve other cases meanwhile.
+func TestContainerdRestart(t *testing.T) {
+	const containers = 6
+	forEachTarget(t, func(t *testing.T, tg target) {
+		for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
+			t.Run(strings.ToLower(sig.String()[:4]), func(t *testing.T) {
+				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+				t.Cleanup(cancel)
+				c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.shimDir, Keep: suite.keep})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Registered before the cases, so it runs after their own
+				// removal and leak checks.
+				t.Cleanup(func() {
+					if err := c.Stop(context.Background()); err != nil {
+						t.Error(err)
+					}
+				})
+				own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+				var cases []*tcase
+				pids := map[string]string{}
+				for i := 0; i < containers; i++ {
+					tc := newCase(t, own, fmt.Sprintf("restart%d", i))
+					tc.startDetached("/bin/sleep", "1000")
+					pids[tc.id] = tc.waitStatus("RUNNING")
+					cases = append(cases, tc)
+				}
+				// An exec whose ctr is attached when the daemon goes.
+				lost := cases[0].background("", cases[0].execArgs(nil, "held", "/bin/sleep", "1000")...)
+				cases[0].execPsPid("held")
+
+				if err := c.Restart(ctx, sig); err != nil {
+					t.Fatal(err)
+				}
+				if res := cases[0].await(lost); res.ExitCode == 0 {
+					t.Errorf("the exec's ctr lost its daemon, yet exited 0:\n%s", res)
+				}
+				cases[0].bg = nil
+				events, err := c.WatchEvents(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(events.Stop)
+				own.d.events = events
+
+				for _, tc := range cases {
+					if got := tc.waitStatus("RUNNING"); got != pids[tc.id] {
+						t.Errorf("%s: pid %s after the restart, %s before", tc.id, got, pids[tc.id])
+					}
+					if res := tc.exec("after", "/bin/sh", "-c", "echo alive"); res.ExitCode != 0 || res.Stdout != "alive\n" {
+						t.Errorf("exec into %s after the restart: %s", tc.id, res)
+					}
+				}
+				// The exec from before the restart can be killed, unless it
+				// ended with its ctr (containerd 2.4's orderly stop ends it,
+				// with either runtime).
+				if res := cases[0].ctr("", "tasks", "kill", "--exec-id", "held", "--signal", "SIGKILL", cases[0].id); res.ExitCode != 0 && !strings.Contains(res.Stderr, "not found") {
+					t.Errorf("kill the exec from before the restart: %s", res)
+				}
+				// Events still flow: an exit after the restart is published.
+				last := cases[len(cases)-1]
+				if res := last.ctr("", "tasks", "kill", "--signal", "SIGKILL", last.id); res.ExitCode != 0 {
+					t.Fatalf("kill %s: %s", last.id, res)
+				}
+				wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+				_, err = events.WaitFor(wctx, func(evs []Event) bool {
+					for _, e := range evs {
+						if e.Topic == "/tasks/exit" && e.ContainerID() == last.id {
+							return true
+						}
+					}
+					return false
+				})
+				wcancel()
+				if err != nil {
+					t.Errorf("no /tasks/exit for %s after the restart: %v", last.id, err)
+				}
+				// The cases' cleanups delete the tasks and containers, then
+				// check that nothing is left.
+			})
+		}
+	})
+}
