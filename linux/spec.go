@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,15 +28,33 @@ func LoadSpec(bundle string) (*specs.Spec, error) {
 	return spec, nil
 }
 
+// maxSpecBytes bounds config.json: a spec is a few KiB, a big one with
+// annotations and a seccomp profile some hundreds; whatever is far larger
+// is not one to read into memory.
+const maxSpecBytes = 16 << 20
+
 // readSpec parses bundle/config.json without checking it.
 func readSpec(bundle string) (*specs.Spec, error) {
+	if fi, err := os.Lstat(bundle); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		// containerd makes the bundle a directory; a symlink could point
+		// the shim's mounts and state anywhere.
+		return nil, fmt.Errorf("bundle %s is a symlink, not a directory: %w", bundle, errdefs.ErrInvalidArgument)
+	}
 	path := filepath.Join(bundle, "config.json")
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("config.json: %s does not exist: %w", path, errdefs.ErrNotFound)
 		}
 		return nil, fmt.Errorf("config.json: read %s: %w", path, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxSpecBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("config.json: read %s: %w", path, err)
+	}
+	if len(data) > maxSpecBytes {
+		return nil, fmt.Errorf("config.json: %s is larger than %d MiB: %w", path, maxSpecBytes>>20, errdefs.ErrInvalidArgument)
 	}
 	var spec specs.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {

@@ -29,8 +29,8 @@ func (s *Service) Exec(ctx context.Context, r *taskv3.ExecProcessRequest) (*empt
 }
 
 func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error {
-	if r.ExecID == "" {
-		return fmt.Errorf("exec in %s: exec id is empty: %w", r.ID, errdefs.ErrInvalidArgument)
+	if err := checkID("exec in "+r.ID+": exec id", r.ExecID); err != nil {
+		return err
 	}
 	c, err := s.get(r.ID)
 	if err != nil {

@@ -335,8 +335,8 @@ func (s *Service) Create(ctx context.Context, r *taskv3.CreateTaskRequest) (*tas
 }
 
 func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *taskv3.CreateTaskResponse, retErr error) {
-	if r.ID == "" {
-		return nil, fmt.Errorf("create: container id is empty: %w", errdefs.ErrInvalidArgument)
+	if err := checkID("create: container id", r.ID); err != nil {
+		return nil, err
 	}
 	if r.Checkpoint != "" {
 		return nil, fmt.Errorf("create %s from checkpoint: %w", r.ID, errdefs.ErrNotImplemented)

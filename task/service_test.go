@@ -304,3 +304,55 @@ func TestGenericRuntimeOptions(t *testing.T) {
 		})
 	}
 }
+
+// Bad input at the ttrpc door: ids containerd would refuse, a symlinked
+// bundle, an oversized config.json; each a clear InvalidArgument, nothing
+// registered.
+func TestServiceBadInput(t *testing.T) {
+	ctx := context.Background()
+	s, pub := newTestService(t)
+	real := t.TempDir()
+	link := filepath.Join(t.TempDir(), "bundle")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	huge := t.TempDir()
+	f, err := os.Create(filepath.Join(huge, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(100 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	tests := []struct {
+		name   string
+		call   func() error
+		naming string
+	}{
+		{"slash", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "a/b", Bundle: real}); return err }, `"a/b"`},
+		{"dot dot", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "..", Bundle: real}); return err }, `".."`},
+		{"nul", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "a\x00b", Bundle: real}); return err }, "container id"},
+		{"1 MB", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: strings.Repeat("a", 1<<20), Bundle: real})
+			return err
+		}, "1048576 bytes"},
+		{"exec id", func() error { _, err := s.Exec(ctx, &taskv3.ExecProcessRequest{ID: "c1", ExecID: "../e"}); return err }, "exec id"},
+		{"symlinked bundle", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: link}); return err }, "symlink"},
+		{"100 MB config.json", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: huge}); return err }, "larger than"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := errgrpc.ToNative(tt.call())
+			if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tt.naming) {
+				t.Fatalf("got %v; want InvalidArgument naming %s", err, tt.naming)
+			}
+			if len(err.Error()) > 400 {
+				t.Errorf("error of %d bytes: the id should be cut short", len(err.Error()))
+			}
+		})
+	}
+	if len(pub.topics) != 0 {
+		t.Fatalf("events published for refused requests: %v", pub.topics)
+	}
+}
