@@ -15,6 +15,13 @@ CLIENT_DIR := integration/client
 MINI_TEST_CONTAINERD ?= 1.6,2.4
 MINI_TEST_RUNTIMES   ?= io.containerd.mini.v2
 INTEGRATION_FLAGS    ?=
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 3s
+# Every fuzz target, as package:Target; a crasher go test finds is kept
+# under the package's testdata/fuzz as seed corpus.
+FUZZ_TARGETS := ./linux:FuzzHandshakeFrame ./linux:FuzzHandshakePidLine ./linux:FuzzLoadSpec \
+	./linux:FuzzMountOptions ./linux:FuzzCgroupPath ./io:FuzzParseURI ./shim:FuzzStartInput \
+	./task:FuzzRuntimeOptions
 # Benchmark flags, e.g. BENCHFLAGS="-n 50 -containerd 1.6,2.4".
 BENCHFLAGS ?=
 
@@ -22,7 +29,7 @@ export CGO_ENABLED := 1
 export PATH := /usr/local/go/bin:$(PATH)
 export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
 
-.PHONY: all build install test unit integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
+.PHONY: all build install test unit fuzz integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
 
 all: build
 
@@ -56,7 +63,16 @@ integration: check-deps build
 	MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v $(INTEGRATION_FLAGS) ./integration/
 	cd $(CLIENT_DIR) && MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v $(INTEGRATION_FLAGS) ./...
 
-test: check-deps vet unit integration test-systemd test-cgroupv2
+test: check-deps vet unit fuzz integration test-systemd test-cgroupv2
+
+# Each fuzz target for FUZZTIME, one after the other (go test fuzzes one
+# target of one package at a time).
+fuzz:
+	@out=$$(mktemp); trap 'rm -f '"$$out" EXIT; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}\$$" -fuzztime $(FUZZTIME) $${t%%:*} >"$$out" 2>&1 || \
+			{ cat "$$out"; exit 1; }; \
+	done
 
 # The systemd cgroup driver's cases (-run Systemd) against a real systemd:
 # hack/systemd-test.sh boots a private systemd as PID 1 of its own
