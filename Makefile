@@ -29,7 +29,7 @@ export CGO_ENABLED := 1
 export PATH := /usr/local/go/bin:$(PATH)
 export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
 
-.PHONY: all build install test unit fuzz integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
+.PHONY: all build install test unit fuzz model integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
 
 all: build
 
@@ -63,7 +63,14 @@ integration: check-deps build
 	MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v $(INTEGRATION_FLAGS) ./integration/
 	cd $(CLIENT_DIR) && MINI_SHIM_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 10m -v $(INTEGRATION_FLAGS) ./...
 
-test: check-deps vet unit fuzz integration test-systemd test-cgroupv2
+test: check-deps vet unit model fuzz integration test-systemd test-cgroupv2
+
+# The Promela model of the task service's exit handling (model/shim.pml),
+# checked over every interleaving with spin.
+model:
+	@dir=$$(mktemp -d); trap 'rm -rf '"$$dir" EXIT; cp model/shim.pml "$$dir"/ && cd "$$dir" && \
+		spin -a shim.pml && cc -O2 -o pan pan.c && ./pan -m100000 >out 2>&1; \
+		grep -q "errors: 0" out || { cat out; exit 1; }; grep -E "states, stored|errors:" out
 
 # Each fuzz target for FUZZTIME, one after the other (go test fuzzes one
 # target of one package at a time).

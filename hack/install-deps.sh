@@ -20,7 +20,7 @@ set -euo pipefail
 
 CTRD2_VERSION=2.4.2
 CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor)
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor spin)
 
 check_only=false
 case "${1:-}" in
@@ -57,6 +57,7 @@ declare -A PROVIDES=(
 	[linux-image-amd64]="/boot/vmlinuz-*-amd64 /lib/modules/*-amd64/kernel/fs/9p/9p.ko*"
 	[systemd]="/lib/systemd/systemd /bin/systemctl"
 	[apparmor]="/sbin/apparmor_parser"
+	[spin]="/usr/bin/spin"
 )
 
 package_ok() {
