@@ -116,7 +116,7 @@ func (c *Console) openOutput(ctx context.Context, t target, cfg Config) error {
 		s.w.Close()
 		return err
 	}
-	c.out = newOutStream("terminal output", src, s)
+	c.out = newOutStream("terminal output", src, s, cfg.drainPatience())
 	return nil
 }
 
@@ -237,11 +237,12 @@ func (c *Console) sendEOF(w *os.File) error {
 
 // Wait blocks until all output of the terminal was copied: the master
 // reported EIO (or EOF) because the last holder of the slave closed it
-// (the process and every descendant that inherited the terminal), or ctx
-// is done. Call it after the process exited and before publishing its
-// exit. As with New, a stdout fifo the client never opens holds Wait until
-// ctx ends, and an output that cannot be written is discarded so the
-// process never blocks; that error is returned.
+// (the process and every descendant that inherited the terminal), and a
+// stdout fifo's client read it out of the fifo; or until ctx is done. Call
+// it after the process exited and before publishing its exit. As with New,
+// a stdout fifo the client never opens holds Wait until ctx ends, and an
+// output that cannot be written is discarded so the process never blocks;
+// that error is returned.
 func (c *Console) Wait(ctx context.Context) error {
 	select {
 	case <-c.out.done:

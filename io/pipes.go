@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -25,6 +26,17 @@ type Config struct {
 	// exec.Cmd.Wait of ours would race it. Nil starts the binary with
 	// exec.Cmd.Start and waits for it here (processes without a reaper).
 	StartLogger StartFunc
+	// DrainPatience is how long an exit waits for a client that holds an
+	// output fifo open without reading what is left in it; zero means
+	// two seconds.
+	DrainPatience time.Duration
+}
+
+func (c Config) drainPatience() time.Duration {
+	if c.DrainPatience > 0 {
+		return c.DrainPatience
+	}
+	return defaultDrainPatience
 }
 
 // Pipes carries one process's stdio between containerd and the child.
@@ -32,9 +44,10 @@ type Pipes struct {
 	child     [3]*os.File // what the child gets as fds 0, 1, 2
 	childOnce sync.Once
 
-	in     *inStream    // nil when stdin is not connected
-	outs   []*outStream // stdout/stderr copies (none for /dev/null or a logger)
-	logger *logger
+	in       *inStream    // nil when stdin is not connected
+	outs     []*outStream // stdout/stderr copies (none for /dev/null or a logger)
+	logger   *logger
+	patience time.Duration // of the output copies, Config's
 
 	mu      sync.Mutex
 	started bool
@@ -72,7 +85,7 @@ func New(ctx context.Context, cfg Config, uid, gid int) (_ *Pipes, retErr error)
 		return nil, fmt.Errorf("stderr %q: a logging binary must be given as stdout: %w", cfg.Stderr, errdefs.ErrInvalidArgument)
 	}
 
-	p := &Pipes{}
+	p := &Pipes{patience: cfg.drainPatience()}
 	defer func() {
 		if retErr != nil {
 			p.Close()
@@ -148,7 +161,7 @@ func (p *Pipes) openOutput(fd int, name string, t target, uid, gid int) error {
 		return fmt.Errorf("%s pipe: %w", name, err)
 	}
 	p.child[fd] = w
-	p.outs = append(p.outs, newOutStream(name, r, s))
+	p.outs = append(p.outs, newOutStream(name, r, s, p.patience))
 	return handToChild(w, uid, gid)
 }
 
@@ -217,12 +230,16 @@ func (p *Pipes) CloseStdin() error {
 }
 
 // Wait blocks until stdout and stderr were copied to their end (EOF from
-// the pipe), or ctx is done. Call it after the process exited and before
-// publishing TaskExit, so that no output is lost. A fifo is closed only
-// after its client opened it (else the client's open would hang), so a
-// client that never opens its side holds Wait until ctx ends. Wait returns
-// the errors of copies that could not write (the rest of that stream was
-// discarded so the child never blocks). Before Start it returns at once.
+// the pipe) and, for a fifo, read out of it by the client; or until ctx is
+// done. Call it after the process exited and before publishing TaskExit,
+// so that no output is lost: clients close their fifos once they saw the
+// exit, whether they read everything or not. It does not wait for a client
+// that closed its side, nor long for one that keeps it open without
+// reading (see outStream.awaitDrained). A fifo is closed only after its
+// client opened it (else the client's open would hang), so a client that
+// never opens its side holds Wait until ctx ends. Wait returns the errors
+// of copies that could not write (the rest of that stream was discarded so
+// the child never blocks). Before Start it returns at once.
 func (p *Pipes) Wait(ctx context.Context) error {
 	p.mu.Lock()
 	started := p.started

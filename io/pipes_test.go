@@ -79,8 +79,8 @@ func TestFifoOutput(t *testing.T) {
 			}
 			c.wait(t)
 			waitIO(t, p)
-			// Wait promised the bytes are in the fifo; the reader gets them
-			// and EOF without anything else happening.
+			// Wait promised the reader has read the bytes; it gets EOF
+			// without anything else happening.
 			if got := recvRead(t, "stdout", outC); got != tc.wantOut {
 				t.Errorf("stdout: got %d bytes %.40q, want %d bytes %.40q", len(got), got, len(tc.wantOut), tc.wantOut)
 			}

@@ -6,11 +6,27 @@ import (
 	goio "io"
 	"os"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 var errStopped = errors.New("stdio closed")
+
+// How an output copy waits for its client to read what is still in the
+// fifo (see outStream.awaitDrained). The kernel has no event for "a pipe
+// became empty", so it is polled: first soon, since a client that is
+// running reads within a moment, then less often for one that is slow.
+const (
+	drainPollMin = 200 * time.Microsecond
+	drainPollMax = 10 * time.Millisecond
+	// defaultDrainPatience is how long a client that holds the fifo open
+	// may go without reading before the copy stops waiting for it (Config
+	// may say otherwise). Waiting longer gains nothing: the bytes stay in
+	// the fifo for that client anyway, and only the exit is held up.
+	defaultDrainPatience = 2 * time.Second
+)
 
 // inStream copies a client's stdin into the pipe the child reads.
 type inStream struct {
@@ -81,15 +97,20 @@ type outStream struct {
 	mu      sync.Mutex
 	keeper  *os.File
 	stopped bool
+	stopc   chan struct{} // closed by stop
+	// patience is how long awaitDrained waits for a client not reading.
+	patience time.Duration
 }
 
-func newOutStream(name string, src *os.File, s sink) *outStream {
+func newOutStream(name string, src *os.File, s sink, patience time.Duration) *outStream {
 	return &outStream{
 		name:     name,
 		src:      newEnd(src),
 		dst:      newEnd(s.w),
 		fifoPath: s.fifoPath,
 		done:     make(chan struct{}),
+		stopc:    make(chan struct{}),
+		patience: patience,
 	}
 }
 
@@ -124,6 +145,9 @@ func (s *outStream) run() {
 		// reader's open never returns, and the client hangs instead of
 		// seeing EOF.
 		s.dst.v.Write(nil)
+	}
+	if connected && werr == nil && s.fifoPath != "" {
+		s.awaitDrained()
 	}
 	s.release()
 	// A pty master reports the last close of its slave as EIO, after
@@ -172,12 +196,91 @@ func (s *outStream) awaitReader() error {
 func (s *outStream) release() {
 	s.dst.Close()
 	s.src.Close()
+	s.closeKeeper()
+}
+
+func (s *outStream) closeKeeper() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.keeper != nil {
 		s.keeper.Close()
 		s.keeper = nil
 	}
+}
+
+// awaitDrained waits, after the last write, until the client has read
+// everything that is still in the fifo, so that done (and with it the
+// exit the task service publishes after Wait) comes only once the output
+// has left the fifo. Clients close their reading side as soon as they see
+// the exit, without reading what is left: containerd 1.6's task.Delete
+// closes the fifos before it waits for its copies, and in 2.x cio's
+// Cancel, which Delete calls first, does. Whatever the client's copy had
+// not read yet was lost; under load that was now and then all of a short
+// output (an empty `ctr run --rm ... echo`).
+//
+// It does not wait for a client that is gone (no reader is left, so nobody
+// can read the bytes any more), nor for one that holds the fifo open but
+// has not read for its patience, nor after stop.
+func (s *outStream) awaitDrained() {
+	// The keeper is a reader too: while it is open, "no reader left"
+	// cannot be told. Nothing is written any more, so nothing needs it.
+	s.closeKeeper()
+	sc, ok := s.dst.v.(syscall.Conn)
+	if !ok {
+		return
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return
+	}
+	poll := drainPollMin
+	last, lastChange := -1, time.Now()
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
+	for {
+		unread, reader, err := fifoBacklog(rc)
+		if err != nil || unread == 0 || !reader {
+			return
+		}
+		if unread != last {
+			last, lastChange = unread, time.Now()
+		} else if time.Since(lastChange) >= s.patience {
+			return
+		}
+		timer.Reset(poll)
+		select {
+		case <-s.stopc:
+			return
+		case <-timer.C:
+		}
+		poll = min(2*poll, drainPollMax)
+	}
+}
+
+// fifoBacklog reports how many written bytes the fifo behind rc (its write
+// end) still holds, and whether any reader has it open.
+func fifoBacklog(rc syscall.RawConn) (unread int, reader bool, err error) {
+	var opErr error
+	err = rc.Control(func(fd uintptr) {
+		// TIOCINQ is FIONREAD: for a pipe, the bytes not read yet, asked
+		// through either end.
+		if unread, opErr = unix.IoctlGetInt(int(fd), unix.TIOCINQ); opErr != nil {
+			return
+		}
+		// A pipe's write end polls POLLERR once no reader has it open.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLOUT}}
+		for {
+			_, opErr = unix.Poll(fds, 0)
+			if opErr != unix.EINTR {
+				break
+			}
+		}
+		reader = fds[0].Revents&unix.POLLERR == 0
+	})
+	if err == nil {
+		err = opErr
+	}
+	return unread, reader, err
 }
 
 func (s *outStream) wasStopped() bool {
@@ -190,7 +293,10 @@ func (s *outStream) wasStopped() bool {
 // return) and releases its fds.
 func (s *outStream) stop() {
 	s.mu.Lock()
-	s.stopped = true
+	if !s.stopped {
+		s.stopped = true
+		close(s.stopc)
+	}
 	s.mu.Unlock()
 	s.release()
 }
