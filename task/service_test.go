@@ -332,7 +332,10 @@ func TestServiceBadInput(t *testing.T) {
 	}{
 		{"slash", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "a/b", Bundle: real}); return err }, `"a/b"`},
 		{"dot dot", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "..", Bundle: real}); return err }, `".."`},
-		{"nul", func() error { _, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "a\x00b", Bundle: real}); return err }, "container id"},
+		{"nul", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "a\x00b", Bundle: real})
+			return err
+		}, "container id"},
 		{"1 MB", func() error {
 			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: strings.Repeat("a", 1<<20), Bundle: real})
 			return err
