@@ -8,6 +8,7 @@
 //
 //	go run ./bench -n 50 -containerd 1.6,2.4
 //	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
+//	go run ./bench -soak -lifecycles 1000 -execs 5000   # what stays behind
 package main
 
 import (
@@ -31,6 +32,10 @@ type config struct {
 	versions []string
 	a, b     string
 	shim     string
+	// soak: instead of timing, run lifecycles and execs and print the
+	// footprints (containerd's, the shim's) along the way.
+	soak              bool
+	lifecycles, execs int
 }
 
 func main() {
@@ -42,6 +47,9 @@ func main() {
 	flag.StringVar(&cfg.a, "a", integration.MiniRuntime, "runtime measured (numerator of the ratios)")
 	flag.StringVar(&cfg.b, "b", integration.RuncRuntime, "reference runtime (denominator)")
 	flag.StringVar(&cfg.shim, "shim", "", "path of containerd-shim-mini-v2 (default: build it into a temp dir)")
+	flag.BoolVar(&cfg.soak, "soak", false, "soak instead: sequential lifecycles and execs, footprints printed")
+	flag.IntVar(&cfg.lifecycles, "lifecycles", 1000, "with -soak: lifecycles per runtime")
+	flag.IntVar(&cfg.execs, "execs", 5000, "with -soak: execs into one container per runtime")
 	flag.Parse()
 	cfg.versions = strings.Split(versions, ",")
 	if cfg.runs < 1 {
@@ -77,7 +85,11 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		if err := benchVersion(ctx, cfg, v, shimDir, rootfs); err != nil {
+		run := benchVersion
+		if cfg.soak {
+			run = soakVersion
+		}
+		if err := run(ctx, cfg, v, shimDir, rootfs); err != nil {
 			return err
 		}
 	}
