@@ -29,7 +29,7 @@ export CGO_ENABLED := 1
 export PATH := /usr/local/go/bin:$(PATH)
 export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
 
-.PHONY: all build install test unit fuzz model soak integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
+.PHONY: all build install test unit fuzz model soak load integration vet check-deps deps demo bench clean test-cgroupv2 test-systemd
 
 all: build
 
@@ -101,6 +101,11 @@ demo: deps build
 
 bench: deps build
 	$(GO) run ./bench -shim $(CURDIR)/$(BIN) $(BENCHFLAGS)
+
+# 200 concurrent runs printing 2000 lines each per runtime, under two cpu
+# burners, on both containerd versions: lost output counted.
+load: deps build
+	$(GO) run ./bench -shim $(CURDIR)/$(BIN) -load -containerd 1.6,2.4 $(BENCHFLAGS)
 
 # 1000 lifecycles and 5000 execs per runtime, side by side with runc-v2,
 # printing containerd's and the shim's fds, threads and memory as they go.

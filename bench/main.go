@@ -9,6 +9,7 @@
 //	go run ./bench -n 50 -containerd 1.6,2.4
 //	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
 //	go run ./bench -soak -lifecycles 1000 -execs 5000   # what stays behind
+//	go run ./bench -load -containerd 1.6,2.4   # output lost under load
 package main
 
 import (
@@ -36,6 +37,10 @@ type config struct {
 	// footprints (containerd's, the shim's) along the way.
 	soak              bool
 	lifecycles, execs int
+	// load: instead of timing, concurrent runs printing much, under cpu
+	// load, counting lost output.
+	load     bool
+	loadRuns int
 }
 
 func main() {
@@ -50,6 +55,8 @@ func main() {
 	flag.BoolVar(&cfg.soak, "soak", false, "soak instead: sequential lifecycles and execs, footprints printed")
 	flag.IntVar(&cfg.lifecycles, "lifecycles", 1000, "with -soak: lifecycles per runtime")
 	flag.IntVar(&cfg.execs, "execs", 5000, "with -soak: execs into one container per runtime")
+	flag.BoolVar(&cfg.load, "load", false, "load instead: concurrent runs printing 2000 lines each under cpu burners, lost output counted")
+	flag.IntVar(&cfg.loadRuns, "load-runs", 200, "with -load: runs per runtime")
 	flag.Parse()
 	cfg.versions = strings.Split(versions, ",")
 	if cfg.runs < 1 {
@@ -86,8 +93,11 @@ func run(cfg config) error {
 			return err
 		}
 		run := benchVersion
-		if cfg.soak {
+		switch {
+		case cfg.soak:
 			run = soakVersion
+		case cfg.load:
+			run = loadVersion
 		}
 		if err := run(ctx, cfg, v, shimDir, rootfs); err != nil {
 			return err

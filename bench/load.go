@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/minishim/containerd-shim-mini-v2/integration"
+)
+
+// loadVersion runs, per runtime, 200 `ctr run --rm` printing 2000 lines
+// each, 10 at a time, under two CPU-burning processes, and prints how many
+// lost output.
+func loadVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {
+	c, err := integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: shimDir, LogLevel: "info"})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if serr := c.Stop(context.Background()); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	for _, rt := range []string{cfg.a, cfg.b} {
+		start := time.Now()
+		res, err := c.RunLoad(ctx, rt, rootfs, fmt.Sprintf("load%s-%s-", v.Tag(), integration.RandomSuffix()), cfg.loadRuns, 10, 2000, 2)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("containerd %s, %s: %d runs of 2000 lines, 10 at a time, 2 cpu burners, in %s: %d lost output, %d failed %v\n",
+			v.Name, integration.ShortRuntime(rt), res.Runs, time.Since(start).Round(time.Second), res.Lossy, res.Failed, res.Examples)
+	}
+	return nil
+}
