@@ -7,7 +7,7 @@ BIN     := bin/containerd-shim-mini-v2
 BUILDFLAGS := -trimpath -ldflags "-s -w"
 # Packages with goroutines run under the race detector.
 RACE_PKGS  := ./shim/... ./task/... ./process/... ./io/...
-PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/...
+PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/... ./runtimeopts/...
 # Tests through containerd's Go client: a module of its own, so that the
 # shim's module never depends on containerd (see integration/client/doc.go).
 CLIENT_DIR := integration/client
@@ -21,7 +21,7 @@ FUZZTIME ?= 3s
 # under the package's testdata/fuzz as seed corpus.
 FUZZ_TARGETS := ./linux:FuzzHandshakeFrame ./linux:FuzzHandshakePidLine ./linux:FuzzLoadSpec \
 	./linux:FuzzMountOptions ./linux:FuzzCgroupPath ./io:FuzzParseURI ./shim:FuzzStartInput \
-	./task:FuzzRuntimeOptions
+	./runtimeopts:FuzzRuntimeOptions
 # Benchmark flags, e.g. BENCHFLAGS="-n 50 -containerd 1.6,2.4".
 BENCHFLAGS ?=
 

@@ -11,16 +11,11 @@ import (
 // loadVersion runs, per runtime, 200 `ctr run --rm` printing 2000 lines
 // each, 10 at a time, under two CPU-burning processes, and prints how many
 // lost output.
-func loadVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {
-	c, err := integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: shimDir, LogLevel: "info"})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := c.Stop(context.Background()); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+func loadVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
+	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return loadOn(ctx, cfg, c, v, rootfs) })
+}
+
+func loadOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	for _, rt := range []string{cfg.a, cfg.b} {
 		start := time.Now()
 		res, err := c.RunLoad(ctx, rt, rootfs, fmt.Sprintf("load%s-%s-", v.Tag(), integration.RandomSuffix()), cfg.loadRuns, 10, 2000, 2)

@@ -106,7 +106,9 @@ func run(cfg config) error {
 	return nil
 }
 
-func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {
+// withContainerd runs fn against a containerd of version v of its own,
+// stopped after.
+func withContainerd(ctx context.Context, v integration.Version, shimDir string, fn func(c *integration.Containerd) error) (err error) {
 	// Info level: debug logging in containerd and the shims costs time.
 	c, err := integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: shimDir, LogLevel: "info"})
 	if err != nil {
@@ -117,6 +119,14 @@ func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDi
 			err = serr
 		}
 	}()
+	return fn(c)
+}
+
+func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
+	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return benchOn(ctx, cfg, c, v, rootfs) })
+}
+
+func benchOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	runtimes := []string{cfg.a, cfg.b}
 	rs, err := prepareResources(ctx, c, v, runtimes, rootfs)
 	if err != nil {

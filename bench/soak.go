@@ -14,16 +14,11 @@ import (
 // sequential `ctr run --rm` per runtime with containerd's footprint, then
 // cfg.execs sequential execs into one container per runtime with its
 // shim's footprint, each read ten times along the way.
-func soakVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) (err error) {
-	c, err := integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: shimDir, LogLevel: "info"})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := c.Stop(context.Background()); serr != nil && err == nil {
-			err = serr
-		}
-	}()
+func soakVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
+	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return soakOn(ctx, cfg, c, v, rootfs) })
+}
+
+func soakOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	defer tw.Flush()
 	for _, rt := range []string{cfg.a, cfg.b} {

@@ -12,9 +12,9 @@ import (
 // Issue 9: containers that share one cgroupsPath (ctr's `oci spec` writes
 // /default for every container). Deleting the first neither kills the
 // second nor takes the cgroup from under it; the second can still be
-// deleted, and the last delete removes the cgroup. And where the cgroup is
-// gone already (a forced delete of the first killed --all and removed it),
-// the second's delete still goes through.
+// deleted, and the last delete removes the cgroup. A forced delete (kill
+// --all) reaches only its own container. And where the cgroup is gone
+// already, the second's delete still goes through.
 func TestSharedCgroupsPath(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		shared := "/" + DefaultNamespace + "/shared-" + tg.d.version.Tag() + "-" + RuntimeTag(tg.runtime) + "-" + RandomSuffix()
@@ -77,19 +77,40 @@ func TestSharedCgroupsPath(t *testing.T) {
 		}
 		waitGone()
 
-		// Forced: the first's kill --all ends the second too, and its
-		// delete removes the cgroup; the second's delete must not fail on
-		// the missing cgroup.
+		// A forced delete sends kill --all: it must reach only the
+		// first's processes (runc-v2 kills every process of the cgroup).
 		third, fourth := newCase(t, tg, "shared3"), newCase(t, tg, "shared4")
 		for _, tc := range []*tcase{third, fourth} {
 			tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, inShared, "/bin/sleep", "1000"))
 		}
-		fourth.waitStatus("RUNNING")
+		fourthPid := fourth.waitStatus("RUNNING")
 		if res := third.ctr("", "tasks", "delete", "--force", third.id); res.ExitCode != 0 {
 			t.Errorf("force-delete the first container's task: %s", res)
 		}
-		fourth.waitStatus("STOPPED")
-		if res := fourth.ctr("", "tasks", "delete", fourth.id); res.ExitCode != 0 {
+		if tg.runtime == MiniRuntime {
+			if got := fourth.waitStatus("RUNNING"); got != fourthPid {
+				t.Errorf("the first's forced delete reached the second: pid %s became %s", fourthPid, got)
+			}
+		} else {
+			fourth.waitStatus("STOPPED")
+		}
+		if res := fourth.ctr("", "tasks", "delete", "--force", fourth.id); res.ExitCode != 0 {
+			t.Errorf("delete the second container's task: %s", res)
+		}
+		waitGone()
+
+		// The cgroup gone before the second's delete: the second ended by
+		// itself, then the first's delete found the cgroup empty and
+		// removed it.
+		fifth, sixth := newCase(t, tg, "shared5"), newCase(t, tg, "shared6")
+		fifth.startDetachedArgs(fifth.specArgs([]string{"--detach"}, inShared, "/bin/sleep", "1000"))
+		sixth.startDetachedArgs(sixth.specArgs([]string{"--detach"}, inShared, "/bin/sleep", "1"))
+		sixth.waitStatus("STOPPED")
+		if res := fifth.ctr("", "tasks", "delete", "--force", fifth.id); res.ExitCode != 0 {
+			t.Errorf("delete the first container's task: %s", res)
+		}
+		waitGone()
+		if res := sixth.ctr("", "tasks", "delete", sixth.id); res.ExitCode != 0 {
 			t.Errorf("delete of the second container's task after its cgroup went: %s", res)
 		}
 		waitGone()

@@ -288,8 +288,8 @@ func memoryInOrder(r *specs.LinuxResources, currentMemsw func() (int64, error)) 
 	if r == nil || r.Memory == nil || r.Memory.Limit == nil || r.Memory.Swap == nil || *r.Memory.Swap == 0 {
 		return []*specs.LinuxResources{r}, nil
 	}
-	swap := *r
-	swap.Memory = &specs.LinuxMemory{Swap: r.Memory.Swap}
+	// The swap step holds nothing else: the rest is written once.
+	swap := specs.LinuxResources{Memory: &specs.LinuxMemory{Swap: r.Memory.Swap}}
 	rest := *r
 	mem := *r.Memory
 	mem.Swap = nil
@@ -647,13 +647,17 @@ func killCgroup(cg Cgroup, deadline time.Duration, mine func(pid int) bool) erro
 	}
 }
 
-// signalCgroup sends sig once to every process in cg.
-func signalCgroup(cg Cgroup, sig unix.Signal) error {
+// signalCgroup sends sig once to every process in cg that mine says is
+// the container's.
+func signalCgroup(cg Cgroup, sig unix.Signal, mine func(pid int) bool) error {
 	pids, err := cg.Pids()
 	if err != nil {
 		return err
 	}
 	for _, pid := range pids {
+		if !mine(pid) {
+			continue
+		}
 		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("signal %d to pid %d: %w", sig, pid, err)
 		}
@@ -662,14 +666,20 @@ func signalCgroup(cg Cgroup, sig unix.Signal) error {
 }
 
 // JoinCgroup moves pid into the existing cgroupfs cgroup path (in every
-// hierarchy on v1 and hybrid hosts).
-func JoinCgroup(path string, pid int) error {
-	if _, err := placeCgroup(path, "", false); err != nil {
-		return err
+// hierarchy on v1 and hybrid hosts). what names the path in errors.
+func JoinCgroup(what, path string, pid int) error {
+	if isSystemdCgroupsPath(path) {
+		return fmt.Errorf("%s %q: a systemd slice:prefix:name is not a cgroup to join; give its cgroupfs path: %w", what, path, errdefs.ErrInvalidArgument)
 	}
-	cg, err := loadCgroup(cgroupPlacement{Path: path})
+	if slices.Contains(strings.Split(path, "/"), "..") {
+		return fmt.Errorf("%s %q escapes its parent: %w", what, path, errdefs.ErrInvalidArgument)
+	}
+	cg, err := loadCgroupfs(filepath.Clean("/" + path))
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	return cg.Add(pid)
+	if err := cg.Add(pid); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
 }

@@ -259,7 +259,8 @@ func TestMemoryInOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: tt.limit, Swap: tt.swap, Reservation: i64(mib)}}
+			shares := uint64(512)
+			r := &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: tt.limit, Swap: tt.swap, Reservation: i64(mib)}, CPU: &specs.LinuxCPU{Shares: &shares}}
 			steps, err := memoryInOrder(r, func() (int64, error) { return tt.current, nil })
 			if err != nil {
 				t.Fatal(err)
@@ -282,6 +283,10 @@ func TestMemoryInOrder(t *testing.T) {
 			}
 			if m := limitStep.Memory; m.Swap != nil || m.Limit == nil || *m.Limit != *tt.limit || m.Reservation == nil {
 				t.Errorf("limit step: %+v", m)
+			}
+			// Everything else is written once, with the limit.
+			if swapStep.CPU != nil || limitStep.CPU == nil {
+				t.Errorf("cpu shares in the swap step: %v, in the limit step: %v", swapStep.CPU != nil, limitStep.CPU != nil)
 			}
 		})
 	}

@@ -198,6 +198,12 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if err != nil {
 		return nil, err
 	}
+	// Init of a shim pinned to fewer cpus gets back every cpu its cgroup
+	// allows, as runc does.
+	var initAffinity *unix.CPUSet
+	if r.pinned() {
+		initAffinity = allCPUs()
+	}
 	// Init learns the cgroup the shim chose (also when the spec named none).
 	initSpec := *spec
 	lx := *spec.Linux
@@ -214,6 +220,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp,
 			Personality: spec.Linux.Personality, MemoryPolicy: spec.Linux.MemoryPolicy,
 			NoPivotRoot: opts.NoPivotRoot, NoNewKeyring: opts.NoNewKeyring,
+			Affinity: initAffinity, AffinityBestEffort: true,
 		},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
@@ -227,7 +234,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			return writeState(c.Bundle, c.diskState())
 		},
 		seccompListener: c.seccompListener(specs.StateCreating),
-		hooks:           c.createRuntimeHooks(),
+		hooks:           c.createRuntimeHooks(ctx),
 	})
 	if err != nil {
 		return nil, err
@@ -242,7 +249,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 // createRuntimeHooks runs the prestart (deprecated, still what GPU
 // toolkits install) and then the createRuntime hooks, in the shim's
 // namespaces, once init's namespaces and mounts exist; nil without any.
-func (c *Container) createRuntimeHooks() func() error {
+func (c *Container) createRuntimeHooks(ctx context.Context) func() error {
 	h := c.Spec.Hooks
 	if h == nil || len(h.Prestart)+len(h.CreateRuntime) == 0 {
 		return nil
@@ -250,10 +257,10 @@ func (c *Container) createRuntimeHooks() func() error {
 	return func() error {
 		st := c.hookState(specs.StateCreating, c.InitPid)
 		opts := hooks.Options{Start: hooks.Starter(c.start)}
-		if err := hooks.Run("prestart", h.Prestart, st, opts); err != nil {
+		if err := hooks.Run(ctx, "prestart", h.Prestart, st, opts); err != nil {
 			return err
 		}
-		return hooks.Run("createRuntime", h.CreateRuntime, st, opts)
+		return hooks.Run(ctx, "createRuntime", h.CreateRuntime, st, opts)
 	}
 }
 
@@ -323,7 +330,7 @@ func (c *Container) Start(ctx context.Context) error {
 		return err
 	}
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		err := hooks.Run("poststart", h.Poststart, c.hookState(specs.StateRunning, c.InitPid), hooks.Options{Start: hooks.Starter(c.start)})
+		err := hooks.Run(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning, c.InitPid), hooks.Options{Start: hooks.Starter(c.start)})
 		if err != nil {
 			_ = c.Signal(unix.SIGKILL, true)
 			return fmt.Errorf("%w (the container was killed)", err)
@@ -335,7 +342,8 @@ func (c *Container) Start(ctx context.Context) error {
 // Signal sends sig to init, or with all to every process of the container.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
 	if all && c.cg != nil {
-		return signalCgroup(c.cg, sig)
+		// Only its own: another container may share the cgroup.
+		return signalCgroup(c.cg, sig, c.ownsPid)
 	}
 	return signalPid(c.InitPid, sig)
 }
@@ -444,7 +452,7 @@ func (c *Container) runPoststop(ctx context.Context) {
 	if start == nil {
 		start = hooks.Direct
 	}
-	err := hooks.Run("poststop", c.Spec.Hooks.Poststop, c.hookState(specs.StateStopped, 0), hooks.Options{Start: hooks.Starter(start)})
+	err := hooks.Run(ctx, "poststop", c.Spec.Hooks.Poststop, c.hookState(specs.StateStopped, 0), hooks.Options{Start: hooks.Starter(start)})
 	if err != nil {
 		slog.WarnContext(ctx, "poststop hook failed; the container is deleted anyway", "id", c.ID, "error", err)
 	}

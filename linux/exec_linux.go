@@ -81,6 +81,12 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 	if err != nil {
 		return nil, err
 	}
+	final, bestEffort := affinity.final, false
+	if final == nil && affinity.initial == nil && r.pinned() {
+		// As runc: an exec of a shim pinned to fewer cpus gets back
+		// every cpu its cgroup allows.
+		final, bestEffort = allCPUs(), true
+	}
 	// Other container processes can see an exec before it execve()s, so it
 	// always starts from the sealed copy of the binary.
 	binary, err := r.binaryPath(false)
@@ -95,10 +101,11 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		cg:     c.cg,
 		config: initConfig{
 			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
+			Affinity: final, AffinityBestEffort: bestEffort,
 			Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,
 		},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		seccompListener: c.seccompListener(specs.StateRunning),
-		affinity:        affinity,
+		initialAffinity: affinity.initial,
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
@@ -21,10 +22,9 @@ import (
 //	init → parent   message{console} with the pty master attached (SCM_RIGHTS),
 //	                when the process has a terminal
 //	init → parent   message{seccomp} with the number of the filter's user
-//	                notification fd, when the profile has a listener and the
-//	                filter is loaded before start (no no_new_privs); the parent
-//	                takes the fd with pidfd_getfd (the process then only
-//	                write()s, the one call a profile may not notify on)
+//	                notification fd, when the profile has a listener; the
+//	                parent takes the fd with pidfd_getfd (the process then
+//	                only write()s, the one call a profile may not notify on)
 //	parent → init   message{seccomp-done} once the fd reached the listener,
 //	                or message{error}
 //	init → parent   message{hooks} once the mounts are in place, before
@@ -33,8 +33,6 @@ import (
 //	                message{hooks-done} or message{error}
 //	init → parent   message{ready} or message{error}
 //	parent → init   message{start}
-//	init → parent   message{seccomp} as above, when the filter is loaded
-//	                after start (no_new_privs); parent → init message{seccomp-done}
 //	init            execve(): the socket closes on exec, the parent reads EOF
 //	                (or message{error} when execve failed)
 const maxFrame = 16 << 20
@@ -91,6 +89,11 @@ type initConfig struct {
 	// every exec apply to themselves.
 	Personality  *specs.LinuxPersonality  `json:"personality,omitempty"`
 	MemoryPolicy *specs.LinuxMemoryPolicy `json:"memory_policy,omitempty"`
+	// Affinity is the cpus the process runs on from its execve: an exec's
+	// execCPUAffinity.final, or every cpu (best effort) when the shim is
+	// pinned to fewer, as runc gives them back.
+	Affinity           *unix.CPUSet `json:"affinity,omitempty"`
+	AffinityBestEffort bool         `json:"affinity_best_effort,omitempty"`
 	// NoPivotRoot and NoNewKeyring are runc's options of those names.
 	NoPivotRoot  bool `json:"no_pivot_root,omitempty"`
 	NoNewKeyring bool `json:"no_new_keyring,omitempty"`

@@ -2,6 +2,7 @@ package linux
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -82,7 +83,7 @@ func runInit(conn *os.File) error {
 		afterStart = func() error {
 			// In the container, as its user, under its filter, as runc.
 			// A hook without env of its own gets the process's.
-			return hooks.Run("startContainer", spec.Hooks.StartContainer, cfg.hookState(specs.StateCreated),
+			return hooks.Run(context.Background(), "startContainer", spec.Hooks.StartContainer, cfg.hookState(specs.StateCreated),
 				hooks.Options{Start: hooks.Direct, Env: proc.Env})
 		}
 	}
@@ -114,7 +115,7 @@ func runHooksBeforePivot(conn *os.File, cfg *initConfig) error {
 		}
 	}
 	// runc runs these from the rootfs, with an empty environment.
-	return hooks.Run("createContainer", h.CreateContainer, cfg.hookState(specs.StateCreating),
+	return hooks.Run(context.Background(), "createContainer", h.CreateContainer, cfg.hookState(specs.StateCreating),
 		hooks.Options{Start: hooks.Direct, Dir: cfg.Rootfs})
 }
 
@@ -132,9 +133,21 @@ func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
 // afterStart (init's startContainer hooks) and execve()s.
 func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterStart func() error) error {
 	filter := cfg.Seccomp
-	// Capabilities, no_new_privs and a seccomp filter belong to a thread:
-	// everything from here to execve runs on this one.
+	// Capabilities, no_new_privs, a seccomp filter, LSM exec labels and
+	// the cpu affinity belong to a thread: everything from here to execve
+	// runs on this one.
 	runtime.LockOSThread()
+	var attrs *threadAttrs
+	if proc.ApparmorProfile != "" || proc.SelinuxLabel != "" {
+		var err error
+		if attrs, err = openThreadAttrs(); err != nil {
+			return err
+		}
+		defer attrs.close()
+		if err := attrs.applySELinuxKeyLabel(proc.SelinuxLabel); err != nil {
+			return err
+		}
+	}
 	if !cfg.NoNewKeyring {
 		if err := joinSessionKeyring(cfg.ID, !cfg.Exec); err != nil {
 			return err
@@ -165,14 +178,16 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 	if err := applyProcessAttrs(proc, cfg.Personality, cfg.MemoryPolicy); err != nil {
 		return err
 	}
-	if err := applySELinuxLabel(proc.SelinuxLabel); err != nil {
-		return err
-	}
-	if !cfg.Exec {
-		// Before the identity switch for init, after it for an exec, as
-		// runc; the change happens at execve either way.
-		if err := applyAppArmor(proc.ApparmorProfile); err != nil {
+	if attrs != nil {
+		if err := attrs.applySELinuxLabel(proc.SelinuxLabel); err != nil {
 			return err
+		}
+		if !cfg.Exec {
+			// Before the identity switch for init, after it for an exec,
+			// as runc; the change happens at execve either way.
+			if err := attrs.applyAppArmor(proc.ApparmorProfile); err != nil {
+				return err
+			}
 		}
 	}
 	if filter != nil && !proc.NoNewPrivileges {
@@ -185,8 +200,17 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 	if err := FinalizeIdentity(proc); err != nil {
 		return err
 	}
-	if cfg.Exec {
-		if err := applyAppArmor(proc.ApparmorProfile); err != nil {
+	if attrs != nil && cfg.Exec {
+		if err := attrs.applyAppArmor(proc.ApparmorProfile); err != nil {
+			return err
+		}
+	}
+	if filter != nil && proc.NoNewPrivileges {
+		// As runc: the last step before ready, so that a filter that does
+		// not load (or a listener out of reach) fails Create, and the
+		// filter judges all that comes after (waiting for start, the
+		// startContainer hooks, execve) and hardly anything else of ours.
+		if err := loadSeccomp(conn, filter); err != nil {
 			return err
 		}
 	}
@@ -205,17 +229,16 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 	if m.Type != msgStart {
 		return fmt.Errorf("%w %q while waiting for start", errUnexpectedMessage, m.Type)
 	}
-	if filter != nil && proc.NoNewPrivileges {
-		// As late as possible, so that the filter judges the user's
-		// program (and the startContainer hooks, as with runc) and hardly
-		// anything of ours.
-		if err := loadSeccomp(conn, filter); err != nil {
-			return err
-		}
-	}
 	if afterStart != nil {
 		if err := afterStart(); err != nil {
 			return err
+		}
+	}
+	if cfg.Affinity != nil {
+		// The cpus a process runs on from execve on are this thread's:
+		// the one that execve()s becomes the program's only thread.
+		if err := unix.SchedSetaffinity(0, cfg.Affinity); err != nil && !cfg.AffinityBestEffort {
+			return fmt.Errorf("process.execCPUAffinity.final: %w", err)
 		}
 	}
 	// The socket must close on execve: that is how the parent learns it

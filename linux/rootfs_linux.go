@@ -57,7 +57,9 @@ func SetupRootfs(spec *specs.Spec, rootfs string, noPivotRoot bool, beforePivot 
 	// rshared keeps the host's peer groups, so that a bind of a shared host
 	// mount made rshared (Kubernetes' Bidirectional) is a peer of it.
 	before := uintptr(unix.MS_SLAVE | unix.MS_REC)
-	if rootProp != 0 {
+	if rootProp != 0 && rootProp&unix.MS_UNBINDABLE == 0 {
+		// Unbindable only after the pivot: bind mounts of the spec are
+		// made from sources under / first.
 		before = rootProp
 	}
 	if err := unix.Mount("", "/", "", before, ""); err != nil {
@@ -212,10 +214,32 @@ func pivotInto(root string) error {
 
 // moveRootInto makes root the root directory by moving its mount onto /
 // and chrooting into it, for a root pivot_root refuses (one on the
-// initramfs). Unlike a pivot, the old root stays mounted underneath, out of
-// reach of paths but not of every trick: runc's option asks for less
-// confinement, and only it turns this on.
+// initramfs). Unlike a pivot, the old root stays mounted underneath: every
+// mount of the host that neither holds the rootfs nor lies in it is
+// detached first (or, where it will not go, hidden under an empty tmpfs),
+// as runc does, so a chroot escape finds little.
 func moveRootInto(root string) error {
+	mounts, err := ReadMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	var others []string
+	for _, m := range mounts {
+		p := m.MountPoint
+		if p == root || strings.HasPrefix(p, root+"/") || p == "/" || strings.HasPrefix(root, p+"/") {
+			continue
+		}
+		others = append(others, p)
+	}
+	// Deepest first: a mount comes off before the one it sits on.
+	slices.SortFunc(others, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	for _, p := range others {
+		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			if err := unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0"); err != nil {
+				return fmt.Errorf("detach or hide host mount %s: %w", p, err)
+			}
+		}
+	}
 	if err := unix.Chdir(root); err != nil {
 		return err
 	}

@@ -37,8 +37,9 @@ type spawnRequest struct {
 	seccompListener func(pid, fd int) error
 	// hooks runs the prestart and createRuntime hooks when init asks.
 	hooks func() error
-	// affinity is an exec's execCPUAffinity.
-	affinity cpuAffinity
+	// initialAffinity is an exec's execCPUAffinity.initial, set on the
+	// process as it starts (its final one travels in the config).
+	initialAffinity *unix.CPUSet
 }
 
 // Process is a container process waiting to execve() its program.
@@ -129,9 +130,10 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	// instead of at GC (the reaper, not Wait, collects the child).
 	_ = cmd.Process.Release()
 	p.Pid = stage0
-	if req.affinity.initial != nil {
-		// What the preamble forks inherits it.
-		if err := unix.SchedSetaffinity(stage0, req.affinity.initial); err != nil {
+	if req.initialAffinity != nil {
+		// The preamble is single-threaded, waiting for the bootstrap:
+		// what it forks, and the Go runtime's threads, inherit it.
+		if err := unix.SchedSetaffinity(stage0, req.initialAffinity); err != nil {
 			return nil, fmt.Errorf("%s: process.execCPUAffinity.initial: %w", req.what, err)
 		}
 	}
@@ -188,11 +190,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	var moveOnce sync.Once
 	var moveErr error
 	awaitMove := func() error {
-		moveOnce.Do(func() {
-			if moveErr = <-moved; moveErr == nil {
-				moveErr = r.setFinalAffinity(req, pid)
-			}
-		})
+		moveOnce.Do(func() { moveErr = <-moved })
 		return moveErr
 	}
 	if req.recordPid != nil {
@@ -244,22 +242,6 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	default:
 		return nil, fmt.Errorf("%w %q from %s", errUnexpectedMessage, m.Type, req.what)
 	}
-}
-
-// setFinalAffinity gives a process in its cgroup its final cpus: an
-// exec's execCPUAffinity.final, else (when the shim itself is pinned)
-// every cpu the cgroup allows, as runc does.
-func (r *Runtime) setFinalAffinity(req spawnRequest, pid int) error {
-	if f := req.affinity.final; f != nil {
-		if err := unix.SchedSetaffinity(pid, f); err != nil {
-			return fmt.Errorf("%s: process.execCPUAffinity.final: %w", req.what, err)
-		}
-		return nil
-	}
-	if req.affinity.initial == nil && r.pinned() {
-		_ = unix.SchedSetaffinity(pid, allCPUs())
-	}
-	return nil
 }
 
 func readPidLine(conn io.Reader) (int, error) {
@@ -399,11 +381,6 @@ func (p *Process) Start(ctx context.Context) error {
 			return fmt.Errorf("start process %d: %w", p.Pid, err)
 		}
 		switch m.Type {
-		case msgSeccomp:
-			// A filter loaded after start (no_new_privs).
-			if err := p.serveSeccomp(conn, m); err != nil {
-				return fmt.Errorf("start process %d: %w", p.Pid, err)
-			}
 		case msgError:
 			return errorFromMessage(m)
 		default:

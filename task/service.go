@@ -28,6 +28,7 @@ import (
 	shimio "github.com/minishim/containerd-shim-mini-v2/io"
 	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/process"
+	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
 )
 
 // Event topics containerd listens to.
@@ -315,13 +316,13 @@ func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, maste
 // The cgroup must exist.
 func JoinShimCgroup(opts []*anypb.Any, pid int) error {
 	for _, a := range opts {
-		o, err := runcOptions(a)
+		o, err := runtimeopts.Decode(a)
 		if err != nil {
 			return err
 		}
 		if o.ShimCgroup != "" {
-			if err := linux.JoinCgroup(o.ShimCgroup, pid); err != nil {
-				return fmt.Errorf("runtime option ShimCgroup: %w", err)
+			if err := linux.JoinCgroup("runtime option ShimCgroup", o.ShimCgroup, pid); err != nil {
+				return err
 			}
 		}
 	}
@@ -360,7 +361,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		s.endSpawn()
 	}()
 
-	ropts, err := runcOptions(r.Options)
+	ropts, err := runtimeopts.Decode(r.Options)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}

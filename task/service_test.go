@@ -10,12 +10,9 @@ import (
 	"testing"
 
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
-	runcoptions "github.com/containerd/containerd/api/types/runc/options"
-	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/minishim/containerd-shim-mini-v2/process"
 )
@@ -220,88 +217,6 @@ func TestServiceRequestsDuringCreate(t *testing.T) {
 	}
 	if _, err := s.Connect(ctx, &taskv3.ConnectRequest{ID: "c1"}); err != nil {
 		t.Errorf("connect during create: %v", err)
-	}
-}
-
-func TestRuncOptions(t *testing.T) {
-	anyOf := func(m proto.Message) *anypb.Any {
-		a, err := anypb.New(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	tests := []struct {
-		name    string
-		opts    *anypb.Any
-		want    bool
-		invalid bool
-	}{
-		{"none", nil, false, false},
-		{"runc options, cgroupfs", anyOf(&runcoptions.Options{BinaryName: "runc"}), false, false},
-		{"runc options, systemd", anyOf(&runcoptions.Options{SystemdCgroup: true, NoNewKeyring: true}), true, false},
-		{"another type is not ours", anyOf(&runcoptions.ProcessDetails{ExecID: "x"}), false, false},
-		{"corrupt", &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff}}, false, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := runcOptions(tt.opts)
-			if tt.invalid {
-				if !errdefs.IsInvalidArgument(err) {
-					t.Fatalf("got %v, %v; want invalid argument", got, err)
-				}
-				return
-			}
-			if err != nil || got.SystemdCgroup != tt.want || got.NoNewKeyring != tt.want {
-				t.Fatalf("got %v, %v; want SystemdCgroup and NoNewKeyring %v", got, err, tt.want)
-			}
-		})
-	}
-}
-
-// CRI's generic options: the runtime's options table as TOML, inline or in
-// a file, with runc's options' names; an unknown key is refused.
-func TestGenericRuntimeOptions(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "opts.toml")
-	if err := os.WriteFile(file, []byte("NoNewKeyring = true\nShimCgroup = \"/x\"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	anyOf := func(o *runtimeoptions.Options) *anypb.Any {
-		a, err := anypb.New(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return a
-	}
-	tests := []struct {
-		name  string
-		opts  *runtimeoptions.Options
-		check func(*runcoptions.Options) bool
-		class func(error) bool
-		want  string
-	}{
-		{name: "body", opts: &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true\nIoUid = 7\nBinaryName = \"runc\"\n")},
-			check: func(o *runcoptions.Options) bool { return o.SystemdCgroup && o.IoUid == 7 && !o.NoNewKeyring }},
-		{name: "empty body", opts: &runtimeoptions.Options{}, check: func(o *runcoptions.Options) bool { return !o.SystemdCgroup }},
-		{name: "path wins", opts: &runtimeoptions.Options{ConfigPath: file, ConfigBody: []byte("SystemdCgroup = true\n")},
-			check: func(o *runcoptions.Options) bool { return o.NoNewKeyring && o.ShimCgroup == "/x" && !o.SystemdCgroup }},
-		{name: "unknown key", opts: &runtimeoptions.Options{ConfigBody: []byte("NoNewKeyring = true\nBogus = 1\n")}, class: errdefs.IsInvalidArgument, want: "Bogus"},
-		{name: "wrong type", opts: &runtimeoptions.Options{ConfigBody: []byte("IoUid = \"x\"\n")}, class: errdefs.IsInvalidArgument, want: "options table"},
-		{name: "missing file", opts: &runtimeoptions.Options{ConfigPath: file + ".nope"}, class: errdefs.IsNotFound, want: ".nope"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := runcOptions(anyOf(tt.opts))
-			if tt.class != nil {
-				if err == nil || !tt.class(err) || !strings.Contains(err.Error(), tt.want) {
-					t.Fatalf("got %v, %v; want an error naming %q", got, err, tt.want)
-				}
-				return
-			}
-			if err != nil || !tt.check(got) {
-				t.Fatalf("got %+v, %v", got, err)
-			}
-		})
 	}
 }
 

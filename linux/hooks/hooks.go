@@ -8,6 +8,7 @@ package hooks
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,8 +79,9 @@ func kinds(h *specs.Hooks) []kind {
 }
 
 // Run runs hooks (of kind name, e.g. "prestart") in order, each with state
-// on stdin, and stops at the first that fails.
-func Run(name string, list []specs.Hook, state *specs.State, opts Options) error {
+// on stdin, and stops at the first that fails. A hook still running when
+// ctx ends is killed (with what it started).
+func Run(ctx context.Context, name string, list []specs.Hook, state *specs.State, opts Options) error {
 	if len(list) == 0 {
 		return nil
 	}
@@ -88,14 +90,14 @@ func Run(name string, list []specs.Hook, state *specs.State, opts Options) error
 		return fmt.Errorf("hooks.%s: container state: %w", name, err)
 	}
 	for i, h := range list {
-		if err := runOne(h, data, opts); err != nil {
+		if err := runOne(ctx, h, data, opts); err != nil {
 			return fmt.Errorf("hooks.%s[%d] %s: %w", name, i, h.Path, err)
 		}
 	}
 	return nil
 }
 
-func runOne(h specs.Hook, state []byte, opts Options) error {
+func runOne(ctx context.Context, h specs.Hook, state []byte, opts Options) error {
 	args := h.Args
 	if len(args) == 0 {
 		args = []string{h.Path}
@@ -150,15 +152,21 @@ func runOne(h specs.Hook, state []byte, opts Options) error {
 		defer timer.Stop()
 		timeout = timer.C
 	}
+	// Not yet reaped (its status is still to come), so the pid, and the
+	// group named after it, are still this hook's.
+	kill := func() {
+		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
+		<-exited
+	}
 	var status int
 	select {
 	case status = <-exited:
 	case <-timeout:
-		// Not yet reaped (its status is still to come), so the pid, and
-		// the group named after it, are still this hook's.
-		_ = unix.Kill(-cmd.Process.Pid, unix.SIGKILL)
-		<-exited
+		kill()
 		return fmt.Errorf("ran past its timeout of %ds and was killed", *h.Timeout)
+	case <-ctx.Done():
+		kill()
+		return fmt.Errorf("killed: %w", ctx.Err())
 	}
 	if status == 0 {
 		return nil

@@ -1,6 +1,7 @@
 package hooks
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -82,8 +83,26 @@ func TestRun(t *testing.T) {
 		{
 			// What the hook started dies with it: the group is killed.
 			name:    "timeout kills the hook's children",
-			hooks:   []specs.Hook{{Path: script(t, "sleep 30; exit 0"), Timeout: ptr(1)}},
+			hooks:   []specs.Hook{{Path: script(t, "sleep 30 & echo $! > "+out+"; wait"), Timeout: ptr(1)}},
 			wantErr: "ran past its timeout of 1s",
+			check: func(t *testing.T) {
+				b, err := os.ReadFile(out)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pid := strings.TrimSpace(string(b))
+				deadline := time.Now().Add(5 * time.Second)
+				for {
+					stat, err := os.ReadFile("/proc/" + pid + "/stat")
+					if err != nil || strings.Contains(string(stat), ") Z ") {
+						return // gone, or dead and waiting to be reaped
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the hook's child %s still runs: %s", pid, stat)
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+			},
 		},
 		{
 			name:  "daemon holding the output does not hang us",
@@ -95,7 +114,7 @@ func TestRun(t *testing.T) {
 			os.Remove(out)
 			tt.opts.Start = Direct
 			start := time.Now()
-			err := Run("prestart", tt.hooks, state, tt.opts)
+			err := Run(context.Background(), "prestart", tt.hooks, state, tt.opts)
 			if tt.wantErr == "" && err != nil {
 				t.Fatalf("Run: %v", err)
 			}

@@ -5,12 +5,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // maxCached bounds the in-memory cache and the files on disk; past it the
@@ -74,12 +76,24 @@ func (c *Cache) path(key [sha256.Size]byte) string {
 	return filepath.Join(c.Dir, hex.EncodeToString(key[:])+".json")
 }
 
-// load reads a program another shim compiled, or returns nil.
+// load reads a program another shim compiled, or returns nil. A program
+// is loaded into containers as it is, so only one root alone could have
+// written is taken: in a root-only directory, owned by root, written by
+// root alone, not through a symlink.
 func (c *Cache) load(key [sha256.Size]byte) *Program {
-	if c.Dir == "" {
+	if c.Dir == "" || !rootOnly(c.Dir, true) {
 		return nil
 	}
-	data, err := os.ReadFile(c.path(key))
+	f, err := os.OpenFile(c.path(key), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if unix.Fstat(int(f.Fd()), &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != 0 || st.Mode&0o022 != 0 {
+		return nil
+	}
+	data, err := io.ReadAll(io.LimitReader(f, 8*maxInstructions*2))
 	if err != nil {
 		return nil
 	}
@@ -96,7 +110,7 @@ func (c *Cache) store(key [sha256.Size]byte, p *Program) {
 	if c.Dir == "" {
 		return
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil || !rootOnly(c.Dir, true) {
 		return
 	}
 	if entries, err := os.ReadDir(c.Dir); err == nil && len(entries) >= maxCached {
@@ -119,6 +133,28 @@ func (c *Cache) store(key [sha256.Size]byte, p *Program) {
 	}
 	if os.Rename(f.Name(), c.path(key)) != nil {
 		os.Remove(f.Name())
+	}
+}
+
+// rootOnly says whether dir (and, with parents, each directory above it)
+// is a real directory owned by root that no one else may write to.
+func rootOnly(dir string, parents bool) bool {
+	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+		var st unix.Stat_t
+		if unix.Lstat(d, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 {
+			return false
+		}
+		// The directory itself is root's alone; above it, sticky
+		// world-writable directories (/tmp) cannot have it renamed away.
+		if d == filepath.Clean(dir) && st.Mode&0o077 != 0 {
+			return false
+		}
+		if d != filepath.Clean(dir) && st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+			return false
+		}
+		if !parents || d == "/" || d == "." {
+			return true
+		}
 	}
 }
 

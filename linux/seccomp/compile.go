@@ -31,9 +31,30 @@ func (p *Program) Listener() bool { return p.Flags&unix.SECCOMP_FILTER_FLAG_NEW_
 // defaultErrno is what an ERRNO action without errnoRet returns, as runc.
 const defaultErrno = int16(unix.EPERM)
 
+// actions maps the OCI actions to libseccomp's; ERRNO and TRACE carry an
+// errno on top.
+var actions = map[specs.LinuxSeccompAction]libseccomp.ScmpAction{
+	specs.ActKill:        libseccomp.ActKillThread,
+	specs.ActKillThread:  libseccomp.ActKillThread,
+	specs.ActKillProcess: libseccomp.ActKillProcess,
+	specs.ActTrap:        libseccomp.ActTrap,
+	specs.ActErrno:       libseccomp.ActErrno,
+	specs.ActTrace:       libseccomp.ActTrace,
+	specs.ActAllow:       libseccomp.ActAllow,
+	specs.ActLog:         libseccomp.ActLog,
+	specs.ActNotify:      libseccomp.ActNotify,
+}
+
 // actionOf maps an OCI action with its errno (nil: the default) to
 // libseccomp's.
 func actionOf(a specs.LinuxSeccompAction, errnoRet *uint) (libseccomp.ScmpAction, error) {
+	action, ok := actions[a]
+	if !ok {
+		return libseccomp.ActInvalid, fmt.Errorf("%q is not a seccomp action", a)
+	}
+	if a != specs.ActErrno && a != specs.ActTrace {
+		return action, nil
+	}
 	ret := defaultErrno
 	if errnoRet != nil {
 		if *errnoRet > 4095 {
@@ -41,25 +62,7 @@ func actionOf(a specs.LinuxSeccompAction, errnoRet *uint) (libseccomp.ScmpAction
 		}
 		ret = int16(*errnoRet)
 	}
-	switch a {
-	case specs.ActKill, specs.ActKillThread:
-		return libseccomp.ActKillThread, nil
-	case specs.ActKillProcess:
-		return libseccomp.ActKillProcess, nil
-	case specs.ActTrap:
-		return libseccomp.ActTrap, nil
-	case specs.ActErrno:
-		return libseccomp.ActErrno.SetReturnCode(ret), nil
-	case specs.ActTrace:
-		return libseccomp.ActTrace.SetReturnCode(ret), nil
-	case specs.ActAllow:
-		return libseccomp.ActAllow, nil
-	case specs.ActLog:
-		return libseccomp.ActLog, nil
-	case specs.ActNotify:
-		return libseccomp.ActNotify, nil
-	}
-	return libseccomp.ActInvalid, fmt.Errorf("%q is not a seccomp action", a)
+	return action.SetReturnCode(ret), nil
 }
 
 var operators = map[specs.LinuxSeccompOperator]libseccomp.ScmpCompareOp{

@@ -31,13 +31,9 @@ var profileFlags = []string{
 func Features() *features.Seccomp {
 	enabled := true
 	f := &features.Seccomp{Enabled: &enabled, KnownFlags: profileFlags}
-	for _, a := range []specs.LinuxSeccompAction{
-		specs.ActKill, specs.ActKillProcess, specs.ActKillThread, specs.ActTrap, specs.ActErrno,
-		specs.ActTrace, specs.ActAllow, specs.ActLog, specs.ActNotify,
-	} {
+	for _, a := range slices.Sorted(maps.Keys(actions)) {
 		f.Actions = append(f.Actions, string(a))
 	}
-	slices.Sort(f.Actions)
 	for _, op := range slices.Sorted(maps.Keys(operators)) {
 		f.Operators = append(f.Operators, string(op))
 	}

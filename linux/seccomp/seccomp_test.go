@@ -294,6 +294,9 @@ func TestCompileFlags(t *testing.T) {
 // not a program is compiled over.
 func TestCacheOnDisk(t *testing.T) {
 	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	first := &Cache{Dir: dir}
 	a, err := first.Compile(denyGetpgid(specs.ActErrno))
 	if err != nil {
@@ -311,15 +314,53 @@ func TestCacheOnDisk(t *testing.T) {
 	if a == b || string(a.Filter) != string(b.Filter) || a.Flags != b.Flags {
 		t.Error("a second cache did not read the same program from disk")
 	}
-	// Spoil the file: the next cache compiles again and mends it.
 	path := filepath.Join(dir, files[0].Name())
-	if err := os.WriteFile(path, []byte(`{"filter":"AAAA"}`), 0o600); err != nil {
+	// What another shim may find instead, each of which it must compile
+	// over: a spoilt file, and a well-formed program someone other than
+	// root wrote (a planted allow-all would load into containers).
+	allow, err := Compile(&specs.LinuxSeccomp{DefaultAction: specs.ActAllow})
+	if err != nil {
 		t.Fatal(err)
 	}
-	third := &Cache{Dir: dir}
-	c, err := third.Compile(denyGetpgid(specs.ActErrno))
-	if err != nil || string(c.Filter) != string(a.Filter) {
-		t.Fatalf("compile over a spoilt file: %v", err)
+	planted, _ := json.Marshal(allow)
+	for name, spoil := range map[string]func() error{
+		"spoilt": func() error { return os.WriteFile(path, []byte(`{"filter":"AAAA"}`), 0o600) },
+		"not root's": func() error {
+			if err := os.WriteFile(path, planted, 0o600); err != nil {
+				return err
+			}
+			return os.Chown(path, 1000, 1000)
+		},
+		"writable by others": func() error {
+			if err := os.WriteFile(path, planted, 0o600); err != nil {
+				return err
+			}
+			return os.Chmod(path, 0o666)
+		},
+	} {
+		if err := spoil(); err != nil {
+			t.Fatal(err)
+		}
+		c, err := (&Cache{Dir: dir}).Compile(denyGetpgid(specs.ActErrno))
+		if err != nil || string(c.Filter) != string(a.Filter) {
+			t.Fatalf("%s file: got another program (%v)", name, err)
+		}
+		// Mended: written again by root.
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil || st.Uid != 0 || st.Mode&0o077 != 0 {
+			t.Fatalf("%s file not written again: %+v, %v", name, st, err)
+		}
+	}
+	// A directory others may write to is no cache at all.
+	open := t.TempDir()
+	if err := os.Chmod(open, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (&Cache{Dir: open}).Compile(denyGetpgid(specs.ActErrno)); err != nil {
+		t.Fatal(err)
+	}
+	if files, _ := os.ReadDir(open); len(files) != 0 {
+		t.Errorf("a program was kept in a directory others may write to")
 	}
 }
 

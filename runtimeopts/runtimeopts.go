@@ -1,9 +1,13 @@
-package task
+// Package runtimeopts decodes the runtime options containerd sends a shim,
+// in either form it uses for this runtime (runc's type, or CRI's generic
+// one carrying TOML), into runc's options type.
+package runtimeopts
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -13,7 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
-// runcOptions reads the runtime options containerd sent, in either form it
+// Decode reads the runtime options containerd sent, in either form it
 // uses for this runtime:
 //
 //   - runc's own type (containerd.runc.v1.Options): what a client's
@@ -29,7 +33,7 @@ import (
 // ShimCgroup, IoUid and IoGid change what the runtime does; BinaryName,
 // Root and the Criu paths name runc's binary, state and checkpoint tools
 // and mean nothing here (README, "Options shared with runc-v2").
-func runcOptions(opts *anypb.Any) (*runcoptions.Options, error) {
+func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
 	var runc runcoptions.Options
 	var generic runtimeoptions.Options
 	switch {
@@ -68,14 +72,9 @@ type tomlOptions struct {
 func genericOptions(g *runtimeoptions.Options) (*runcoptions.Options, error) {
 	body, where := g.GetConfigBody(), "the runtime's options table (ConfigBody)"
 	if p := g.GetConfigPath(); p != "" {
-		// The file containerd's config names: read as the options are.
-		data, err := os.ReadFile(p)
+		data, err := readOptionsFile(p)
 		if err != nil {
-			var class error = errdefs.ErrInvalidArgument
-			if errors.Is(err, os.ErrNotExist) {
-				class = errdefs.ErrNotFound
-			}
-			return nil, fmt.Errorf("runtime options ConfigPath %s: %v: %w", p, err, class)
+			return nil, err
 		}
 		body, where = data, "runtime options file "+p
 	}
@@ -94,4 +93,32 @@ func genericOptions(g *runtimeoptions.Options) (*runcoptions.Options, error) {
 		ShimCgroup: t.ShimCgroup, IoUid: t.IoUid, IoGid: t.IoGid, BinaryName: t.BinaryName, Root: t.Root,
 		CriuImagePath: t.CriuImagePath, CriuWorkPath: t.CriuWorkPath,
 	}, nil
+}
+
+// maxOptionsFile bounds the options file: a table of a dozen keys.
+const maxOptionsFile = 1 << 20
+
+// readOptionsFile reads the file containerd's config names as ConfigPath:
+// a regular file, of sane size.
+func readOptionsFile(p string) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		var class error = errdefs.ErrInvalidArgument
+		if errors.Is(err, os.ErrNotExist) {
+			class = errdefs.ErrNotFound
+		}
+		return nil, fmt.Errorf("runtime options ConfigPath %s: %v: %w", p, err, class)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("runtime options ConfigPath %s is not a regular file: %w", p, errdefs.ErrInvalidArgument)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxOptionsFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("runtime options ConfigPath %s: %v: %w", p, err, errdefs.ErrInvalidArgument)
+	}
+	if len(data) > maxOptionsFile {
+		return nil, fmt.Errorf("runtime options ConfigPath %s is larger than %d KiB: %w", p, maxOptionsFile>>10, errdefs.ErrInvalidArgument)
+	}
+	return data, nil
 }

@@ -1,4 +1,4 @@
-package task
+package runtimeopts
 
 import (
 	"testing"
@@ -9,7 +9,8 @@ import (
 )
 
 // FuzzRuntimeOptions: any options table and any Any are read or refused
-// with InvalidArgument, never a panic.
+// with InvalidArgument (NotFound for a ConfigPath that names no file),
+// never a panic.
 func FuzzRuntimeOptions(f *testing.F) {
 	f.Add([]byte("SystemdCgroup = true\nIoUid = 3\n"), "")
 	f.Add([]byte("[x]\ny = 1"), "")
@@ -22,8 +23,8 @@ func FuzzRuntimeOptions(f *testing.F) {
 		if typeURL != "" {
 			a = &anypb.Any{TypeUrl: typeURL, Value: body}
 		}
-		if _, err := runcOptions(a); err != nil && !errdefs.IsInvalidArgument(err) {
-			t.Fatalf("runcOptions: %v is not InvalidArgument", err)
+		if _, err := Decode(a); err != nil && !errdefs.IsInvalidArgument(err) && !errdefs.IsNotFound(err) {
+			t.Fatalf("Decode: %v is neither InvalidArgument nor NotFound", err)
 		}
 	})
 }
