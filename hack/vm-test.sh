@@ -199,6 +199,9 @@ main() {
 	{
 		printf 'MINI_TEST_CONTAINERD=%q\n' "${MINI_TEST_CONTAINERD:-1.6,2.4}"
 		printf 'MINI_TEST_RUNTIMES=%q\n' "${MINI_TEST_RUNTIMES:-io.containerd.mini.v2}"
+		# Under emulation (tens of times slower) the long cases (soak, load,
+		# the restart under 20 containers) skip or run smaller.
+		if [ "$ACCEL" = tcg ]; then printf 'MINI_TEST_EMULATED=1\n'; fi
 		printf 'VMTEST_WORKDIR=%q\n' "$REPO/integration"
 		printf 'VMTEST_REPO=%q\n' "$REPO"
 		declare -p VMTEST_ARGS

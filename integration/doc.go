@@ -17,6 +17,8 @@
 //	                      ./cmd/containerd-shim-mini-v2 into a temp dir)
 //	MINI_TEST_KEEP=1      keep the daemons' dirs and logs (/tmp/mt16-*, ...)
 //	MINI_TEST_DIRECT_SHIM drive this shim binary in TestShimDirect instead
+//	MINI_TEST_EMULATED=1  the machine is emulated (the TCG guest): the long
+//	                      cases (soak, load) skip and the restart runs smaller
 //
 // Every daemon gets its own temp dir, sockets and config, works in the
 // containerd namespace "minitest" (so containers get the cgroup

@@ -9,13 +9,18 @@ import (
 	"time"
 )
 
-// Issue 9: containerd restarted, by SIGTERM and by SIGKILL, under running
-// containers (one with an exec whose ctr loses its daemon): every task is
-// found again with its pid; exec, kill, events and delete work afterwards;
-// nothing is left. Each runs on a daemon of its own, since the suite's
+// Issue 9: containerd restarted, by SIGTERM and by SIGKILL, under 20
+// running containers, one with an exec and one with a terminal exec whose
+// ctr lose their daemon: every task is found again with its pid; exec (a
+// terminal one too), kill, events and delete work afterwards; nothing is
+// left. Each runs on a daemon of its own, since the suite's
 // daemons serve other cases meanwhile.
 func TestContainerdRestart(t *testing.T) {
-	const containers = 6
+	containers := 20
+	if Emulated() {
+		// The TCG guest: fewer, same checks.
+		containers = 6
+	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		for _, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGTERM} {
 			t.Run(strings.ToLower(sig.String()[:4]), func(t *testing.T) {
@@ -44,6 +49,9 @@ func TestContainerdRestart(t *testing.T) {
 				// An exec whose ctr is attached when the daemon goes.
 				lost := cases[0].background("", cases[0].execArgs(nil, "held", "/bin/sleep", "1000")...)
 				cases[0].execPsPid("held")
+				// And a terminal one, on a pty of the test's.
+				tty := cases[1].startPty(cases[1].execArgs([]string{"-t"}, "tty", "/bin/sh")...)
+				cases[1].execPsPid("tty")
 
 				if err := c.Restart(ctx, sig); err != nil {
 					t.Fatal(err)
@@ -66,6 +74,22 @@ func TestContainerdRestart(t *testing.T) {
 					if res := tc.exec("after", "/bin/sh", "-c", "echo alive"); res.ExitCode != 0 || res.Stdout != "alive\n" {
 						t.Errorf("exec into %s after the restart: %s", tc.id, res)
 					}
+				}
+				// The terminal's ctr lost its daemon too; a new terminal exec
+				// works.
+				select {
+				case <-tty.exited:
+				case <-time.After(30 * time.Second):
+					t.Errorf("the terminal exec's ctr did not end with its daemon")
+				}
+				again := cases[1].startPty(cases[1].execArgs([]string{"-t"}, "tty2", "/bin/sh", "-c", "echo tty-ok")...)
+				select {
+				case <-again.exited:
+				case <-time.After(30 * time.Second):
+					t.Fatalf("terminal exec after the restart did not end")
+				}
+				if !strings.Contains(again.output(), "tty-ok") {
+					t.Errorf("terminal exec after the restart printed %q", again.output())
 				}
 				// The exec from before the restart can be killed, unless it
 				// ended with its ctr (containerd 2.4's orderly stop ends it,

@@ -244,6 +244,26 @@ func (s *directShim) create() error {
 	return err
 }
 
+// requestAfterShutdown: a request on the connection of a shim that shut
+// down fails at once, with the connection's error, and does not hang.
+func (s *directShim) requestAfterShutdown() {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
+	defer cancel()
+	var err error
+	if s.version == 3 {
+		_, err = taskv3.NewTTRPCTaskClient(s.client).State(ctx, &taskv3.StateRequest{ID: s.id})
+	} else {
+		_, err = taskv2.NewTTRPCTaskClient(s.client).State(ctx, &taskv2.StateRequest{ID: s.id})
+	}
+	switch {
+	case err == nil:
+		s.t.Errorf("State after Shutdown succeeded")
+	case errors.Is(err, context.DeadlineExceeded):
+		s.t.Errorf("State after Shutdown hung: %v", err)
+	}
+}
+
 // shutdown asks the shim to exit and checks that it did, socket removed.
 func (s *directShim) shutdown() {
 	s.t.Helper()
@@ -268,6 +288,7 @@ func (s *directShim) shutdown() {
 		})
 		_, statErr := os.Lstat(socket)
 		if len(procs) == 0 && statErr != nil {
+			s.requestAfterShutdown()
 			return
 		}
 		if time.Now().After(deadline) {

@@ -14,6 +14,9 @@ func TestSoakExecs(t *testing.T) {
 	// Go's heap settles above its first size; what it holds for good is
 	// bounded by GOGC, not by the number of execs.
 	const memBoundKiB = 2048
+	if Emulated() {
+		t.Skip("soak: too long under emulation")
+	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "soak")
 		tc.startDetached("/bin/sleep", "100000")

@@ -86,6 +86,10 @@ func (v Version) Check() error {
 	return nil
 }
 
+// Emulated reports whether MINI_TEST_EMULATED=1 says the tests run on an
+// emulated machine, tens of times slower, where the long cases are cut down.
+func Emulated() bool { return os.Getenv("MINI_TEST_EMULATED") == "1" }
+
 // ListFromEnv splits the comma separated list in env var name, or def when
 // the variable is unset or empty.
 func ListFromEnv(name, def string) []string {

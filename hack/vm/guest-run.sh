@@ -63,7 +63,7 @@ echo "VMTEST-INFO: AppArmor enabled: $(cat /sys/module/apparmor/parameters/enabl
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TMPDIR=/tmp
 export MINI_SHIM_BIN=/vmtest/bin/containerd-shim-mini-v2
-export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES
+export MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES MINI_TEST_EMULATED
 : >/vmtest/test.log
 
 # run_suite BIN DIR runs /vmtest/BIN from DIR (its package's directory on
