@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -31,20 +32,7 @@ import (
 // MINI_TEST_DIRECT_SHIM=/path/to/containerd-shim-X-vN drives another shim
 // binary instead, to check the harness itself.
 func TestShimDirect(t *testing.T) {
-	bin := os.Getenv("MINI_TEST_DIRECT_SHIM")
-	if bin == "" {
-		wanted := false
-		for _, rt := range suite.runtimes {
-			wanted = wanted || rt == MiniRuntime
-		}
-		if !wanted {
-			t.Skipf("only for %s (MINI_TEST_RUNTIMES=%v)", MiniRuntime, suite.runtimes)
-		}
-		if suite.shimErr != nil {
-			t.Fatalf("%s not available: %v", MiniRuntime, suite.shimErr)
-		}
-		bin = filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
-	}
+	bin := directShimBinary(t)
 	cases := []struct {
 		name    string
 		config  []byte // nil: no config.json at all
@@ -91,6 +79,23 @@ func TestShimDirect(t *testing.T) {
 			}
 		})
 	}
+}
+
+// directShimBinary is the shim the direct cases drive: ours, unless
+// MINI_TEST_DIRECT_SHIM names another. Without ours in MINI_TEST_RUNTIMES
+// the case skips.
+func directShimBinary(t *testing.T) string {
+	t.Helper()
+	if bin := os.Getenv("MINI_TEST_DIRECT_SHIM"); bin != "" {
+		return bin
+	}
+	if !slices.Contains(suite.runtimes, MiniRuntime) {
+		t.Skipf("only for %s (MINI_TEST_RUNTIMES=%v)", MiniRuntime, suite.runtimes)
+	}
+	if suite.shimErr != nil {
+		t.Fatalf("%s not available: %v", MiniRuntime, suite.shimErr)
+	}
+	return filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
 }
 
 // directShim is one shim started by hand with a bundle of our making.
@@ -276,7 +281,7 @@ func (s *directShim) shutdown() {
 		_, err = taskv2.NewTTRPCTaskClient(s.client).Shutdown(ctx, &taskv2.ShutdownRequest{ID: s.id})
 	}
 	// The shim may close the connection before the reply gets out.
-	if err != nil && !errors.Is(err, ttrpc.ErrClosed) && !strings.Contains(err.Error(), "closed") && !strings.Contains(err.Error(), "EOF") {
+	if err != nil && !connectionGone(err) {
 		s.t.Errorf("Shutdown: %v", err)
 	}
 	socket := strings.TrimPrefix(s.address, "unix://")

@@ -601,6 +601,14 @@ func (c *cgroupV2) Pids() ([]int, error) {
 
 func (c *cgroupV2) Delete() error {
 	if err := c.m.Delete(); err != nil {
+		// The library walks the tree first: a cgroup another container
+		// sharing this cgroupsPath removed already (or systemd did) fails
+		// that walk with ENOENT. Gone is deleted.
+		if cgroupGone(err) {
+			if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) {
+				return nil
+			}
+		}
 		return fmt.Errorf("delete cgroup %s: %w", c.path, err)
 	}
 	return nil

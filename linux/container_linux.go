@@ -379,6 +379,10 @@ func (c *Container) KillAll() error {
 	return killCgroup(c.cg, 5*time.Second, nil)
 }
 
+// Ending says whether the container's init has ended or is ending. A
+// request that failed meanwhile lost a race with that end.
+func (c *Container) Ending() bool { return c.InitPid <= 0 || processExiting(c.InitPid) }
+
 // ownsPid says whether pid is a process of this container. With a pid
 // namespace of its own, that is its processes; without one, every process
 // of its cgroup (as runc kills them all). Another container may share the

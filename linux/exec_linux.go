@@ -93,7 +93,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 	if err != nil {
 		return nil, err
 	}
-	return r.spawn(ctx, spawnRequest{
+	p, err := r.spawn(ctx, spawnRequest{
 		what:   "exec " + opts.ID,
 		binary: binary,
 		dir:    c.Bundle,
@@ -108,4 +108,18 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		seccompListener: c.seccompListener(specs.StateRunning),
 		initialAffinity: affinity.initial,
 	})
+	if err != nil && c.Ending() {
+		return nil, ExecLostToExit(c, opts.ID, err)
+	}
+	return p, err
+}
+
+// ExecLostToExit is the error of an exec that failed because the
+// container's init ended meanwhile: its namespaces or cgroup, or the exec
+// itself (killed with the pid namespace), went while it was being set up
+// or released. That is the caller's precondition, as for an exec into a
+// stopped container, not a failure of ours; cause says what broke.
+func ExecLostToExit(c *Container, execID string, cause error) error {
+	return fmt.Errorf("exec %s in container %s: the container's init exited meanwhile (%v): %w",
+		execID, c.ID, cause, errdefs.ErrFailedPrecondition)
 }

@@ -97,6 +97,30 @@ func procStat(pid int) ([]string, error) {
 	return fields, nil
 }
 
+// pfExiting is the kernel's PF_EXITING task flag: set once do_exit() has
+// begun, before the process gives up its namespaces.
+const pfExiting = 0x4
+
+// processExiting says whether pid has ended or is ending: gone, a zombie,
+// or inside do_exit() (PF_EXITING in field 9 of /proc/PID/stat), where its
+// namespaces may already be torn down while its state still says running.
+func processExiting(pid int) bool {
+	fields, err := procStat(pid)
+	if err != nil {
+		return true
+	}
+	return statExiting(fields)
+}
+
+// statExiting is processExiting on the fields procStat returns.
+func statExiting(fields []string) bool {
+	if fields[0] == "Z" || fields[0] == "X" {
+		return true
+	}
+	flags, err := strconv.ParseUint(fields[6], 10, 64)
+	return err == nil && flags&pfExiting != 0
+}
+
 // waitGone waits up to timeout for pid to have exited (gone, or a zombie
 // left for the reaper): it has then left its cgroup.
 func waitGone(pid int, timeout time.Duration) {

@@ -86,9 +86,10 @@ func runDaemon(ctx context.Context, o *options) error {
 		// the server, which waits for that request.
 		Shutdown: func() { once.Do(func() { close(shutdown) }) },
 	})
+	var requests requestTracker
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(recoverPanics(logger)),
+		ttrpc.WithUnaryServerInterceptor(requests.interceptor(recoverPanics(logger))),
 	)
 	if err != nil {
 		return fmt.Errorf("create ttrpc server: %w", err)
@@ -121,6 +122,7 @@ wait:
 	}
 
 	sctx, cancel := context.WithTimeout(context.Background(), serverStopTimeout)
+	requests.awaitQuiet(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		logger.Warn("connections still busy at shutdown, closing them", "error", err)
 		srv.Close()

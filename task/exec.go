@@ -114,6 +114,9 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 	}
 	if err := lp.Start(ctx); err != nil {
 		// The process reported why and exits; its exit is handled as any.
+		if pr.c.linux.Ending() {
+			return 0, linux.ExecLostToExit(pr.c.linux, pr.execID, err)
+		}
 		return 0, err
 	}
 	return lp.Pid, nil

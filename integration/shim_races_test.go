@@ -1,0 +1,145 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
+	"google.golang.org/protobuf/types/known/emptypb"
+)
+
+// Issue 9, the races model/shim.pml checks that containerd never lets
+// reach a shim (it refuses a second task of one id itself, and sends
+// Shutdown only after Delete's answer), sent straight to our shim many
+// times over: two Creates of one id at once, then Delete and Shutdown at
+// once. Exactly one Create wins and the other is AlreadyExists; Delete
+// answers with the exit status whichever comes first, and the shim ends
+// only once its last container is deleted, leaving nothing.
+func TestShimRaces(t *testing.T) {
+	bin := directShimBinary(t)
+	const rounds = 5
+	for _, d := range suite.daemons {
+		t.Run(d.version.Name, func(t *testing.T) {
+			t.Parallel()
+			if d.err != nil {
+				t.Fatalf("containerd %s unusable: %v", d.version.Name, d.err)
+			}
+			spec, err := d.c.DefaultSpec(context.Background(), suite.rootfs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The suite's rootfs is shared: no case may change it.
+			spec.Root.Readonly = true
+			spec.Process.Args = []string{"/bin/sleep", "1000"}
+			shutdownFirst := 0
+			for i := 0; i < rounds; i++ {
+				s := startShimDirect(t, d, bin, "races")
+				spec.Linux.CgroupsPath = d.c.CgroupsPath(s.id)
+				data, err := json.Marshal(spec)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(s.bundle, "config.json"), data, 0o644); err != nil {
+					t.Fatal(err)
+				}
+
+				var errs [2]error
+				var wg sync.WaitGroup
+				for n := range errs {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						errs[n] = s.create()
+					}()
+				}
+				wg.Wait()
+				switch {
+				case errs[0] == nil && errs[1] == nil:
+					t.Fatalf("%s: both Creates of one id succeeded", s.id)
+				case errs[0] != nil && errs[1] != nil:
+					t.Fatalf("%s: both Creates failed: %v; %v", s.id, errs[0], errs[1])
+				}
+				lost := errs[0]
+				if lost == nil {
+					lost = errs[1]
+				}
+				if !errdefs.IsAlreadyExists(errgrpc.ToNative(lost)) {
+					t.Errorf("%s: the Create that lost: want AlreadyExists, got %v", s.id, lost)
+				}
+
+				if err := s.call("Start", &taskv3.StartRequest{ID: s.id}, &taskv3.StartResponse{}); err != nil {
+					t.Fatalf("%s: start: %v", s.id, err)
+				}
+				if err := s.call("Kill", &taskv3.KillRequest{ID: s.id, Signal: uint32(syscall.SIGKILL)}, &emptypb.Empty{}); err != nil {
+					t.Fatalf("%s: kill: %v", s.id, err)
+				}
+				var waited taskv3.WaitResponse
+				if err := s.call("Wait", &taskv3.WaitRequest{ID: s.id}, &waited); err != nil {
+					t.Fatalf("%s: wait: %v", s.id, err)
+				}
+
+				var deleted taskv3.DeleteResponse
+				var delErr, shutErr error
+				shutAt, delAt := make(chan time.Time, 1), make(chan time.Time, 1)
+				wg.Add(2)
+				go func() {
+					defer wg.Done()
+					delErr = s.call("Delete", &taskv3.DeleteRequest{ID: s.id}, &deleted)
+					delAt <- time.Now()
+				}()
+				go func() {
+					defer wg.Done()
+					shutErr = s.call("Shutdown", &taskv3.ShutdownRequest{ID: s.id}, &emptypb.Empty{})
+					shutAt <- time.Now()
+				}()
+				wg.Wait()
+				if delErr != nil {
+					t.Errorf("%s: Delete racing Shutdown: %v", s.id, delErr)
+				} else if deleted.ExitStatus != 137 || deleted.ExitStatus != waited.ExitStatus {
+					t.Errorf("%s: Delete says exit status %d, Wait said %d, want 137", s.id, deleted.ExitStatus, waited.ExitStatus)
+				}
+				// A Shutdown that came after the Delete ends the shim, and
+				// its answer may be lost with the connection.
+				if shutErr != nil && !connectionGone(shutErr) {
+					t.Errorf("%s: Shutdown racing Delete: %v", s.id, shutErr)
+				}
+				if (<-shutAt).Before(<-delAt) {
+					shutdownFirst++
+				}
+				// Ends the shim if the racing Shutdown did not, and checks
+				// it is gone.
+				s.shutdown()
+			}
+			t.Logf("containerd %s: Shutdown answered first in %d of %d rounds", d.version.Name, shutdownFirst, rounds)
+		})
+	}
+}
+
+// call sends one Task request with the API version the shim answered
+// with; v2's and v3's messages are the same on the wire.
+func (s *directShim) call(method string, req, resp any) error {
+	service := "containerd.task.v2.Task"
+	if s.version == 3 {
+		service = "containerd.task.v3.Task"
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
+	defer cancel()
+	return s.client.Call(ctx, service, method, req, resp)
+}
+
+// connectionGone says whether err is the end of the shim's connection.
+func connectionGone(err error) bool {
+	return errors.Is(err, ttrpc.ErrClosed) || strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "EOF") ||
+		strings.Contains(err.Error(), "connection reset")
+}
