@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // stateFile is kept in the bundle so that `delete`, run by containerd after
@@ -107,7 +109,8 @@ const pfExiting = 0x4
 func processExiting(pid int) bool {
 	fields, err := procStat(pid)
 	if err != nil {
-		return true
+		// Gone is ended; any other failure to read says nothing.
+		return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH)
 	}
 	return statExiting(fields)
 }

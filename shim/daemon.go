@@ -86,7 +86,7 @@ func runDaemon(ctx context.Context, o *options) error {
 		// the server, which waits for that request.
 		Shutdown: func() { once.Do(func() { close(shutdown) }) },
 	})
-	var requests requestTracker
+	requests := newRequestTracker()
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
 		ttrpc.WithUnaryServerInterceptor(requests.interceptor(recoverPanics(logger))),
@@ -101,11 +101,13 @@ func runDaemon(ctx context.Context, o *options) error {
 	logger.Info("serving", "socket", o.socket)
 
 	var serveErr error
+	requested := false
 wait:
 	for {
 		select {
 		case <-shutdown:
 			logger.Info("shutdown requested")
+			requested = true
 			break wait
 		case s := <-sigs:
 			if s == unix.SIGPIPE {
@@ -122,18 +124,35 @@ wait:
 	}
 
 	sctx, cancel := context.WithTimeout(context.Background(), serverStopTimeout)
-	requests.awaitQuiet(sctx)
-	if err := srv.Shutdown(sctx); err != nil {
+	if requested {
+		// No new connection first (a grouped start must not hand a new
+		// container to a shim that is going), then the replies of what
+		// is in flight: the Shutdown's own, and a Delete that raced it.
+		_ = l.Close()
+		removeSocket(logger, o.socket)
+		requests.awaitQuiet(sctx)
+	}
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, net.ErrClosed) {
 		logger.Warn("connections still busy at shutdown, closing them", "error", err)
 		srv.Close()
 	}
 	cancel()
-	if o.socket != "" {
-		if err := os.Remove(o.socket); err != nil && !errors.Is(err, os.ErrNotExist) {
-			logger.Warn("remove socket", "socket", o.socket, "error", err)
-		}
+	if !requested {
+		// After a requested shutdown it is gone already, and the path may
+		// be a successor shim's by now.
+		removeSocket(logger, o.socket)
 	}
 	return serveErr
+}
+
+// removeSocket removes the shim's socket, if it has one and it is there.
+func removeSocket(logger *slog.Logger, socket string) {
+	if socket == "" {
+		return
+	}
+	if err := os.Remove(socket); err != nil && !errors.Is(err, os.ErrNotExist) {
+		logger.Warn("remove socket", "socket", socket, "error", err)
+	}
 }
 
 // recoverPanics turns a panic in one request into an Internal error for that

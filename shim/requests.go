@@ -21,17 +21,22 @@ const replyGrace = 50 * time.Millisecond
 // requestTracker counts the requests inside a handler, so that shutdown
 // can wait for their replies.
 type requestTracker struct {
+	// base makes last a monotonic reading: a wall clock step (a guest's
+	// clock set at boot, say) must not skip or stretch the grace.
+	base      time.Time
 	inHandler atomic.Int64
-	// last is when a handler last returned, in UnixNano.
+	// last is when a handler last returned, as time since base.
 	last atomic.Int64
 }
+
+func newRequestTracker() *requestTracker { return &requestTracker{base: time.Now()} }
 
 // interceptor wraps next, counting every request that passes.
 func (rt *requestTracker) interceptor(next ttrpc.UnaryServerInterceptor) ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
 		rt.inHandler.Add(1)
 		defer func() {
-			rt.last.Store(time.Now().UnixNano())
+			rt.last.Store(int64(time.Since(rt.base)))
 			rt.inHandler.Add(-1)
 		}()
 		return next(ctx, unmarshal, info, method)
@@ -39,13 +44,14 @@ func (rt *requestTracker) interceptor(next ttrpc.UnaryServerInterceptor) ttrpc.U
 }
 
 // awaitQuiet returns once no request has been in a handler for replyGrace
-// (the one that asked for the shutdown included), or when ctx ends: a
-// Wait on a container that is still running never returns by itself.
+// (the Shutdown that asked for it included), or when ctx ends. It is a
+// grace, not a proof: a reply still being marshalled after a stall of
+// more than replyGrace can be cut off.
 func (rt *requestTracker) awaitQuiet(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if rt.inHandler.Load() == 0 && time.Since(time.Unix(0, rt.last.Load())) >= replyGrace {
+		if rt.inHandler.Load() == 0 && rt.quietFor() >= replyGrace {
 			return
 		}
 		select {
@@ -54,4 +60,14 @@ func (rt *requestTracker) awaitQuiet(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// quietFor is how long ago the last handler returned; long ago when none
+// ever ran.
+func (rt *requestTracker) quietFor() time.Duration {
+	last := rt.last.Load()
+	if last == 0 {
+		return time.Duration(1<<63 - 1)
+	}
+	return time.Since(rt.base) - time.Duration(last)
 }

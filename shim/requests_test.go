@@ -16,13 +16,13 @@ func TestRequestTrackerAwaitQuiet(t *testing.T) {
 	info := &ttrpc.UnaryServerInfo{FullMethod: "/containerd.task.v3.Task/Delete"}
 
 	t.Run("nothing served", func(t *testing.T) {
-		var rt requestTracker
+		rt := newRequestTracker()
 		// No deadline: it must return by itself.
 		rt.awaitQuiet(context.Background())
 	})
 
 	t.Run("waits for the handler and its reply", func(t *testing.T) {
-		var rt requestTracker
+		rt := newRequestTracker()
 		intercept := rt.interceptor(pass)
 		entered, release := make(chan struct{}), make(chan struct{})
 		var returned atomic.Bool
@@ -50,7 +50,7 @@ func TestRequestTrackerAwaitQuiet(t *testing.T) {
 	})
 
 	t.Run("gives up when its context ends", func(t *testing.T) {
-		var rt requestTracker
+		rt := newRequestTracker()
 		intercept := rt.interceptor(pass)
 		entered, release := make(chan struct{}), make(chan struct{})
 		defer close(release)

@@ -110,7 +110,11 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 	if early, ok := r.s.register(lp.Pid, pr); ok {
 		// Only a kill can end a process that has not execve()d yet.
 		go r.s.handleExit(context.WithoutCancel(ctx), pr, early)
-		return lp.Pid, fmt.Errorf("exec %s exited before it started (status %d): %w", pr.execID, early.Status, errdefs.ErrUnavailable)
+		err := fmt.Errorf("exec %s exited before it started (status %d): %w", pr.execID, early.Status, errdefs.ErrUnavailable)
+		if pr.c.linux.Ending() {
+			err = linux.ExecLostToExit(pr.c.linux, pr.execID, err)
+		}
+		return lp.Pid, err
 	}
 	if err := lp.Start(ctx); err != nil {
 		// The process reported why and exits; its exit is handled as any.

@@ -62,6 +62,10 @@ type Service struct {
 	// can exit before its pid is registered.
 	spawning int
 	early    map[int]process.Exit
+	// shuttingDown: a Shutdown found no container and ends the shim; a
+	// Create that reached it since (a grouped start that connected just
+	// before) must not start a container nobody will serve.
+	shuttingDown bool
 }
 
 // container is one container: its init and its exec processes.
@@ -343,6 +347,10 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("create %s from checkpoint: %w", r.ID, errdefs.ErrNotImplemented)
 	}
 	s.mu.Lock()
+	if s.shuttingDown {
+		s.mu.Unlock()
+		return nil, fmt.Errorf("create %s: this shim (pid %d) is shutting down: %w", r.ID, os.Getpid(), errdefs.ErrUnavailable)
+	}
 	if _, ok := s.containers[r.ID]; ok {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists)
@@ -757,6 +765,9 @@ func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv
 func (s *Service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emptypb.Empty, error) {
 	s.mu.Lock()
 	left := len(s.containers)
+	if left == 0 {
+		s.shuttingDown = true
+	}
 	s.mu.Unlock()
 	if left > 0 {
 		return &emptypb.Empty{}, nil

@@ -2,6 +2,7 @@ package task
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,6 +174,12 @@ func TestServiceShutdownWhenEmpty(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-done
+	// A Create that reached the shim since (a grouped start connected
+	// just before) is turned away: nobody would serve its container.
+	_, err := s.Create(context.Background(), &taskv3.CreateTaskRequest{ID: "c2", Bundle: t.TempDir()})
+	if !errdefs.IsUnavailable(errgrpc.ToNative(err)) || !strings.Contains(fmt.Sprint(err), "shutting down") {
+		t.Fatalf("Create after an accepted Shutdown: want Unavailable, shutting down; got %v", err)
+	}
 }
 
 func TestServiceConnect(t *testing.T) {

@@ -31,19 +31,31 @@ import (
 // class.
 
 // taskEvents records the task events of the containers it is asked about,
-// from a subscription opened before anything happens to them.
+// from a subscription that is known to be live before anything happens to
+// them.
 type taskEvents struct {
-	mu     sync.Mutex
-	byProc map[string][]string // "container/exec" -> topics in order
-	errs   []error
-	cancel context.CancelFunc
-	done   chan struct{}
+	mu      sync.Mutex
+	byProc  map[string][]string // "container/exec" -> topics in order
+	errs    []error
+	ready   chan struct{} // closed when our own marker event came back
+	readyID string
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped sync.Once
 }
+
+// readyTopic carries the marker event that tells a subscription is live:
+// Subscribe returns before containerd has registered it.
+const readyTopic = "/tasks/minitest-watch-ready"
 
 func watchTaskEvents(tc *tcase) *taskEvents {
 	tc.t.Helper()
 	ctx, cancel := context.WithCancel(tc.ctx)
-	w := &taskEvents{byProc: map[string][]string{}, cancel: cancel, done: make(chan struct{})}
+	w := &taskEvents{
+		byProc: map[string][]string{}, ready: make(chan struct{}), readyID: "ready-" + tc.id,
+		cancel: cancel, done: make(chan struct{}),
+	}
+	tc.t.Cleanup(w.stop)
 	evs, errc := tc.client.Subscribe(ctx, `topic~="/tasks/"`)
 	go func() {
 		defer close(w.done)
@@ -61,8 +73,25 @@ func watchTaskEvents(tc *tcase) *taskEvents {
 			}
 		}
 	}()
-	tc.t.Cleanup(w.stop)
-	return w
+	deadline := time.After(10 * time.Second)
+	for {
+		if err := tc.client.EventService().Publish(ctx, readyTopic, &apievents.ContainerCreate{ID: w.readyID}); err != nil {
+			tc.t.Fatalf("publish the watch's marker event: %v", err)
+		}
+		select {
+		case <-w.ready:
+			return w
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline:
+			tc.t.Fatalf("event subscription not live after 10s: %v", w.errors())
+		}
+	}
+}
+
+func (w *taskEvents) errors() []error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]error(nil), w.errs...)
 }
 
 func (w *taskEvents) add(topic string, ev typeurl.Any) {
@@ -75,6 +104,17 @@ func (w *taskEvents) add(topic string, ev typeurl.Any) {
 	}
 	var key string
 	switch e := v.(type) {
+	case *apievents.ContainerCreate:
+		if topic == readyTopic && e.ID == w.readyID {
+			w.mu.Lock()
+			select {
+			case <-w.ready:
+			default:
+				close(w.ready)
+			}
+			w.mu.Unlock()
+		}
+		return
 	case *apievents.TaskCreate:
 		key = e.ContainerID + "/"
 	case *apievents.TaskStart:
@@ -101,9 +141,13 @@ func (w *taskEvents) add(topic string, ev typeurl.Any) {
 	w.mu.Unlock()
 }
 
+// stop ends the subscription; each round stops its own, and the cleanup
+// any a failed round left.
 func (w *taskEvents) stop() {
-	w.cancel()
-	<-w.done
+	w.stopped.Do(func() {
+		w.cancel()
+		<-w.done
+	})
 }
 
 // topics of one process ("" exec: the init), as they came.
@@ -126,7 +170,9 @@ func (w *taskEvents) waitFor(tc *tcase, id, execID, last string) []string {
 			return got
 		}
 		if time.Now().After(deadline) {
-			if tc.tg.runtime == integration.MiniRuntime {
+			if errs := w.errors(); len(errs) > 0 {
+				tc.t.Errorf("%s %s: no %s event within 30s, and the subscription failed: %v", id, execID, last, errs)
+			} else if tc.tg.runtime == integration.MiniRuntime {
 				tc.t.Errorf("%s %s: no %s event within 30s, got %v", id, execID, last, got)
 			} else {
 				tc.t.Logf("%s %s: %s sent no %s event within 30s, got %v", id, execID, tc.tg.runtime, last, got)
@@ -137,12 +183,18 @@ func (w *taskEvents) waitFor(tc *tcase, id, execID, last string) []string {
 	}
 }
 
-// checkOrder asserts that a process's events are a prefix-ordered subset
-// of create < start < exit < delete (exec-added < exec-started < exit <
-// delete for an exec), each at most once, and that an exit came exactly
-// once when wantExit.
-func checkOrder(t *testing.T, what string, got []string, wantExit bool) {
-	t.Helper()
+// Every event, in order, of a process that ran its course.
+var (
+	initEvents = []string{"create", "start", "exit", "delete"}
+	execEvents = []string{"exec-added", "exec-started", "exit"}
+)
+
+// checkEvents asserts that a process's events keep the order create <
+// start < exit < delete (exec-added < exec-started < exit for an exec),
+// none twice, with exactly one exit when wantExit. With our runtime, a
+// process that ran its course (want not nil) must have sent them all.
+func (tc *tcase) checkEvents(what string, got []string, wantExit bool, want []string) {
+	tc.t.Helper()
 	rank := map[string]int{"create": 0, "exec-added": 0, "start": 1, "exec-started": 1, "exit": 2, "delete": 3}
 	last, exits := -1, 0
 	for _, tp := range got {
@@ -151,7 +203,7 @@ func checkOrder(t *testing.T, what string, got []string, wantExit bool) {
 			continue
 		}
 		if r <= last {
-			t.Errorf("%s: events out of order or repeated: %v", what, got)
+			tc.t.Errorf("%s: events out of order or repeated: %v", what, got)
 			return
 		}
 		last = r
@@ -160,7 +212,10 @@ func checkOrder(t *testing.T, what string, got []string, wantExit bool) {
 		}
 	}
 	if wantExit && exits != 1 {
-		t.Errorf("%s: want exactly one exit event, got %v", what, got)
+		tc.t.Errorf("%s: want exactly one exit event, got %v", what, got)
+	}
+	if want != nil && tc.tg.runtime == integration.MiniRuntime && !slices.Equal(got, want) {
+		tc.t.Errorf("%s: want events %v, got %v", what, want, got)
 	}
 }
 
@@ -248,7 +303,8 @@ func TestRaceExitVsStart(t *testing.T) {
 				t.Errorf("%s: exit code %d, want 0", tc.id, st.ExitCode())
 			}
 			tc.remove(s)
-			checkOrder(t, tc.id, w.waitFor(tc, tc.id, "", "delete"), true)
+			tc.checkEvents(tc.id, w.waitFor(tc, tc.id, "", "delete"), true, initEvents)
+			w.stop()
 		}
 	})
 }
@@ -287,14 +343,19 @@ func TestRaceExecWhileInitExits(t *testing.T) {
 				t.Errorf("%s: init exit code %d, want 0", tc.id, st.ExitCode())
 			}
 			tc.remove(s)
-			checkOrder(t, tc.id, w.waitFor(tc, tc.id, "", "delete"), true)
+			tc.checkEvents(tc.id, w.waitFor(tc, tc.id, "", "delete"), true, initEvents)
 			for _, ep := range execs {
 				got := w.topics(tc.id, ep.id)
 				if ep.started {
 					got = w.waitFor(tc, tc.id, ep.id, "exit")
 				}
-				checkOrder(t, tc.id+" exec "+ep.id, got, ep.started)
+				var want []string
+				if ep.started {
+					want = execEvents
+				}
+				tc.checkEvents(tc.id+" exec "+ep.id, got, ep.started, want)
 			}
+			w.stop()
 		}
 		t.Logf("%s: %d containers ended under back-to-back execs", tg.name(), refused)
 	})
@@ -349,14 +410,19 @@ func TestRaceInitExitVsExec(t *testing.T) {
 				// that start fails, never sends it.
 				t.Logf("%s: %s published no exit event for init: %v", tc.id, tg.runtime, initTopics)
 			} else {
-				checkOrder(t, tc.id, initTopics, true)
+				tc.checkEvents(tc.id, initTopics, true, initEvents)
 			}
-			checkOrder(t, tc.id+" exec held", w.waitFor(tc, tc.id, "held", "exit"), true)
+			tc.checkEvents(tc.id+" exec held", w.waitFor(tc, tc.id, "held", "exit"), true, execEvents)
 			lateTopics := w.topics(tc.id, "late")
 			if late.started {
 				lateTopics = w.waitFor(tc, tc.id, "late", "exit")
 			}
-			checkOrder(t, tc.id+" exec late", lateTopics, late.started)
+			var lateWant []string
+			if late.started {
+				lateWant = execEvents
+			}
+			tc.checkEvents(tc.id+" exec late", lateTopics, late.started, lateWant)
+			w.stop()
 		}
 	})
 }
@@ -410,7 +476,8 @@ func TestRaceKillVsDelete(t *testing.T) {
 				t.Errorf("%s: exit code %d (%v), want 137", tc.id, st.ExitCode(), st.Error())
 			}
 			tc.remove(s)
-			checkOrder(t, tc.id, w.waitFor(tc, tc.id, "", "delete"), true)
+			tc.checkEvents(tc.id, w.waitFor(tc, tc.id, "", "delete"), true, initEvents)
+			w.stop()
 		}
 		t.Logf("%s: Delete won %d of %d races", tg.name(), deletedFirst, rounds)
 	})
