@@ -219,6 +219,18 @@ func (tc *tcase) checkEvents(what string, got []string, wantExit bool, want []st
 	}
 }
 
+// checkExecEvents is checkEvents for an exec: one that started must send
+// all its events, exit included; one refused may have been added.
+func (tc *tcase) checkExecEvents(w *taskEvents, ep *execProc) {
+	tc.t.Helper()
+	what := tc.id + " exec " + ep.id
+	if ep.started {
+		tc.checkEvents(what, w.waitFor(tc, tc.id, ep.id, "exit"), true, execEvents)
+		return
+	}
+	tc.checkEvents(what, w.topics(tc.id, ep.id), false, nil)
+}
+
 // startCommand starts the case's container running args, with no stdio.
 func (tc *tcase) startCommand(args ...string) *started {
 	tc.t.Helper()
@@ -345,15 +357,7 @@ func TestRaceExecWhileInitExits(t *testing.T) {
 			tc.remove(s)
 			tc.checkEvents(tc.id, w.waitFor(tc, tc.id, "", "delete"), true, initEvents)
 			for _, ep := range execs {
-				got := w.topics(tc.id, ep.id)
-				if ep.started {
-					got = w.waitFor(tc, tc.id, ep.id, "exit")
-				}
-				var want []string
-				if ep.started {
-					want = execEvents
-				}
-				tc.checkEvents(tc.id+" exec "+ep.id, got, ep.started, want)
+				tc.checkExecEvents(w, ep)
 			}
 			w.stop()
 		}
@@ -412,16 +416,8 @@ func TestRaceInitExitVsExec(t *testing.T) {
 			} else {
 				tc.checkEvents(tc.id, initTopics, true, initEvents)
 			}
-			tc.checkEvents(tc.id+" exec held", w.waitFor(tc, tc.id, "held", "exit"), true, execEvents)
-			lateTopics := w.topics(tc.id, "late")
-			if late.started {
-				lateTopics = w.waitFor(tc, tc.id, "late", "exit")
-			}
-			var lateWant []string
-			if late.started {
-				lateWant = execEvents
-			}
-			tc.checkEvents(tc.id+" exec late", lateTopics, late.started, lateWant)
+			tc.checkExecEvents(w, held)
+			tc.checkExecEvents(w, late)
 			w.stop()
 		}
 	})
