@@ -1,8 +1,15 @@
 package integration
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -21,6 +28,15 @@ func TestGroupSocketApartFromRunc(t *testing.T) {
 		for _, order := range [][]string{{RuncRuntime, MiniRuntime}, {MiniRuntime, RuncRuntime}} {
 			t.Run(ShortRuntime(order[0])+"-first", func(t *testing.T) {
 				group := "grp-" + tg.d.version.Tag() + "-" + RandomSuffix()
+				// runc-v2 leaves its group shim's sockets behind when the
+				// shim exits (its debug socket too, with containerd 2.4's
+				// build); ours removes its own, and that is checked with
+				// the case.
+				t.Cleanup(func() {
+					for _, path := range runcGroupSockets(tg.d.c, group) {
+						removeDeadSocket(t, path)
+					}
+				})
 				var cases []*tcase
 				for _, rt := range order {
 					tc := newCase(t, target{d: tg.d, runtime: rt}, "grp"+RuntimeTag(rt))
@@ -43,4 +59,42 @@ func TestGroupSocketApartFromRunc(t *testing.T) {
 			})
 		}
 	})
+}
+
+// runcGroupSockets are where runc-v2 puts the sockets of a group's shim:
+// the sha256 of address/namespace/group under /run/containerd/s, and of
+// that path plus /debug for the debug socket a -debug shim of containerd
+// 2.x serves.
+func runcGroupSockets(c *Containerd, group string) []string {
+	var paths []string
+	for _, name := range []string{
+		filepath.Join(c.Address, c.Namespace, group),
+		filepath.Join(c.Address, c.Namespace, group, "debug"),
+	} {
+		sum := sha256.Sum256([]byte(name))
+		paths = append(paths, filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+	}
+	return paths
+}
+
+// removeDeadSocket removes a socket once nothing listens on it any more;
+// the shim behind it may take a moment to exit after its last Delete.
+func removeDeadSocket(t *testing.T, path string) {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Lstat(path); err != nil {
+			return
+		}
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Logf("socket %s still served 10s after the case; left alone", path)
+			return
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("remove runc-v2's dead socket %s: %v", path, err)
+	}
 }
