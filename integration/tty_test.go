@@ -249,8 +249,11 @@ func (p *ptyProc) read() {
 func (p *ptyProc) output() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return strings.ReplaceAll(p.out.String(), "\r", "")
+	return p.outputLocked()
 }
+
+// outputLocked is output for a caller holding p.mu.
+func (p *ptyProc) outputLocked() string { return strings.ReplaceAll(p.out.String(), "\r", "") }
 
 // send types s on the terminal.
 func (p *ptyProc) send(s string) {
@@ -269,11 +272,15 @@ func (p *ptyProc) waitOutput(s string, n int, wait time.Duration) bool {
 func (p *ptyProc) waitFor(done func(string) bool, wait time.Duration) bool {
 	timeout := time.After(wait)
 	for {
-		found := done(p.output())
+		// The output and the channel that announces more of it, read
+		// together: output arriving between the two would otherwise close
+		// the channel before we wait on it, and we would wait for the
+		// next output instead, which may never come.
 		p.mu.Lock()
+		out := p.outputLocked()
 		eof, wake := p.eof, p.wake
 		p.mu.Unlock()
-		if found {
+		if done(out) {
 			return true
 		}
 		if eof {
