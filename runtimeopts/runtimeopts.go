@@ -28,20 +28,25 @@ import (
 //     options' names (SystemdCgroup, NoNewKeyring, ...); one that is not
 //     is refused, never skipped.
 //
-// Other types carry nothing for this runtime and are ignored, as runc-v2
-// ignores them. Of the options, SystemdCgroup, NoPivotRoot, NoNewKeyring,
-// ShimCgroup, IoUid and IoGid change what the runtime does; BinaryName,
-// Root and the Criu paths name runc's binary, state and checkpoint tools
-// and mean nothing here (README, "Options shared with runc-v2").
+// Options of any other type are refused (InvalidArgument, naming the
+// type), never skipped. Of the options, SystemdCgroup, NoPivotRoot,
+// NoNewKeyring, ShimCgroup, IoUid and IoGid change what the runtime does;
+// BinaryName, Root and the Criu paths name runc's binary, state and
+// checkpoint tools and mean nothing here (README, "Options shared with
+// runc-v2"); TaskApiAddress and TaskApiVersion (a sandbox's task API) are
+// refused with Unimplemented when set.
 func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
 	var runc runcoptions.Options
 	var generic runtimeoptions.Options
 	switch {
-	case opts == nil:
+	case opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0):
 		return &runc, nil
 	case opts.MessageIs(&runc):
 		if err := opts.UnmarshalTo(&runc); err != nil {
 			return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
+		}
+		if err := checkUnsupported(&runc); err != nil {
+			return nil, err
 		}
 		return &runc, nil
 	case opts.MessageIs(&generic):
@@ -50,7 +55,23 @@ func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
 		}
 		return genericOptions(&generic)
 	}
-	return &runc, nil
+	return nil, fmt.Errorf("runtime options of type %q: neither runc's (containerd.runc.v1.Options) nor CRI's generic ones (runtimeoptions.v1.Options): %w",
+		opts.GetTypeUrl(), errdefs.ErrInvalidArgument)
+}
+
+// Recognized says whether a is runtime options Decode reads; containerd
+// 2.3+ passes `start` extensions of other kinds beside them.
+func Recognized(a *anypb.Any) bool {
+	return a.MessageIs(&runcoptions.Options{}) || a.MessageIs(&runtimeoptions.Options{})
+}
+
+// checkUnsupported refuses the options this runtime does not implement.
+func checkUnsupported(o *runcoptions.Options) error {
+	if o.GetTaskApiAddress() != "" || o.GetTaskApiVersion() != 0 {
+		return fmt.Errorf("runtime options TaskApiAddress/TaskApiVersion (%q, %d): a sandbox's task API is not implemented by this runtime: %w",
+			o.GetTaskApiAddress(), o.GetTaskApiVersion(), errdefs.ErrNotImplemented)
+	}
+	return nil
 }
 
 // tomlOptions are the keys the generic options take: runc's options'

@@ -30,7 +30,8 @@ func TestRuncOptions(t *testing.T) {
 		{"none", nil, false, false},
 		{"runc options, cgroupfs", anyOf(&runcoptions.Options{BinaryName: "runc"}), false, false},
 		{"runc options, systemd", anyOf(&runcoptions.Options{SystemdCgroup: true, NoNewKeyring: true}), true, false},
-		{"another type is not ours", anyOf(&runcoptions.ProcessDetails{ExecID: "x"}), false, false},
+		{"empty", &anypb.Any{}, false, false},
+		{"another type is refused", anyOf(&runcoptions.ProcessDetails{ExecID: "x"}), false, true},
 		{"corrupt", &anypb.Any{TypeUrl: "containerd.runc.v1.Options", Value: []byte{0xff}}, false, true},
 	}
 	for _, tt := range tests {
@@ -51,6 +52,22 @@ func TestRuncOptions(t *testing.T) {
 
 // CRI's generic options: the runtime's options table as TOML, inline or in
 // a file, with runc's options' names; an unknown key is refused.
+// A sandbox's task API is not implemented: refused, never skipped.
+func TestTaskAPIOptionsRefused(t *testing.T) {
+	for _, o := range []*runcoptions.Options{
+		{TaskApiAddress: "unix:///run/sandbox.sock"},
+		{TaskApiVersion: 3},
+	} {
+		a, err := anypb.New(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(a); !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "TaskApiAddress") {
+			t.Errorf("Decode(%v) = %v; want NotImplemented naming TaskApiAddress", o, err)
+		}
+	}
+}
+
 func TestGenericRuntimeOptions(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "opts.toml")
 	if err := os.WriteFile(file, []byte("NoNewKeyring = true\nShimCgroup = \"/x\"\n"), 0o600); err != nil {

@@ -320,6 +320,9 @@ func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, maste
 // The cgroup must exist.
 func JoinShimCgroup(opts []*anypb.Any, pid int) error {
 	for _, a := range opts {
+		if !runtimeopts.Recognized(a) {
+			continue // another kind of start extension
+		}
 		o, err := runtimeopts.Decode(a)
 		if err != nil {
 			return err

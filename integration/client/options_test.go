@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/api/types/runc/options"
+	containerd "github.com/containerd/containerd/v2/client"
 	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -142,5 +144,35 @@ func TestClientRuncOptionsShimCgroupAndIo(t *testing.T) {
 		if cgs := p.Cgroups(); !slices.ContainsFunc(cgs, func(c string) bool { return c == shimCg }) {
 			t.Errorf("shim %d is in cgroups %v, want %s (ShimCgroup)", p.Pid, cgs, shimCg)
 		}
+	})
+}
+
+// runc's options that name a sandbox's task API are not implemented here:
+// the task is refused, naming them, and nothing is left.
+func TestClientRuncOptionsTaskAPIRefused(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		if tg.runtime != integration.MiniRuntime {
+			t.Skip("runc-v2 serves the task API there")
+		}
+		tc := newCase(t, tg, "taskapi")
+		ctx, cancel := tc.callCtx()
+		defer cancel()
+		cont, err := tc.client.NewContainer(ctx, tc.id,
+			containerd.WithRuntime(tg.runtime, &options.Options{TaskApiAddress: "unix:///run/nowhere.sock", TaskApiVersion: 3}),
+			containerd.WithNewSpec(oci.WithRootFSPath(suite.rootfs), oci.WithRootFSReadonly(), oci.WithProcessArgs("/bin/true")))
+		if err != nil {
+			t.Fatalf("new container %s: %v", tc.id, err)
+		}
+		s := &started{container: cont}
+		t.Cleanup(func() { tc.remove(s) })
+		task, err := cont.NewTask(ctx, cio.NullIO)
+		if err == nil {
+			s.task = task
+			t.Fatalf("a task with TaskApiAddress set was created")
+		}
+		if !strings.Contains(err.Error(), "TaskApiAddress") {
+			t.Errorf("the refusal should name TaskApiAddress: %v", err)
+		}
+		t.Logf("%s: %s: %v", tg.name(), classOf(err), err)
 	})
 }
