@@ -94,10 +94,9 @@ type outStream struct {
 	done     chan struct{}
 	err      error // set before done is closed
 
-	mu      sync.Mutex
-	keeper  *os.File
-	stopped bool
-	stopc   chan struct{} // closed by stop
+	mu     sync.Mutex
+	keeper *os.File
+	stopc  chan struct{} // closed by stop, under mu
 	// patience is how long awaitDrained waits for a client not reading.
 	patience time.Duration
 }
@@ -155,7 +154,7 @@ func (s *outStream) run() {
 	if errors.Is(rerr, goio.EOF) || errors.Is(rerr, unix.EIO) {
 		rerr = nil
 	}
-	if err := errors.Join(rerr, werr); err != nil && !s.wasStopped() && !closedErr(err) {
+	if err := errors.Join(rerr, werr); err != nil && !s.isStopped() && !closedErr(err) {
 		s.err = fmt.Errorf("copy %s: %w", s.name, err)
 	}
 }
@@ -183,7 +182,7 @@ func (s *outStream) awaitReader() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopped {
+	if s.isStopped() {
 		k.Close()
 		return errStopped
 	}
@@ -283,18 +282,21 @@ func fifoBacklog(rc syscall.RawConn) (unread int, reader bool, err error) {
 	return unread, reader, err
 }
 
-func (s *outStream) wasStopped() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopped
+// isStopped says whether stop was called.
+func (s *outStream) isStopped() bool {
+	select {
+	case <-s.stopc:
+		return true
+	default:
+		return false
+	}
 }
 
 // stop interrupts a running copy (blocked reads, writes and fifo opens all
 // return) and releases its fds.
 func (s *outStream) stop() {
 	s.mu.Lock()
-	if !s.stopped {
-		s.stopped = true
+	if !s.isStopped() {
 		close(s.stopc)
 	}
 	s.mu.Unlock()

@@ -76,7 +76,7 @@ func newCgroup(place cgroupPlacement, resources *specs.LinuxResources, descripti
 // newCgroupfs creates the cgroup at path on this host's hierarchy.
 func newCgroupfs(path string, resources *specs.LinuxResources) (Cgroup, error) {
 	if cgroups.Mode() == cgroups.Unified {
-		m, err := cgroup2.NewManager("/sys/fs/cgroup", path, v2Resources(resources))
+		m, err := cgroup2.NewManager(cgroupRoot, path, v2Resources(resources))
 		if err != nil {
 			return nil, fmt.Errorf("create cgroup %s: %w", path, err)
 		}
@@ -256,7 +256,7 @@ func loadCgroup(place cgroupPlacement) (Cgroup, error) {
 
 func loadCgroupfs(path string) (Cgroup, error) {
 	if cgroups.Mode() == cgroups.Unified {
-		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", path)); err != nil {
+		if _, err := os.Stat(filepath.Join(cgroupRoot, path)); err != nil {
 			return nil, fmt.Errorf("load cgroup %s: %w", path, errdefs.ErrNotFound)
 		}
 		m, err := cgroup2.Load(path)
@@ -275,8 +275,9 @@ func loadCgroupfs(path string) (Cgroup, error) {
 	return &cgroupV1{path: path, cg: cg}, nil
 }
 
-// cgroupV1Root is where a v1 or hybrid host mounts its hierarchies.
-const cgroupV1Root = "/sys/fs/cgroup"
+// cgroupRoot is where the host mounts its cgroup hierarchies: the v1
+// controllers' directories on a v1 or hybrid host, the unified tree on v2.
+const cgroupRoot = "/sys/fs/cgroup"
 
 // memoryInOrder splits an update that sets both the memory limit and the
 // memory+swap limit so that the kernel's rule, limit <= memory+swap, holds
@@ -341,7 +342,7 @@ func (c *cgroupV1) killAtOnce() {}
 func (c *cgroupV1) Update(r *specs.LinuxResources) error {
 	r, bfq := splitBFQWeights(r)
 	steps, err := memoryInOrder(r, func() (int64, error) {
-		return readCgroupInt(filepath.Join(cgroupV1Root, "memory", c.path, "memory.memsw.limit_in_bytes"))
+		return readCgroupInt(filepath.Join(cgroupRoot, "memory", c.path, "memory.memsw.limit_in_bytes"))
 	})
 	if err != nil {
 		return fmt.Errorf("update cgroup %s: %w", c.path, err)
@@ -507,13 +508,13 @@ func (c *cgroupV2) Path() string { return c.path }
 func (c *cgroupV2) Ready() bool { return true }
 
 func (c *cgroupV2) killAtOnce() {
-	if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c.path, "cgroup.kill")); err == nil {
+	if _, err := os.Stat(filepath.Join(cgroupRoot, c.path, "cgroup.kill")); err == nil {
 		_ = c.m.Kill()
 	}
 }
 
 func (c *cgroupV2) Dir() (*os.File, bool, error) {
-	f, err := os.OpenFile(filepath.Join("/sys/fs/cgroup", c.path), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	f, err := os.OpenFile(filepath.Join(cgroupRoot, c.path), unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, false, fmt.Errorf("open cgroup %s: %w", c.path, err)
 	}
@@ -584,7 +585,7 @@ func (c *cgroupV2) Pids() ([]int, error) {
 		// systemd removes a scope's cgroup once it is empty: gone (or
 		// going: ENODEV) is empty. A child cgroup removed during the walk
 		// is only a race.
-		if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+		if errors.Is(err, unix.ENODEV) || c.removed() {
 			return nil, nil
 		}
 		procs, err = c.m.Procs(true)
@@ -604,14 +605,18 @@ func (c *cgroupV2) Delete() error {
 		// The library walks the tree first: a cgroup another container
 		// sharing this cgroupsPath removed already (or systemd did) fails
 		// that walk with ENOENT. Gone is deleted.
-		if cgroupGone(err) {
-			if _, serr := os.Stat(filepath.Join("/sys/fs/cgroup", c.path)); errors.Is(serr, os.ErrNotExist) {
-				return nil
-			}
+		if cgroupGone(err) && c.removed() {
+			return nil
 		}
 		return fmt.Errorf("delete cgroup %s: %w", c.path, err)
 	}
 	return nil
+}
+
+// removed says whether the cgroup's directory is gone.
+func (c *cgroupV2) removed() bool {
+	_, err := os.Stat(filepath.Join(cgroupRoot, c.path))
+	return errors.Is(err, os.ErrNotExist)
 }
 
 func uniquePids(pids []int) []int {
@@ -679,10 +684,11 @@ func JoinCgroup(what, path string, pid int) error {
 	if isSystemdCgroupsPath(path) {
 		return fmt.Errorf("%s %q: a systemd slice:prefix:name is not a cgroup to join; give its cgroupfs path: %w", what, path, errdefs.ErrInvalidArgument)
 	}
-	if slices.Contains(strings.Split(path, "/"), "..") {
-		return fmt.Errorf("%s %q escapes its parent: %w", what, path, errdefs.ErrInvalidArgument)
+	clean, err := cleanCgroupfsPath(what, path)
+	if err != nil {
+		return err
 	}
-	cg, err := loadCgroupfs(filepath.Clean("/" + path))
+	cg, err := loadCgroupfs(clean)
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -3,6 +3,7 @@ package linux
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -49,12 +50,20 @@ func placeCgroup(cgroupsPath, id string, systemd bool) (cgroupPlacement, error) 
 		}
 		p = "/" + id
 	}
-	for _, part := range strings.Split(p, "/") {
-		if part == ".." {
-			return cgroupPlacement{}, fmt.Errorf("config.json: linux.cgroupsPath %q escapes its parent: %w", cgroupsPath, errdefs.ErrInvalidArgument)
-		}
+	clean, err := cleanCgroupfsPath("config.json: linux.cgroupsPath", p)
+	if err != nil {
+		return cgroupPlacement{}, err
 	}
-	return cgroupPlacement{Path: path.Clean("/" + p)}, nil
+	return cgroupPlacement{Path: clean}, nil
+}
+
+// cleanCgroupfsPath is p as an absolute cgroupfs path, refused when a ".."
+// would take it out of its parent; what names where p came from.
+func cleanCgroupfsPath(what, p string) (string, error) {
+	if slices.Contains(strings.Split(p, "/"), "..") {
+		return "", fmt.Errorf("%s %q escapes its parent: %w", what, p, errdefs.ErrInvalidArgument)
+	}
+	return path.Clean("/" + p), nil
 }
 
 // placeSystemdCgroup reads "slice:prefix:name": the container gets the

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,7 +23,7 @@ import (
 // StartFunc starts cmd and reports its exit status on the returned channel,
 // which must have room for it. The shim's reaper provides it: the reaper
 // reaps every child, so nothing here may call cmd.Wait.
-type StartFunc func(cmd *exec.Cmd) (<-chan int, error)
+type StartFunc = hooks.Starter
 
 // Runtime creates containers. A shim daemon has one.
 type Runtime struct {
@@ -256,7 +255,7 @@ func (c *Container) createRuntimeHooks(ctx context.Context) func() error {
 	}
 	return func() error {
 		st := c.hookState(specs.StateCreating, c.InitPid)
-		opts := hooks.Options{Start: hooks.Starter(c.start)}
+		opts := c.hookOptions()
 		if err := hooks.Run(ctx, "prestart", h.Prestart, st, opts); err != nil {
 			return err
 		}
@@ -270,6 +269,15 @@ func (c *Container) hookState(status specs.ContainerState, pid int) *specs.State
 		Version: specs.Version, ID: c.ID, Status: status, Pid: pid,
 		Bundle: c.Bundle, Annotations: c.Spec.Annotations,
 	}
+}
+
+// hookOptions runs the shim's hooks through its reaper, or directly where
+// there is none (`delete` after a crash).
+func (c *Container) hookOptions() hooks.Options {
+	if c.start == nil {
+		return hooks.Options{Start: hooks.Direct}
+	}
+	return hooks.Options{Start: c.start}
 }
 
 // seccompListener is what hands a process's seccomp notify fd to the
@@ -288,10 +296,7 @@ func (c *Container) seccompListener(status specs.ContainerState) func(pid, fd in
 			Version:  specs.Version,
 			Pid:      pid,
 			Metadata: profile.ListenerMetadata,
-			State: specs.State{
-				Version: specs.Version, ID: c.ID, Status: status, Pid: initPid,
-				Bundle: c.Bundle, Annotations: c.Spec.Annotations,
-			},
+			State:    *c.hookState(status, initPid),
 		})
 	}
 }
@@ -330,7 +335,7 @@ func (c *Container) Start(ctx context.Context) error {
 		return err
 	}
 	if h := c.Spec.Hooks; h != nil && len(h.Poststart) > 0 {
-		err := hooks.Run(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning, c.InitPid), hooks.Options{Start: hooks.Starter(c.start)})
+		err := hooks.Run(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning, c.InitPid), c.hookOptions())
 		if err != nil {
 			_ = c.Signal(unix.SIGKILL, true)
 			return fmt.Errorf("%w (the container was killed)", err)
@@ -378,10 +383,6 @@ func (c *Container) KillAll() error {
 	}
 	return killCgroup(c.cg, 5*time.Second, nil)
 }
-
-// Ending says whether the container's init has ended or is ending. A
-// request that failed meanwhile lost a race with that end.
-func (c *Container) Ending() bool { return c.InitPid <= 0 || processExiting(c.InitPid) }
 
 // ownsPid says whether pid is a process of this container. With a pid
 // namespace of its own, that is its processes; without one, every process
@@ -452,11 +453,7 @@ func (c *Container) runPoststop(ctx context.Context) {
 		return
 	}
 	c.poststopDone = true
-	start := c.start
-	if start == nil {
-		start = hooks.Direct
-	}
-	err := hooks.Run(ctx, "poststop", c.Spec.Hooks.Poststop, c.hookState(specs.StateStopped, 0), hooks.Options{Start: hooks.Starter(start)})
+	err := hooks.Run(ctx, "poststop", c.Spec.Hooks.Poststop, c.hookState(specs.StateStopped, 0), c.hookOptions())
 	if err != nil {
 		slog.WarnContext(ctx, "poststop hook failed; the container is deleted anyway", "id", c.ID, "error", err)
 	}

@@ -55,11 +55,9 @@ func ValidateExecProcess(id string, p *specs.Process) error {
 }
 
 // Exec brings a process up inside every namespace and the cgroup of the
-// container's init, to the point where Start execve()s it.
+// container's init, to the point where Start execve()s it. opts.Process
+// was checked by ValidateExecProcess when the exec was asked for.
 func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Process, error) {
-	if err := ValidateExecProcess(opts.ID, opts.Process); err != nil {
-		return nil, err
-	}
 	if c.InitPid <= 0 || c.cg == nil {
 		return nil, fmt.Errorf("exec %s in container %s: the container is not running: %w", opts.ID, c.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -108,18 +106,23 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		seccompListener: c.seccompListener(specs.StateRunning),
 		initialAffinity: affinity.initial,
 	})
-	if err != nil && c.Ending() {
-		return nil, ExecLostToExit(c, opts.ID, err)
+	if err != nil {
+		return nil, c.ExecFailed(opts.ID, err)
 	}
-	return p, err
+	return p, nil
 }
 
-// ExecLostToExit is the error of an exec that failed because the
-// container's init ended meanwhile: its namespaces or cgroup, or the exec
-// itself (killed with the pid namespace), went while it was being set up
-// or released. That is the caller's precondition, as for an exec into a
-// stopped container, not a failure of ours; cause says what broke.
-func ExecLostToExit(c *Container, execID string, cause error) error {
+// ExecFailed is the error of exec execID that failed with err at any step
+// of bringing it up or releasing it. When the container's init has ended
+// or is ending, the exec lost a race with that end (its namespaces or
+// cgroup, or the exec itself, killed with the pid namespace, went
+// meanwhile): that is the caller's precondition, as for an exec into a
+// stopped container, not a failure of ours, and err says what broke.
+// Otherwise err is returned as it is.
+func (c *Container) ExecFailed(execID string, err error) error {
+	if c.InitPid > 0 && !processExiting(c.InitPid) {
+		return err
+	}
 	return fmt.Errorf("exec %s in container %s: the container's init exited meanwhile (%v): %w",
-		execID, c.ID, cause, errdefs.ErrFailedPrecondition)
+		execID, c.ID, err, errdefs.ErrFailedPrecondition)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go/features"
 	"golang.org/x/sys/unix"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
@@ -24,11 +25,10 @@ func Features() *features.Features {
 	f := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
-		Hooks:         []string{"prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"},
+		Hooks:         hooks.Names(),
 		MountOptions:  mountOptionNames(),
 		Linux: &features.Linux{
-			// user and time namespaces are Unimplemented for now.
-			Namespaces:   []string{"cgroup", "ipc", "mount", "network", "pid", "uts"},
+			Namespaces:   implementedNamespaces(),
 			Capabilities: capabilityNames[:],
 			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no, Rdma: &yes},
 			Seccomp:      seccomp.Features(),
@@ -47,6 +47,18 @@ func Features() *features.Features {
 		},
 	}
 	return f
+}
+
+// implementedNamespaces are the namespace types Create takes, in order.
+func implementedNamespaces() []string {
+	var out []string
+	for t := range namespaceFlags {
+		if !unimplementedNamespaces[t] {
+			out = append(out, string(t))
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // mountOptionNames are the options a spec mount may carry, sorted; the

@@ -51,8 +51,6 @@ type Process struct {
 
 	conn *net.UnixConn
 	in   *fdReader
-	// seccompListener is spawnRequest's, kept for a filter loaded at Start.
-	seccompListener func(pid, fd int) error
 }
 
 // spawn runs the handshake of DESIGN.md: start the binary in init mode,
@@ -73,7 +71,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		return nil, fmt.Errorf("%s: handshake socket: %w", req.what, err)
 	}
 	conn := fc.(*net.UnixConn)
-	p := &Process{conn: conn, in: &fdReader{conn: conn}, seccompListener: req.seccompListener}
+	p := &Process{conn: conn, in: &fdReader{conn: conn}}
 	defer func() {
 		if retErr != nil {
 			p.Abandon()
@@ -213,7 +211,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return req.hooks()
 		}
 	}
-	m, err := p.awaitReady(runHooks)
+	m, err := p.awaitReady(runHooks, req.seccompListener)
 	// A move that failed because the process already died says less than
 	// the process's own report, so the report wins.
 	_ = awaitMove()
@@ -278,9 +276,9 @@ func readPidLine(conn io.Reader) (int, error) {
 	return pid, nil
 }
 
-// awaitReady reads until ready or error, taking the pty master, serving a
-// seccomp listener fd and running hooks (runHooks) on the way.
-func (p *Process) awaitReady(runHooks func() error) (message, error) {
+// awaitReady reads until ready or error, taking the pty master, handing a
+// seccomp notify fd to listener and running hooks (runHooks) on the way.
+func (p *Process) awaitReady(runHooks func() error, listener func(pid, fd int) error) (message, error) {
 	for {
 		var m message
 		if err := readFrame(p.in, &m); err != nil {
@@ -294,7 +292,7 @@ func (p *Process) awaitReady(runHooks func() error) (message, error) {
 			}
 			p.Console = os.NewFile(uintptr(fd), "pty-master")
 		case msgSeccomp:
-			if err := p.serveSeccomp(p.conn, m); err != nil {
+			if err := p.serveSeccomp(listener, m); err != nil {
 				return m, &stepError{err}
 			}
 		case msgHooks:
@@ -323,18 +321,18 @@ type stepError struct{ err error }
 func (e *stepError) Error() string { return e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
-// serveSeccomp hands the process's seccomp notify fd to the listener and
-// tells the process, over conn, how that went.
-func (p *Process) serveSeccomp(conn *net.UnixConn, m message) error {
+// serveSeccomp hands the process's seccomp notify fd to listener and
+// tells the process how that went.
+func (p *Process) serveSeccomp(listener func(pid, fd int) error, m message) error {
 	err := errors.New("the process has a seccomp listener fd but the container's profile no listener")
-	if p.seccompListener != nil {
-		err = p.seccompListener(p.Pid, m.Fd)
+	if listener != nil {
+		err = listener(p.Pid, m.Fd)
 	}
 	if err != nil {
-		_ = writeFrame(conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
 		return err
 	}
-	return writeFrame(conn, message{Type: msgSeccompDone})
+	return writeFrame(p.conn, message{Type: msgSeccompDone})
 }
 
 func writeBootstrap(w io.Writer, boot []byte) error {
@@ -371,22 +369,17 @@ func (p *Process) Start(ctx context.Context) error {
 	if err := writeFrame(conn, message{Type: msgStart}); err != nil {
 		return fmt.Errorf("release process %d: %w", p.Pid, err)
 	}
-	for {
-		var m message
-		err := readFrame(p.in, &m)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("start process %d: %w", p.Pid, err)
-		}
-		switch m.Type {
-		case msgError:
-			return errorFromMessage(m)
-		default:
-			return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
-		}
+	var m message
+	err := readFrame(p.in, &m)
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return fmt.Errorf("start process %d: %w", p.Pid, err)
+	case m.Type == msgError:
+		return errorFromMessage(m)
 	}
+	return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
 }
 
 // Signal sends sig to the process.

@@ -154,6 +154,9 @@ var namespaceFlags = map[specs.LinuxNamespaceType]uintptr{
 	specs.TimeNamespace:    unix.CLONE_NEWTIME,
 }
 
+// unimplementedNamespaces are refused with Unimplemented (issue 10).
+var unimplementedNamespaces = map[specs.LinuxNamespaceType]bool{specs.UserNamespace: true, specs.TimeNamespace: true}
+
 func namespacesOf(spec *specs.Spec) (namespaces, error) {
 	var ns namespaces
 	seen := map[specs.LinuxNamespaceType]bool{}
@@ -166,7 +169,7 @@ func namespacesOf(spec *specs.Spec) (namespaces, error) {
 			return ns, fmt.Errorf("config.json: linux.namespaces: %q is listed twice: %w", n.Type, errdefs.ErrInvalidArgument)
 		}
 		seen[n.Type] = true
-		if n.Type == specs.UserNamespace || n.Type == specs.TimeNamespace {
+		if unimplementedNamespaces[n.Type] {
 			return ns, fmt.Errorf("config.json: linux.namespaces: %s namespaces are not supported yet: %w", n.Type, errdefs.ErrNotImplemented)
 		}
 		if n.Path == "" {

@@ -46,14 +46,10 @@ func checkEnforced(spec *specs.Spec) error {
 		return fmt.Errorf("config.json: linux.intelRdt is set, but Intel RDT (the resctrl filesystem) is not available on this host: %w", errdefs.ErrFailedPrecondition)
 	}
 	if f := unenforcedSpecField(spec); f != "" {
-		return notEnforced("config.json: " + f)
+		return fmt.Errorf("config.json: %s is not supported by this runtime yet, and a container never runs with less than its spec asks for: %w", f, errdefs.ErrNotImplemented)
 	}
 	// Every field of a process (init's or an exec's) is enforced.
 	return nil
-}
-
-func notEnforced(field string) error {
-	return fmt.Errorf("%s is not supported by this runtime yet, and a container never runs with less than its spec asks for: %w", field, errdefs.ErrNotImplemented)
 }
 
 // resctrlMounted says whether the host has Intel RDT's resctrl filesystem

@@ -2,7 +2,10 @@
 // the container's init and its exec processes.
 package process
 
-import "time"
+import (
+	"syscall"
+	"time"
+)
 
 // Exit is what the reaper learned about one process that ended.
 type Exit struct {
@@ -11,4 +14,17 @@ type Exit struct {
 	// process was killed by a signal (what runc-v2 reports and ctr prints).
 	Status    int
 	Timestamp time.Time
+}
+
+// StatusOf converts a wait status to Exit.Status's convention: the exit
+// code, or 128+signal. ended is false for stop/continue reports.
+func StatusOf(ws syscall.WaitStatus) (status int, ended bool) {
+	switch {
+	case ws.Exited():
+		return ws.ExitStatus(), true
+	case ws.Signaled():
+		return 128 + int(ws.Signal()), true
+	default:
+		return 0, false
+	}
 }

@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 
@@ -8,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/minishim/containerd-shim-mini-v2/task"
+	"github.com/minishim/containerd-shim-mini-v2/linux"
 )
 
 // RuntimeName is the name containerd knows this runtime by.
@@ -22,7 +23,7 @@ func runInfo(stdin io.Reader, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read runtime options: %w", err)
 	}
-	features, err := task.RuntimeFeatures()
+	features, err := runtimeFeatures()
 	if err != nil {
 		return err
 	}
@@ -44,4 +45,19 @@ func runInfo(stdin io.Reader, stdout io.Writer) error {
 	}
 	_, err = stdout.Write(data)
 	return err
+}
+
+// featuresTypeURL is the type containerd registers for the OCI features
+// document; like typeurl for any non-protobuf type, the value is JSON.
+const featuresTypeURL = "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+
+// runtimeFeatures is the OCI features document for RuntimeInfo.Features,
+// which containerd's `-info` probe reads (its CRI decides from it whether a
+// RuntimeClass may use recursive read-only mounts and user namespaces).
+func runtimeFeatures() (*anypb.Any, error) {
+	data, err := json.Marshal(linux.Features())
+	if err != nil {
+		return nil, fmt.Errorf("features document: %w", err)
+	}
+	return &anypb.Any{TypeUrl: featuresTypeURL, Value: data}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -136,7 +137,7 @@ func (r *Reaper) reapAll() {
 		if err != nil || pid <= 0 {
 			return
 		}
-		status, ended := exitStatus(ws)
+		status, ended := process.StatusOf(syscall.WaitStatus(ws))
 		if !ended {
 			continue
 		}
@@ -153,18 +154,5 @@ func (r *Reaper) dispatch(e process.Exit) {
 	}
 	for q := range r.subs {
 		q.push(e)
-	}
-}
-
-// exitStatus converts a wait status to the shell convention: the exit code,
-// or 128+signal. ended is false for stop/continue reports.
-func exitStatus(ws unix.WaitStatus) (status int, ended bool) {
-	switch {
-	case ws.Exited():
-		return ws.ExitStatus(), true
-	case ws.Signaled():
-		return 128 + int(ws.Signal()), true
-	default:
-		return 0, false
 	}
 }

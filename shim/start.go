@@ -13,7 +13,10 @@ import (
 	"strings"
 	"syscall"
 
+	"google.golang.org/protobuf/types/known/anypb"
+
 	"github.com/minishim/containerd-shim-mini-v2/linux"
+	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
@@ -77,7 +80,7 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	_ = adjustOOMScore(os.Getppid(), daemon.Pid)
 	// runc-v2's ShimCgroup option: the daemon (not its containers) runs
 	// in that cgroup.
-	if err := task.JoinShimCgroup(req.runtimeOptions(), daemon.Pid); err != nil {
+	if err := joinShimCgroup(req.runtimeOptions(), daemon.Pid); err != nil {
 		return err
 	}
 
@@ -178,6 +181,27 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("rename %s to %s: %w", tmp, path, err)
+	}
+	return nil
+}
+
+// joinShimCgroup moves the shim daemon (pid) into the cgroup the runc
+// options among opts name as ShimCgroup, if any, as runc-v2's `start` does.
+// The cgroup must exist.
+func joinShimCgroup(opts []*anypb.Any, pid int) error {
+	for _, a := range opts {
+		if !runtimeopts.Recognized(a) {
+			continue // another kind of start extension
+		}
+		o, err := runtimeopts.Decode(a)
+		if err != nil {
+			return err
+		}
+		if o.ShimCgroup != "" {
+			if err := linux.JoinCgroup("runtime option ShimCgroup", o.ShimCgroup, pid); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -111,17 +111,11 @@ func (r *execRunner) Start(ctx context.Context) (_ int, retErr error) {
 		// Only a kill can end a process that has not execve()d yet.
 		go r.s.handleExit(context.WithoutCancel(ctx), pr, early)
 		err := fmt.Errorf("exec %s exited before it started (status %d): %w", pr.execID, early.Status, errdefs.ErrUnavailable)
-		if pr.c.linux.Ending() {
-			err = linux.ExecLostToExit(pr.c.linux, pr.execID, err)
-		}
-		return lp.Pid, err
+		return lp.Pid, pr.c.linux.ExecFailed(pr.execID, err)
 	}
 	if err := lp.Start(ctx); err != nil {
 		// The process reported why and exits; its exit is handled as any.
-		if pr.c.linux.Ending() {
-			return 0, linux.ExecLostToExit(pr.c.linux, pr.execID, err)
-		}
-		return 0, err
+		return 0, pr.c.linux.ExecFailed(pr.execID, err)
 	}
 	return lp.Pid, nil
 }

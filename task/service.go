@@ -21,7 +21,6 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -313,27 +312,6 @@ func attachIO(ctx context.Context, cfg shimio.Config, pipes *shimio.Pipes, maste
 		return pipes, nil
 	}
 	return shimio.NewConsole(ctx, cfg, master)
-}
-
-// JoinShimCgroup moves the shim daemon (pid) into the cgroup the runc
-// options among opts name as ShimCgroup, if any, as runc-v2's `start` does.
-// The cgroup must exist.
-func JoinShimCgroup(opts []*anypb.Any, pid int) error {
-	for _, a := range opts {
-		if !runtimeopts.Recognized(a) {
-			continue // another kind of start extension
-		}
-		o, err := runtimeopts.Decode(a)
-		if err != nil {
-			return err
-		}
-		if o.ShimCgroup != "" {
-			if err := linux.JoinCgroup("runtime option ShimCgroup", o.ShimCgroup, pid); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // Create creates a container whose init waits for Start.

@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/process"
 )
 
 // Starter starts cmd and delivers its exit status (the exit code, or 128
@@ -69,6 +70,15 @@ func Validate(h *specs.Hooks) error {
 type kind struct {
 	name string
 	list []specs.Hook
+}
+
+// Names are the kinds of hook, in the order of a container's life.
+func Names() []string {
+	var out []string
+	for _, k := range kinds(&specs.Hooks{}) {
+		out = append(out, k.name)
+	}
+	return out
 }
 
 func kinds(h *specs.Hooks) []kind {
@@ -233,20 +243,16 @@ func Direct(cmd *exec.Cmd) (<-chan int, error) {
 	}
 	ch := make(chan int, 1)
 	go func() {
-		err := cmd.Wait()
-		var ee *exec.ExitError
-		switch {
-		case err == nil:
-			ch <- 0
-		case errors.As(err, &ee):
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				ch <- 128 + int(ws.Signal())
-			} else {
-				ch <- ee.ExitCode()
+		_ = cmd.Wait() // the status, if any, is in ProcessState
+		status := -1
+		if cmd.ProcessState != nil {
+			if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+				if st, ended := process.StatusOf(ws); ended {
+					status = st
+				}
 			}
-		default:
-			ch <- -1
 		}
+		ch <- status
 	}()
 	return ch, nil
 }

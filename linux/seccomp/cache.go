@@ -81,7 +81,7 @@ func (c *Cache) path(key [sha256.Size]byte) string {
 // written is taken: in a root-only directory, owned by root, written by
 // root alone, not through a symlink.
 func (c *Cache) load(key [sha256.Size]byte) *Program {
-	if c.Dir == "" || !rootOnly(c.Dir, true) {
+	if c.Dir == "" || !rootOnly(c.Dir) {
 		return nil
 	}
 	f, err := os.OpenFile(c.path(key), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -98,7 +98,7 @@ func (c *Cache) load(key [sha256.Size]byte) *Program {
 		return nil
 	}
 	var p Program
-	if json.Unmarshal(data, &p) != nil || len(p.Filter) == 0 || len(p.Filter)%8 != 0 {
+	if json.Unmarshal(data, &p) != nil || p.checkShape() != nil {
 		return nil
 	}
 	return &p
@@ -110,7 +110,7 @@ func (c *Cache) store(key [sha256.Size]byte, p *Program) {
 	if c.Dir == "" {
 		return
 	}
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil || !rootOnly(c.Dir, true) {
+	if err := os.MkdirAll(c.Dir, 0o700); err != nil || !rootOnly(c.Dir) {
 		return
 	}
 	if entries, err := os.ReadDir(c.Dir); err == nil && len(entries) >= maxCached {
@@ -136,23 +136,24 @@ func (c *Cache) store(key [sha256.Size]byte, p *Program) {
 	}
 }
 
-// rootOnly says whether dir (and, with parents, each directory above it)
-// is a real directory owned by root that no one else may write to.
-func rootOnly(dir string, parents bool) bool {
-	for d := filepath.Clean(dir); ; d = filepath.Dir(d) {
+// rootOnly says whether dir, and each directory above it, is a real
+// directory owned by root that no one else may write to.
+func rootOnly(dir string) bool {
+	dir = filepath.Clean(dir)
+	for d := dir; ; d = filepath.Dir(d) {
 		var st unix.Stat_t
 		if unix.Lstat(d, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR || st.Uid != 0 {
 			return false
 		}
 		// The directory itself is root's alone; above it, sticky
 		// world-writable directories (/tmp) cannot have it renamed away.
-		if d == filepath.Clean(dir) && st.Mode&0o077 != 0 {
+		if d == dir && st.Mode&0o077 != 0 {
 			return false
 		}
-		if d != filepath.Clean(dir) && st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
+		if d != dir && st.Mode&0o022 != 0 && st.Mode&unix.S_ISVTX == 0 {
 			return false
 		}
-		if !parents || d == "/" || d == "." {
+		if d == "/" || d == "." {
 			return true
 		}
 	}
@@ -167,10 +168,8 @@ func compilerIdentity() string {
 	if err := syscall.Stat("/proc/self/exe", &st); err == nil {
 		id += fmt.Sprintf(" binary %d:%d:%d:%d.%d", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec)
 	}
-	for _, name := range profileFlags {
-		if flagSupported(filterFlags[name]) {
-			id += " " + name
-		}
+	for _, name := range supportedProfileFlags() {
+		id += " " + name
 	}
 	return id
 }

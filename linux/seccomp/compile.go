@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -27,6 +28,15 @@ type Program struct {
 // Listener says whether loading returns a user notification fd, which
 // must go to the profile's listenerPath.
 func (p *Program) Listener() bool { return p.Flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 }
+
+// checkShape says what is wrong with the program's shape, if anything: it
+// must be whole 8-byte BPF instructions, 1 to maxInstructions of them.
+func (p *Program) checkShape() error {
+	if n := len(p.Filter) / 8; n == 0 || len(p.Filter)%8 != 0 || n > maxInstructions {
+		return fmt.Errorf("a program of %d bytes is not %d-byte BPF instructions, 1 to %d of them", len(p.Filter), 8, maxInstructions)
+	}
+	return nil
+}
 
 // defaultErrno is what an ERRNO action without errnoRet returns, as runc.
 const defaultErrno = int16(unix.EPERM)
@@ -75,21 +85,30 @@ var operators = map[specs.LinuxSeccompOperator]libseccomp.ScmpCompareOp{
 	specs.OpMaskedEqual:  libseccomp.CompareMaskedEqual,
 }
 
-// filterFlags are seccomp(2)'s filter flags by name. A profile may name
-// the first four; the runtime sets the others itself.
-var filterFlags = map[string]uint{
+// profileFlags are the seccomp(2) filter flags a profile may name; the
+// runtime sets NEW_LISTENER and TSYNC_ESRCH itself.
+var profileFlags = map[specs.LinuxSeccompFlag]uint{
 	"SECCOMP_FILTER_FLAG_TSYNC":              unix.SECCOMP_FILTER_FLAG_TSYNC,
 	"SECCOMP_FILTER_FLAG_LOG":                unix.SECCOMP_FILTER_FLAG_LOG,
 	"SECCOMP_FILTER_FLAG_SPEC_ALLOW":         unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW,
 	"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
-	"SECCOMP_FILTER_FLAG_NEW_LISTENER":       unix.SECCOMP_FILTER_FLAG_NEW_LISTENER,
-	"SECCOMP_FILTER_FLAG_TSYNC_ESRCH":        unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH,
 }
 
-// profileFlag is the bit of a flag a profile may name.
-func profileFlag(name specs.LinuxSeccompFlag) (uint, bool) {
-	bit, ok := filterFlags[string(name)]
-	return bit, ok && bit&(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER|unix.SECCOMP_FILTER_FLAG_TSYNC_ESRCH) == 0
+// supportedProfileFlags are the names of profileFlags this kernel takes,
+// in order.
+func supportedProfileFlags() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(profileFlags)) {
+		if flagSupported(profileFlags[name]) {
+			out = append(out, string(name))
+		}
+	}
+	return out
+}
+
+// archOf is libseccomp's architecture for a spec's SCMP_ARCH_ name.
+func archOf(a specs.Arch) (libseccomp.ScmpArch, error) {
+	return libseccomp.GetArchFromString(strings.TrimPrefix(string(a), "SCMP_ARCH_"))
 }
 
 // Compile builds the BPF program of profile. Errors name the field at
@@ -110,7 +129,7 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 	}
 	prog := &Program{}
 	for i, f := range profile.Flags {
-		bit, ok := profileFlag(f)
+		bit, ok := profileFlags[f]
 		if !ok {
 			return nil, invalid(fmt.Sprintf("flags[%d]", i), fmt.Errorf("unknown flag %q", f))
 		}
@@ -131,13 +150,21 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 		return nil, fmt.Errorf("linux.seccomp: new filter: %w", asClass(err))
 	}
 	defer filter.Release()
+	// The filter's architectures: the native one and the profile's.
+	var arches []libseccomp.ScmpArch
+	if native, err := libseccomp.GetNativeArch(); err == nil {
+		arches = append(arches, native)
+	}
 	for i, a := range profile.Architectures {
-		arch, err := libseccomp.GetArchFromString(strings.TrimPrefix(string(a), "SCMP_ARCH_"))
+		arch, err := archOf(a)
 		if err != nil {
 			return nil, invalid(fmt.Sprintf("architectures[%d]", i), fmt.Errorf("%q is not an architecture", a))
 		}
 		if err := filter.AddArch(arch); err != nil {
 			return nil, fmt.Errorf("linux.seccomp.architectures[%d] %s: %w", i, a, asClass(err))
+		}
+		if !slices.Contains(arches, arch) {
+			arches = append(arches, arch)
 		}
 	}
 	for i, sc := range profile.Syscalls {
@@ -181,8 +208,7 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 		// It only changes how a listener's target waits; the kernel
 		// refuses it without one.
 		prog.Flags &^= unix.SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-	}
-	if prog.Listener() {
+	} else {
 		if !flagSupported(unix.SECCOMP_FILTER_FLAG_NEW_LISTENER) {
 			return nil, fmt.Errorf("linux.seccomp: SCMP_ACT_NOTIFY needs Linux 5.0 or later: %w", errdefs.ErrNotImplemented)
 		}
@@ -199,7 +225,7 @@ func Compile(profile *specs.LinuxSeccomp) (*Program, error) {
 		return nil, fmt.Errorf("linux.seccomp: export BPF: %w", err)
 	}
 	if needsENOSYSPrefix(profile) {
-		prefix, err := enosysPrefix(profile, filterArches(profile))
+		prefix, err := enosysPrefix(profile, arches)
 		if err != nil {
 			return nil, fmt.Errorf("linux.seccomp: %w", err)
 		}

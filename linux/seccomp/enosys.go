@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -77,10 +76,7 @@ func enosysPrefix(p *specs.LinuxSeccomp, arches []libseccomp.ScmpArch) ([]byte, 
 		}
 		return top, found
 	}
-	hasX32 := false
-	for _, a := range arches {
-		hasX32 = hasX32 || a == libseccomp.ArchX32
-	}
+	hasX32 := slices.Contains(arches, libseccomp.ArchX32)
 
 	var a asm
 	a.op(bpfLd, dataArch)
@@ -202,20 +198,4 @@ func (a *asm) assemble() ([]byte, error) {
 		out = append(out, b[:]...)
 	}
 	return out, nil
-}
-
-// filterArches lists the architectures of a compiled filter: the native
-// one and the profile's.
-func filterArches(p *specs.LinuxSeccomp) []libseccomp.ScmpArch {
-	var out []libseccomp.ScmpArch
-	if native, err := libseccomp.GetNativeArch(); err == nil {
-		out = append(out, native)
-	}
-	for _, a := range p.Architectures {
-		arch, err := libseccomp.GetArchFromString(strings.TrimPrefix(string(a), "SCMP_ARCH_"))
-		if err == nil && !slices.Contains(out, arch) {
-			out = append(out, arch)
-		}
-	}
-	return out
 }

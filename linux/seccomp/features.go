@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/opencontainers/runtime-spec/specs-go/features"
@@ -20,17 +19,14 @@ var specArchs = []specs.Arch{
 	specs.ArchM68K, specs.ArchSH, specs.ArchSHEB,
 }
 
-// profileFlags are the flags a profile may name.
-var profileFlags = []string{
-	"SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_LOG",
-	"SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-}
-
 // Features is the seccomp part of the runtime's features document: what
 // Compile takes, and which flags this kernel supports.
 func Features() *features.Seccomp {
 	enabled := true
-	f := &features.Seccomp{Enabled: &enabled, KnownFlags: profileFlags}
+	f := &features.Seccomp{Enabled: &enabled, SupportedFlags: supportedProfileFlags()}
+	for _, name := range slices.Sorted(maps.Keys(profileFlags)) {
+		f.KnownFlags = append(f.KnownFlags, string(name))
+	}
 	for _, a := range slices.Sorted(maps.Keys(actions)) {
 		f.Actions = append(f.Actions, string(a))
 	}
@@ -38,16 +34,11 @@ func Features() *features.Seccomp {
 		f.Operators = append(f.Operators, string(op))
 	}
 	for _, a := range specArchs {
-		if _, err := libseccomp.GetArchFromString(strings.TrimPrefix(string(a), "SCMP_ARCH_")); err == nil {
+		if _, err := archOf(a); err == nil {
 			f.Archs = append(f.Archs, string(a))
 		}
 	}
 	slices.Sort(f.Archs)
-	for _, name := range profileFlags {
-		if flagSupported(filterFlags[name]) {
-			f.SupportedFlags = append(f.SupportedFlags, name)
-		}
-	}
 	return f
 }
 

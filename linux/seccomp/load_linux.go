@@ -20,11 +20,10 @@ const maxInstructions = 4096
 // Loading takes no_new_privs or CAP_SYS_ADMIN; the caller orders it so one
 // of them holds.
 func Load(prog *Program) (int, error) {
-	n := len(prog.Filter) / 8
-	if n == 0 || len(prog.Filter)%8 != 0 || n > maxInstructions {
-		return -1, fmt.Errorf("load seccomp filter: a program of %d bytes is not %d-byte BPF instructions, 1 to %d of them", len(prog.Filter), 8, maxInstructions)
+	if err := prog.checkShape(); err != nil {
+		return -1, fmt.Errorf("load seccomp filter: %w", err)
 	}
-	fprog := unix.SockFprog{Len: uint16(n), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog.Filter[0]))}
+	fprog := unix.SockFprog{Len: uint16(len(prog.Filter) / 8), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog.Filter[0]))}
 	r, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(prog.Flags), uintptr(unsafe.Pointer(&fprog)))
 	runtime.KeepAlive(prog)
 	if errno != 0 {
