@@ -8,13 +8,9 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/integration"
 )
 
-// loadVersion runs, per runtime, 200 `ctr run --rm` printing 2000 lines
-// each, 10 at a time, under two CPU-burning processes, and prints how many
-// lost output.
-func loadVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
-	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return loadOn(ctx, cfg, c, v, rootfs) })
-}
-
+// loadOn runs, per runtime, cfg.loadRuns (200 by default) `ctr run --rm`
+// printing 2000 lines each, 10 at a time, under two CPU-burning processes,
+// and prints how many lost output.
 func loadOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	for _, rt := range []string{cfg.a, cfg.b} {
 		start := time.Now()

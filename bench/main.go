@@ -92,14 +92,14 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		run := benchVersion
+		on := benchOn
 		switch {
 		case cfg.soak:
-			run = soakVersion
+			on = soakOn
 		case cfg.load:
-			run = loadVersion
+			on = loadOn
 		}
-		if err := run(ctx, cfg, v, shimDir, rootfs); err != nil {
+		if err := withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return on(ctx, cfg, c, v, rootfs) }); err != nil {
 			return err
 		}
 	}
@@ -122,10 +122,9 @@ func withContainerd(ctx context.Context, v integration.Version, shimDir string, 
 	return fn(c)
 }
 
-func benchVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
-	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return benchOn(ctx, cfg, c, v, rootfs) })
-}
-
+// benchOn times both runtimes on c (runs, the same with specs without and
+// with resources and with seccomp, execs) and measures an idle shim of
+// each, then prints the table.
 func benchOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	runtimes := []string{cfg.a, cfg.b}
 	rs, err := prepareResources(ctx, c, v, runtimes, rootfs)

@@ -10,14 +10,10 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/integration"
 )
 
-// soakVersion runs the long soak on one containerd: cfg.lifecycles
+// soakOn runs the long soak on one containerd: cfg.lifecycles
 // sequential `ctr run --rm` per runtime with containerd's footprint, then
 // cfg.execs sequential execs into one container per runtime with its
 // shim's footprint, each read ten times along the way.
-func soakVersion(ctx context.Context, cfg config, v integration.Version, shimDir, rootfs string) error {
-	return withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return soakOn(ctx, cfg, c, v, rootfs) })
-}
-
 func soakOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 	defer tw.Flush()

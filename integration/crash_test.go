@@ -7,10 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Case 17: the shim of a running container with an exec dies (SIGKILL). containerd

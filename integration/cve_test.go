@@ -66,9 +66,9 @@ func TestEscapeClasses(t *testing.T) {
 		t.Run("no-runtime-fds", func(t *testing.T) {
 			// Init and an exec hold stdio and nothing else of the runtime.
 			tc := newCase(t, tg, "cvefds")
-			tc.startDetached("/bin/sleep", "1000")
+			initPid := tc.startDetached("/bin/sleep", "1000")
 			done := tc.background("", tc.execArgs(nil, "e1", "/bin/sleep", "1000")...)
-			for who, pid := range map[string]string{"init": tc.waitStatus("RUNNING"), "exec": tc.execPsPid("e1")} {
+			for who, pid := range map[string]string{"init": initPid, "exec": tc.execPsPid("e1")} {
 				entries, err := os.ReadDir("/proc/" + pid + "/fd")
 				if err != nil {
 					t.Fatal(err)
@@ -175,7 +175,7 @@ func runtimeBinary(t *testing.T, runtime string) string {
 	t.Helper()
 	path := "/usr/bin/runc"
 	if runtime == MiniRuntime {
-		path = filepath.Join(suite.shimDir, "containerd-shim-mini-v2")
+		path = filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {

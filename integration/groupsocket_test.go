@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net"
 	"os"
@@ -62,19 +60,14 @@ func TestGroupSocketApartFromRunc(t *testing.T) {
 }
 
 // runcGroupSockets are where runc-v2 puts the sockets of a group's shim:
-// the sha256 of address/namespace/group under /run/containerd/s, and of
-// that path plus /debug for the debug socket a -debug shim of containerd
-// 2.x serves.
+// the sha256 of address/namespace/group under ShimSocketDir, and of that
+// path plus /debug for the debug socket a -debug shim of containerd 2.x
+// serves.
 func runcGroupSockets(c *Containerd, group string) []string {
-	var paths []string
-	for _, name := range []string{
-		filepath.Join(c.Address, c.Namespace, group),
-		filepath.Join(c.Address, c.Namespace, group, "debug"),
-	} {
-		sum := sha256.Sum256([]byte(name))
-		paths = append(paths, filepath.Join("/run/containerd/s", hex.EncodeToString(sum[:])))
+	return []string{
+		shimSocketPath(filepath.Join(c.Address, c.Namespace, group)),
+		shimSocketPath(filepath.Join(c.Address, c.Namespace, group, "debug")),
 	}
-	return paths
 }
 
 // removeDeadSocket removes a socket once nothing listens on it any more;

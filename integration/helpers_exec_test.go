@@ -18,24 +18,25 @@ func (tc *tcase) sub(t *testing.T) *tcase {
 	return &c
 }
 
-// startDetached runs cmd in the case's container with `ctr run --detach`
-// and waits until the task runs. The cleanup it registers runs before the
-// leak check of newCase and removes task and container the way a user
-// would, so the leak check sees what an orderly removal leaves.
-func (tc *tcase) startDetached(cmd ...string) {
+// startDetached runs cmd in the case's container with `ctr run --detach`,
+// waits until the task runs and returns init's pid (as waitStatus). The
+// cleanup it registers runs before the leak check of newCase and removes
+// task and container the way a user would, so the leak check sees what an
+// orderly removal leaves.
+func (tc *tcase) startDetached(cmd ...string) string {
 	tc.t.Helper()
-	tc.startDetachedArgs(tc.runArgs([]string{"--detach"}, "", cmd...))
+	return tc.startDetachedArgs(tc.runArgs([]string{"--detach"}, "", cmd...))
 }
 
 // startDetachedArgs is startDetached with the whole `ctr run --detach`
 // argument list given.
-func (tc *tcase) startDetachedArgs(args []string) {
+func (tc *tcase) startDetachedArgs(args []string) string {
 	tc.t.Helper()
 	if res := tc.ctr("", args...); res.ExitCode != 0 {
 		tc.t.Fatalf("run --detach: %s", res)
 	}
 	tc.t.Cleanup(tc.removeDetached)
-	tc.waitStatus("RUNNING")
+	return tc.waitStatus("RUNNING")
 }
 
 // removeDetached force-deletes the task (it kills a running one) and then

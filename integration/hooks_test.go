@@ -15,14 +15,14 @@ import (
 // hookRecorder writes a hook script into a host dir that the container
 // also gets at /tmp/hooks, so the same script serves hooks that run on the
 // host and in the container. Each run appends a line to the dir's log:
-// the hook's name and arg, its mount and pid namespaces, uid, env and cwd,
-// then the state it read on stdin.
+// the hook's name and arg, its mount and pid namespaces and env, then the
+// state it read on stdin.
 func hookRecorder(t *testing.T) (dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	script := `#!/bin/sh
 log="$(dirname "$0")/log"
-line="$1 arg=$2 mnt=$(readlink /proc/self/ns/mnt) pidns=$(readlink /proc/self/ns/pid) uid=$(id -u) env=$HOOKENV cwd=$(pwd) state="
+line="$1 arg=$2 mnt=$(readlink /proc/self/ns/mnt) pidns=$(readlink /proc/self/ns/pid) env=$HOOKENV state="
 state="$(cat)"
 echo "$line$state" >> "$log"
 case "$1" in fail-*) echo "hook $1 says no" >&2; exit 7 ;; sleep-*) exec sleep 300 ;; esac
@@ -36,8 +36,8 @@ exit 0
 
 // hookRecord is one line of the recorder's log.
 type hookRecord struct {
-	name, arg, mnt, pidns, uid, env, cwd string
-	state                                specs.State
+	name, arg, mnt, pidns, env string
+	state                      specs.State
 }
 
 func readHookLog(t *testing.T, dir string) []hookRecord {
@@ -63,12 +63,8 @@ func readHookLog(t *testing.T, dir string) []hookRecord {
 				r.mnt = v
 			case "pidns":
 				r.pidns = v
-			case "uid":
-				r.uid = v
 			case "env":
 				r.env = v
-			case "cwd":
-				r.cwd = v
 			}
 		}
 		if err := json.Unmarshal([]byte(state), &r.state); err != nil {

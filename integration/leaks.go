@@ -28,10 +28,16 @@ func (c *Containerd) ShimSocketPaths(id string) []string {
 		// Ours, named apart from runc-v2's.
 		MiniRuntime + ":" + filepath.Join(c.Address, c.Namespace, id),
 	} {
-		sum := sha256.Sum256([]byte(p))
-		out = append(out, filepath.Join(ShimSocketDir, hex.EncodeToString(sum[:])))
+		out = append(out, shimSocketPath(p))
 	}
 	return out
+}
+
+// shimSocketPath is where a shim puts the socket it names after name: the
+// sha256 of name, in hex, under ShimSocketDir.
+func shimSocketPath(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(ShimSocketDir, hex.EncodeToString(sum[:]))
 }
 
 // CgroupsPath is the cgroup ctr gives a container: /<namespace>/<id>.
@@ -146,7 +152,7 @@ func (c *Containerd) ForceCleanup(ctx context.Context, shimName, id string) {
 		case "mount":
 			_ = syscall.Unmount(l.Target, syscall.MNT_DETACH)
 		case "cgroup":
-			removeCgroupTree(l.Target)
+			RemoveCgroupTree(l.Target)
 		case "socket":
 			_ = os.Remove(l.Target)
 		}
@@ -158,13 +164,13 @@ func (c *Containerd) ForceCleanup(ctx context.Context, shimName, id string) {
 	}
 }
 
-// removeCgroupTree removes a cgroup and its children, bottom up; cgroup
+// RemoveCgroupTree removes a cgroup and its children, bottom up; cgroup
 // directories are removed with rmdir, not by deleting their files.
-func removeCgroupTree(dir string) {
+func RemoveCgroupTree(dir string) {
 	entries, _ := os.ReadDir(dir)
 	for _, e := range entries {
 		if e.IsDir() {
-			removeCgroupTree(filepath.Join(dir, e.Name()))
+			RemoveCgroupTree(filepath.Join(dir, e.Name()))
 		}
 	}
 	_ = syscall.Rmdir(dir)

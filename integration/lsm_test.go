@@ -33,10 +33,9 @@ func TestLSMLabels(t *testing.T) {
 			// A name of the case's own: the cases of both daemons run at once.
 			profile := "minitest-nowrite-" + tc.id
 			loadAppArmorProfile(t, profile, "deny /tmp/** w,")
-			tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
+			pid := tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
 				s.Process.ApparmorProfile = profile
 			}, "/bin/sleep", "1000"))
-			pid := tc.waitStatus("RUNNING")
 			if got := readProcFile(t, pid, "attr/current"); got != profile+" (enforce)" {
 				t.Errorf("init's AppArmor label is %q, want %s (enforce)", got, profile)
 			}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -47,41 +46,26 @@ func TestMain(m *testing.M) {
 	SuiteMain(m, "integration", runSuite)
 }
 
-func runSuite(m *testing.M) (int, error) {
+func runSuite(m *testing.M) (code int, err error) {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "mtsuite-")
+	s, err := PrepareSuite(ctx, "mtsuite-")
 	if err != nil {
 		return 1, err
 	}
-	suite.dir = dir
-	suite.keep = os.Getenv("MINI_TEST_KEEP") == "1"
-	if !suite.keep {
-		defer os.RemoveAll(dir)
+	// Checks the shared rootfs and removes the suite's dir, last.
+	defer func() { err = errors.Join(err, s.Close()) }()
+	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
+	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
+	if suite.shimErr != nil {
+		fmt.Fprintf(os.Stderr, "integration: %s cases will fail: %v\n", MiniRuntime, suite.shimErr)
 	}
 
-	suite.runtimes = ListFromEnv("MINI_TEST_RUNTIMES", MiniRuntime)
-	suite.rootfs = filepath.Join(dir, "rootfs")
-	if err := BuildBusyboxRootfs(ctx, suite.rootfs); err != nil {
-		return 1, err
-	}
-	before, err := Fingerprint(suite.rootfs)
-	if err != nil {
-		return 1, err
-	}
-	suite.image = filepath.Join(dir, "image.tar")
+	suite.image = filepath.Join(suite.dir, "image.tar")
 	if err := WriteOCIImage(suite.rootfs, suite.image, testImage, ImageConfig{
 		Env: []string{"PATH=/bin:/usr/bin"},
 		Cmd: []string{"/bin/sh", "-c", "echo default-cmd $PATH"},
 	}); err != nil {
 		return 1, err
-	}
-	for _, rt := range suite.runtimes {
-		if rt == MiniRuntime {
-			suite.shimDir, suite.shimErr = PrepareShim(ctx, dir)
-			if suite.shimErr != nil {
-				fmt.Fprintf(os.Stderr, "integration: %s cases will fail: %v\n", MiniRuntime, suite.shimErr)
-			}
-		}
 	}
 
 	for _, name := range ListFromEnv("MINI_TEST_CONTAINERD", "1.6,2.4") {
@@ -92,7 +76,7 @@ func runSuite(m *testing.M) (int, error) {
 		suite.daemons = append(suite.daemons, d)
 	}
 
-	code := m.Run()
+	code = m.Run()
 
 	var errs []error
 	for _, d := range suite.daemons {
@@ -104,12 +88,6 @@ func runSuite(m *testing.M) (int, error) {
 				errs = append(errs, fmt.Errorf("stop containerd %s: %w", d.version.Name, err))
 			}
 		}
-	}
-	after, err := Fingerprint(suite.rootfs)
-	if err != nil {
-		errs = append(errs, err)
-	} else if diff := DiffFingerprints(before, after); len(diff) > 0 {
-		errs = append(errs, fmt.Errorf("containers changed the shared rootfs %s:\n%s", suite.rootfs, strings.Join(diff, "\n")))
 	}
 	RemoveNamespaceCgroups(DefaultNamespace)
 	return code, errors.Join(errs...)

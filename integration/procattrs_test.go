@@ -22,7 +22,7 @@ func TestProcessAttributes(t *testing.T) {
 		}
 		newFields := tg.d.version.Name != "1.6"
 		tc := newCase(t, tg, "procattrs")
-		tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
+		initPid := tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
 			s.Linux.Personality = &specs.LinuxPersonality{Domain: specs.PerLinux32}
 			s.Process.Scheduler = &specs.Scheduler{Policy: specs.SchedBatch, Nice: 5}
 			s.Process.IOPriority = &specs.LinuxIOPriority{Class: specs.IOPRIO_CLASS_IDLE}
@@ -35,9 +35,10 @@ func TestProcessAttributes(t *testing.T) {
 			if !newFields {
 				return
 			}
-			stat := strings.Fields(readProcFile(t, pid, "stat")[strings.LastIndexByte(readProcFile(t, pid, "stat"), ')')+2:])
+			stat := readProcFile(t, pid, "stat")
+			fields := strings.Fields(stat[strings.LastIndexByte(stat, ')')+2:])
 			// Fields 19 (nice) and 41 (policy), counted from 1 with pid and comm.
-			if nice, policy := stat[19-3], stat[41-3]; nice != "5" || policy != "3" {
+			if nice, policy := fields[19-3], fields[41-3]; nice != "5" || policy != "3" {
 				t.Errorf("%s: nice %s policy %s, want 5 and 3 (SCHED_BATCH)", who, nice, policy)
 			}
 			if out, err := exec.Command("ionice", "-p", pid).Output(); err != nil || strings.TrimSpace(string(out)) != "idle" {
@@ -47,7 +48,7 @@ func TestProcessAttributes(t *testing.T) {
 				t.Errorf("%s: numa_maps shows no bind:0 policy:\n%s", who, clip(maps, 300))
 			}
 		}
-		check("init", tc.waitStatus("RUNNING"))
+		check("init", initPid)
 		done := tc.background("", tc.execArgs(nil, "e1", "/bin/sleep", "1000")...)
 		check("exec", tc.execPsPid("e1"))
 		if res := tc.ctr("", "tasks", "kill", "--exec-id", "e1", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {

@@ -144,3 +144,18 @@ func ReadMemoryUsage(pid int) (MemoryUsage, error) {
 	}
 	return m, nil
 }
+
+// ProcStatusField is the value of field ("Threads", "Seccomp", ...) in
+// /proc/PID/status, trimmed; "" when the file has no such field.
+func ProcStatusField(pid int, field string) (string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", nil
+}

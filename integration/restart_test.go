@@ -42,8 +42,7 @@ func TestContainerdRestart(t *testing.T) {
 				pids := map[string]string{}
 				for i := 0; i < containers; i++ {
 					tc := newCase(t, own, fmt.Sprintf("restart%d", i))
-					tc.startDetached("/bin/sleep", "1000")
-					pids[tc.id] = tc.waitStatus("RUNNING")
+					pids[tc.id] = tc.startDetached("/bin/sleep", "1000")
 					cases = append(cases, tc)
 				}
 				// An exec whose ctr is attached when the daemon goes.
@@ -103,14 +102,7 @@ func TestContainerdRestart(t *testing.T) {
 					t.Fatalf("kill %s: %s", last.id, res)
 				}
 				wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
-				_, err = events.WaitFor(wctx, func(evs []Event) bool {
-					for _, e := range evs {
-						if e.Topic == "/tasks/exit" && e.ContainerID() == last.id {
-							return true
-						}
-					}
-					return false
-				})
+				_, err = events.WaitTopics(wctx, c.Namespace, last.id, "/tasks/exit")
 				wcancel()
 				if err != nil {
 					t.Errorf("no /tasks/exit for %s after the restart: %v", last.id, err)

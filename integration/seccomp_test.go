@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -37,7 +37,15 @@ func TestSeccomp(t *testing.T) {
 					t.Errorf("exec %s under the default profile: want Seccomp 2 and unshare refused:\n%s", id, res)
 				}
 			}
-			if got := readStatusField(t, tc.waitStatus("RUNNING"), "Seccomp"); got != "2" {
+			pid, err := strconv.Atoi(tc.waitStatus("RUNNING"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ProcStatusField(pid, "Seccomp")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != "2" {
 				t.Errorf("init's Seccomp = %q, want 2", got)
 			}
 		})
@@ -125,21 +133,6 @@ func TestSeccomp(t *testing.T) {
 			}
 		})
 	})
-}
-
-// readStatusField reads one field of /proc/PID/status.
-func readStatusField(t *testing.T, pid, field string) string {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
 }
 
 // seccompAgent is a listener for a profile's listenerPath. Every process

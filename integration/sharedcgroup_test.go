@@ -68,7 +68,7 @@ func TestSharedCgroupsPath(t *testing.T) {
 				if time.Now().After(deadline) {
 					t.Errorf("the shared cgroup is left after both containers' deletes: %v", left())
 					for _, d := range left() {
-						removeCgroupTree(d)
+						RemoveCgroupTree(d)
 					}
 					return
 				}

@@ -17,12 +17,12 @@ import (
 	"time"
 
 	bootapi "github.com/containerd/containerd/api/runtime/bootstrap/v1"
-	taskv2 "github.com/containerd/containerd/api/runtime/task/v2"
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 )
 
 // Case 9: bundles ctr cannot produce, sent straight to our shim the way
@@ -238,29 +238,37 @@ func (s *directShim) readLogFifo() {
 	}()
 }
 
-func (s *directShim) create() error {
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
+// callTimeout is how long a Task request of the direct cases may take.
+const callTimeout = 30 * time.Second
+
+// call sends one Task request with the API version the shim answered
+// with, failing after timeout; v2's and v3's messages are the same on the
+// wire.
+func (s *directShim) call(timeout time.Duration, method string, req, resp any) error {
+	service := "containerd.task.v2.Task"
 	if s.version == 3 {
-		_, err := taskv3.NewTTRPCTaskClient(s.client).Create(ctx, &taskv3.CreateTaskRequest{ID: s.id, Bundle: s.bundle})
-		return err
+		service = "containerd.task.v3.Task"
 	}
-	_, err := taskv2.NewTTRPCTaskClient(s.client).Create(ctx, &taskv2.CreateTaskRequest{ID: s.id, Bundle: s.bundle})
-	return err
+	ctx, cancel := context.WithTimeout(s.ctx, timeout)
+	defer cancel()
+	return s.client.Call(ctx, service, method, req, resp)
+}
+
+// connectionGone says whether err is the end of the shim's connection.
+func connectionGone(err error) bool {
+	return errors.Is(err, ttrpc.ErrClosed) || strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "EOF") ||
+		strings.Contains(err.Error(), "connection reset")
+}
+
+func (s *directShim) create() error {
+	return s.call(callTimeout, "Create", &taskv3.CreateTaskRequest{ID: s.id, Bundle: s.bundle}, &taskv3.CreateTaskResponse{})
 }
 
 // requestAfterShutdown: a request on the connection of a shim that shut
 // down fails at once, with the connection's error, and does not hang.
 func (s *directShim) requestAfterShutdown() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(s.ctx, 5*time.Second)
-	defer cancel()
-	var err error
-	if s.version == 3 {
-		_, err = taskv3.NewTTRPCTaskClient(s.client).State(ctx, &taskv3.StateRequest{ID: s.id})
-	} else {
-		_, err = taskv2.NewTTRPCTaskClient(s.client).State(ctx, &taskv2.StateRequest{ID: s.id})
-	}
+	err := s.call(5*time.Second, "State", &taskv3.StateRequest{ID: s.id}, &taskv3.StateResponse{})
 	switch {
 	case err == nil:
 		s.t.Errorf("State after Shutdown succeeded")
@@ -272,14 +280,7 @@ func (s *directShim) requestAfterShutdown() {
 // shutdown asks the shim to exit and checks that it did, socket removed.
 func (s *directShim) shutdown() {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	var err error
-	if s.version == 3 {
-		_, err = taskv3.NewTTRPCTaskClient(s.client).Shutdown(ctx, &taskv3.ShutdownRequest{ID: s.id})
-	} else {
-		_, err = taskv2.NewTTRPCTaskClient(s.client).Shutdown(ctx, &taskv2.ShutdownRequest{ID: s.id})
-	}
+	err := s.call(callTimeout, "Shutdown", &taskv3.ShutdownRequest{ID: s.id}, &emptypb.Empty{})
 	// The shim may close the connection before the reply gets out.
 	if err != nil && !connectionGone(err) {
 		s.t.Errorf("Shutdown: %v", err)

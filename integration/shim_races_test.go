@@ -3,10 +3,8 @@ package integration
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -15,7 +13,6 @@ import (
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
-	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/types/known/emptypb"
 )
 
@@ -79,14 +76,14 @@ func TestShimRaces(t *testing.T) {
 					t.Errorf("%s: the Create that lost: want AlreadyExists, got %v", s.id, lost)
 				}
 
-				if err := s.call("Start", &taskv3.StartRequest{ID: s.id}, &taskv3.StartResponse{}); err != nil {
+				if err := s.call(callTimeout, "Start", &taskv3.StartRequest{ID: s.id}, &taskv3.StartResponse{}); err != nil {
 					t.Fatalf("%s: start: %v", s.id, err)
 				}
-				if err := s.call("Kill", &taskv3.KillRequest{ID: s.id, Signal: uint32(syscall.SIGKILL)}, &emptypb.Empty{}); err != nil {
+				if err := s.call(callTimeout, "Kill", &taskv3.KillRequest{ID: s.id, Signal: uint32(syscall.SIGKILL)}, &emptypb.Empty{}); err != nil {
 					t.Fatalf("%s: kill: %v", s.id, err)
 				}
 				var waited taskv3.WaitResponse
-				if err := s.call("Wait", &taskv3.WaitRequest{ID: s.id}, &waited); err != nil {
+				if err := s.call(callTimeout, "Wait", &taskv3.WaitRequest{ID: s.id}, &waited); err != nil {
 					t.Fatalf("%s: wait: %v", s.id, err)
 				}
 
@@ -96,12 +93,12 @@ func TestShimRaces(t *testing.T) {
 				wg.Add(2)
 				go func() {
 					defer wg.Done()
-					delErr = s.call("Delete", &taskv3.DeleteRequest{ID: s.id}, &deleted)
+					delErr = s.call(callTimeout, "Delete", &taskv3.DeleteRequest{ID: s.id}, &deleted)
 					delAt <- time.Now()
 				}()
 				go func() {
 					defer wg.Done()
-					shutErr = s.call("Shutdown", &taskv3.ShutdownRequest{ID: s.id}, &emptypb.Empty{})
+					shutErr = s.call(callTimeout, "Shutdown", &taskv3.ShutdownRequest{ID: s.id}, &emptypb.Empty{})
 					shutAt <- time.Now()
 				}()
 				wg.Wait()
@@ -125,22 +122,4 @@ func TestShimRaces(t *testing.T) {
 			t.Logf("containerd %s: Shutdown answered first in %d of %d rounds", d.version.Name, shutdownFirst, rounds)
 		})
 	}
-}
-
-// call sends one Task request with the API version the shim answered
-// with; v2's and v3's messages are the same on the wire.
-func (s *directShim) call(method string, req, resp any) error {
-	service := "containerd.task.v2.Task"
-	if s.version == 3 {
-		service = "containerd.task.v3.Task"
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, 30*time.Second)
-	defer cancel()
-	return s.client.Call(ctx, service, method, req, resp)
-}
-
-// connectionGone says whether err is the end of the shim's connection.
-func connectionGone(err error) bool {
-	return errors.Is(err, ttrpc.ErrClosed) || strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "EOF") ||
-		strings.Contains(err.Error(), "connection reset")
 }

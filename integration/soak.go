@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -27,15 +26,11 @@ func ReadFootprint(pid int) (ProcessFootprint, error) {
 		return f, err
 	}
 	f.FDs = len(fds)
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	threads, err := ProcStatusField(pid, "Threads")
 	if err != nil {
 		return f, err
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
-			f.Threads, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-	}
+	f.Threads, _ = strconv.Atoi(threads)
 	f.Memory, err = ReadMemoryUsage(pid)
 	return f, err
 }

@@ -45,7 +45,7 @@ func newSystemdCase(t *testing.T, tg target, label string) *sdcase {
 			Run(ctx, nil, nil, "systemctl", "reset-failed", sc.unit)
 		}
 		for _, d := range scopeDirs(sc.unit) {
-			removeCgroupTree(d)
+			RemoveCgroupTree(d)
 		}
 	})
 	sc.tcase = newCase(t, tg, label)

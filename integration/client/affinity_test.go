@@ -2,8 +2,6 @@ package client
 
 import (
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -47,7 +45,10 @@ func TestExecCPUAffinity(t *testing.T) {
 		if err := p.Start(ctx); err != nil {
 			t.Fatalf("start exec: %v", err)
 		}
-		got := readStatus(t, p.Pid(), "Cpus_allowed_list")
+		got, err := integration.ProcStatusField(int(p.Pid()), "Cpus_allowed_list")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got != "1" {
 			t.Errorf("exec runs on cpus %q, want 1 (execCPUAffinity.final)", got)
 		}
@@ -63,18 +64,4 @@ func TestExecCPUAffinity(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
-}
-
-func readStatus(t *testing.T, pid uint32, field string) string {
-	t.Helper()
-	v, err := readCgroupFile("/proc/"+strconv.Itoa(int(pid)), "status")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(v, "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			return strings.TrimSpace(rest)
-		}
-	}
-	return ""
 }

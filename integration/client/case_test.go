@@ -245,6 +245,19 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
+// waitFor polls until the output contains s, for up to d, and says
+// whether it does.
+func (b *syncBuffer) waitFor(s string, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for !strings.Contains(b.String(), s) {
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return true
+}
+
 // outputTo is stdio with stdout and stderr both into out, its fifos in the
 // suite's directory.
 func outputTo(out *syncBuffer) cio.Creator {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,40 +40,25 @@ func TestMain(m *testing.M) {
 	integration.SuiteMain(m, "integration/client", runSuite)
 }
 
-func runSuite(m *testing.M) (int, error) {
+func runSuite(m *testing.M) (code int, err error) {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "mtclient-")
+	s, err := integration.PrepareSuite(ctx, "mtclient-")
 	if err != nil {
 		return 1, err
 	}
-	suite.dir = dir
-	suite.keep = os.Getenv("MINI_TEST_KEEP") == "1"
-	if !suite.keep {
-		defer os.RemoveAll(dir)
+	// Checks the shared rootfs and removes the suite's dir, last.
+	defer func() { err = errors.Join(err, s.Close()) }()
+	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
+	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
+	if suite.shimErr != nil {
+		fmt.Fprintf(os.Stderr, "integration/client: %s cases will fail: %v\n", integration.MiniRuntime, suite.shimErr)
 	}
-	suite.runtimes = integration.ListFromEnv("MINI_TEST_RUNTIMES", integration.MiniRuntime)
-	suite.rootfs = filepath.Join(dir, "rootfs")
-	if err := integration.BuildBusyboxRootfs(ctx, suite.rootfs); err != nil {
-		return 1, err
-	}
-	before, err := integration.Fingerprint(suite.rootfs)
-	if err != nil {
-		return 1, err
-	}
-	suite.fifoDir = filepath.Join(dir, "fifo")
-	for _, rt := range suite.runtimes {
-		if rt == integration.MiniRuntime {
-			suite.shimDir, suite.shimErr = integration.PrepareShim(ctx, dir)
-			if suite.shimErr != nil {
-				fmt.Fprintf(os.Stderr, "integration/client: %s cases will fail: %v\n", rt, suite.shimErr)
-			}
-		}
-	}
+	suite.fifoDir = filepath.Join(suite.dir, "fifo")
 	for _, name := range integration.ListFromEnv("MINI_TEST_CONTAINERD", "1.6,2.4") {
 		suite.daemons = append(suite.daemons, startDaemon(ctx, name))
 	}
 
-	code := m.Run()
+	code = m.Run()
 
 	var errs []error
 	for _, d := range suite.daemons {
@@ -88,12 +72,6 @@ func runSuite(m *testing.M) (int, error) {
 				errs = append(errs, fmt.Errorf("stop containerd %s: %w", d.version.Name, err))
 			}
 		}
-	}
-	after, err := integration.Fingerprint(suite.rootfs)
-	if err != nil {
-		errs = append(errs, err)
-	} else if diff := integration.DiffFingerprints(before, after); len(diff) > 0 {
-		errs = append(errs, fmt.Errorf("containers changed the shared rootfs %s:\n%s", suite.rootfs, strings.Join(diff, "\n")))
 	}
 	integration.RemoveNamespaceCgroups(integration.DefaultNamespace)
 	return code, errors.Join(errs...)

@@ -48,10 +48,7 @@ func TestClientRuncOptions(t *testing.T) {
 				tc.startWithOptions(runtimeOpts, outputTo(&out),
 					oci.WithProcessArgs("/bin/sh", "-c", "grep -o ' _ses[.a-z0-9-]*' /proc/keys; ls /bin/busybox; echo done; sleep 1000"),
 					withoutMaskedPath("/proc/keys"))
-				deadline := time.Now().Add(10 * time.Second)
-				for !strings.Contains(out.String(), "done") && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
+				out.waitFor("done", 10*time.Second)
 				words := strings.Fields(out.String())
 				if !slices.Contains(words, "/bin/busybox") || !slices.Contains(words, "done") {
 					t.Fatalf("the container did not run in its rootfs:\n%s", out.String())
@@ -112,7 +109,7 @@ func TestClientRuncOptionsShimCgroupAndIo(t *testing.T) {
 			for _, r := range roots {
 				dir := filepath.Join(r, shimCg)
 				deadline := time.Now().Add(10 * time.Second)
-				for os.Remove(dir) != nil && !os.IsNotExist(os.Remove(dir)) && time.Now().Before(deadline) {
+				for err := os.Remove(dir); err != nil && !os.IsNotExist(err) && time.Now().Before(deadline); err = os.Remove(dir) {
 					time.Sleep(50 * time.Millisecond)
 				}
 				if _, err := os.Stat(dir); err == nil {
@@ -124,10 +121,7 @@ func TestClientRuncOptionsShimCgroupAndIo(t *testing.T) {
 		var out syncBuffer
 		tc.startWithOptions(&options.Options{ShimCgroup: shimCg, IoUid: 4321, IoGid: 4322}, outputTo(&out),
 			oci.WithProcessArgs("/bin/sh", "-c", "stat -L -c %u:%g /proc/self/fd/1; echo done; sleep 1000"))
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(out.String(), "done") && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		out.waitFor("done", 10*time.Second)
 		want := "4321:4322"
 		if tg.runtime == integration.RuncRuntime {
 			// runc-v2 (go-runc's pipes) leaves stdout's owner root and

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -51,37 +50,23 @@ func TestMain(m *testing.M) {
 	integration.SuiteMain(m, "integration/client/cri", runSuite)
 }
 
-func runSuite(m *testing.M) (int, error) {
+func runSuite(m *testing.M) (code int, err error) {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "mtcri-")
+	s, err := integration.PrepareSuite(ctx, "mtcri-")
 	if err != nil {
 		return 1, err
 	}
-	suite.dir = dir
-	suite.keep = os.Getenv("MINI_TEST_KEEP") == "1"
-	if !suite.keep {
-		defer os.RemoveAll(dir)
-	}
-	suite.runtimes = integration.ListFromEnv("MINI_TEST_RUNTIMES", integration.MiniRuntime)
-	suite.rootfs = filepath.Join(dir, "rootfs")
-	if err := integration.BuildBusyboxRootfs(ctx, suite.rootfs); err != nil {
-		return 1, err
-	}
-	before, err := integration.Fingerprint(suite.rootfs)
-	if err != nil {
-		return 1, err
-	}
-	for _, rt := range suite.runtimes {
-		if rt == integration.MiniRuntime {
-			suite.shimDir, suite.shimErr = integration.PrepareShim(ctx, dir)
-			if suite.shimErr != nil {
-				fmt.Fprintf(os.Stderr, "integration/client/cri: %s cases will fail: %v\n", rt, suite.shimErr)
-			}
-		}
+	// Checks the rootfs both images were made of and removes the suite's
+	// dir, last.
+	defer func() { err = errors.Join(err, s.Close()) }()
+	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
+	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
+	if suite.shimErr != nil {
+		fmt.Fprintf(os.Stderr, "integration/client/cri: %s cases will fail: %v\n", integration.MiniRuntime, suite.shimErr)
 	}
 	suite.err = startDaemon(ctx)
 
-	code := m.Run()
+	code = m.Run()
 
 	var errs []error
 	if suite.conn != nil {
@@ -94,18 +79,9 @@ func runSuite(m *testing.M) (int, error) {
 			errs = append(errs, fmt.Errorf("stop containerd: %w", err))
 		}
 	}
-	after, err := integration.Fingerprint(suite.rootfs)
-	if err != nil {
-		errs = append(errs, err)
-	} else if diff := integration.DiffFingerprints(before, after); len(diff) > 0 {
-		errs = append(errs, fmt.Errorf("containers changed the image rootfs %s:\n%s", suite.rootfs, strings.Join(diff, "\n")))
-	}
 	// Each case removed its pod's cgroup parent; /minicri stays busy only
 	// while another run of the suite uses it.
-	roots, _ := integration.CgroupRoots()
-	for _, r := range roots {
-		_ = syscall.Rmdir(filepath.Join(r, cgroupRoot))
-	}
+	integration.RemoveNamespaceCgroups(cgroupRoot)
 	// runc-v2 keeps its state per containerd namespace under this root,
 	// shared with every daemon; empty now unless another run uses it.
 	_ = syscall.Rmdir(filepath.Join("/run/containerd/runc", criNamespace))

@@ -200,25 +200,13 @@ func removeCgroupParent(parent string) {
 	}
 	roots, _ := integration.CgroupRoots()
 	for _, r := range roots {
-		rmdirTree(filepath.Join(r, parent))
+		integration.RemoveCgroupTree(filepath.Join(r, parent))
 	}
 }
 
 // inCgroup says whether p is in cgroup parent or below, in any hierarchy.
 func inCgroup(p integration.Proc, parent string) bool {
 	return slices.ContainsFunc(p.Cgroups(), func(g string) bool { return g == parent || strings.HasPrefix(g, parent+"/") })
-}
-
-// rmdirTree removes a cgroup and its children; cgroup directories go with
-// rmdir, their files cannot be deleted.
-func rmdirTree(dir string) {
-	entries, _ := os.ReadDir(dir)
-	for _, e := range entries {
-		if e.IsDir() {
-			rmdirTree(filepath.Join(dir, e.Name()))
-		}
-	}
-	_ = syscall.Rmdir(dir)
 }
 
 // isNotFound: what is already gone counts as removed.
