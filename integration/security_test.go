@@ -37,18 +37,18 @@ func TestUnenforcedFieldRefused(t *testing.T) {
 		name, field string
 		mutate      func(*specs.Spec)
 	}{
-		// Fields ctr 1.6 knows too: it drops the ones it does not from
-		// a --config spec.
-		{"uid-mappings", "linux.uidMappings", func(s *specs.Spec) {
-			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
-		}},
-		{"gid-mappings", "linux.gidMappings", func(s *specs.Spec) {
-			s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+		{"net-devices", "linux.netDevices", func(s *specs.Spec) {
+			s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"dummy0": {Name: "eth1"}}
 		}},
 	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		if tg.runtime != MiniRuntime {
 			t.Skip("what the rule refuses is what this runtime lacks")
+		}
+		if tg.d.version.Name == "1.6" {
+			// Its runtime-spec predates every field still refused, and
+			// ctr drops what it does not know from a --config spec.
+			t.Skip("ctr 1.6 drops linux.netDevices")
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {

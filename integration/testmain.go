@@ -59,6 +59,13 @@ func PrepareSuite(ctx context.Context, prefix string) (*Suite, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Containers in a user namespace of their own are not host root:
+	// they reach the rootfs (and volumes kept here) only through a
+	// directory everyone may pass.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	s := &Suite{
 		Dir:      dir,
 		Rootfs:   filepath.Join(dir, "rootfs"),

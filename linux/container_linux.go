@@ -193,6 +193,20 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
 
+	idmapped, err := idmappedMounts(spec)
+	if err != nil {
+		return nil, err
+	}
+	mountFds, err := r.openIDMappedMounts(ctx, spec, opts.Bundle, idmapped)
+	if err != nil {
+		return nil, err
+	}
+	// Init has its own copies once the config went out.
+	defer closeFds(mountFds)
+	idmappedIndexes := make([]int, len(idmapped))
+	for i, im := range idmapped {
+		idmappedIndexes[i] = im.index
+	}
 	binary, err := r.binaryPath(c.privatePid)
 	if err != nil {
 		return nil, err
@@ -220,8 +234,10 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			Personality: spec.Linux.Personality, MemoryPolicy: spec.Linux.MemoryPolicy,
 			NoPivotRoot: opts.NoPivotRoot, NoNewKeyring: opts.NoNewKeyring,
 			Affinity: initAffinity, AffinityBestEffort: true,
+			IDMappedMounts: idmappedIndexes,
 		},
-		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		mountFds: mountFds,
+		stdin:    opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
 			if c.privatePid {
@@ -234,6 +250,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		},
 		seccompListener: c.seccompListener(specs.StateCreating),
 		hooks:           c.createRuntimeHooks(ctx),
+		oomScoreAdj:     spec.Process.OOMScoreAdj,
 	})
 	if err != nil {
 		return nil, err

@@ -73,7 +73,10 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		if _, err := os.Stat(path); err != nil {
 			return nil, fmt.Errorf("exec %s in container %s: init is gone: %w", opts.ID, c.ID, errdefs.ErrFailedPrecondition)
 		}
-		ns.join = append(ns.join, path)
+		ns.join = append(ns.join, nsJoin{flag: namespaceFlags[n.Type], path: path})
+	}
+	if err := checkProcessMapped("exec "+opts.ID+": process", opts.Process.User, c.Spec.Linux.UIDMappings, c.Spec.Linux.GIDMappings); err != nil {
+		return nil, err
 	}
 	affinity, err := parseCPUAffinity(opts.Process.ExecCPUAffinity)
 	if err != nil {
@@ -105,6 +108,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		seccompListener: c.seccompListener(specs.StateRunning),
 		initialAffinity: affinity.initial,
+		oomScoreAdj:     opts.Process.OOMScoreAdj,
 	})
 	if err != nil {
 		return nil, c.ExecFailed(opts.ID, err)

@@ -18,10 +18,12 @@ import (
 // user namespaces), so it lists only what works: a field Create refuses as
 // Unimplemented is left out or reported disabled.
 //
-// Left out as Unimplemented: user and time namespaces, idmapped mounts,
-// linux.netDevices, linux.intelRdt.
+// Left out as Unimplemented: linux.netDevices, linux.intelRdt.
 func Features() *features.Features {
 	yes, no := true, false
+	// Idmapped mounts need mount_setattr(2); whether a filesystem takes
+	// one is the kernel's to say at Create.
+	idmap := mountSetattrWorks()
 	f := &features.Features{
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
@@ -38,7 +40,7 @@ func Features() *features.Features {
 			Selinux:  &features.Selinux{Enabled: &yes},
 			IntelRdt: &features.IntelRdt{Enabled: &no},
 			MountExtensions: &features.MountExtensions{
-				IDMap: &features.IDMap{Enabled: &no},
+				IDMap: &features.IDMap{Enabled: &idmap},
 			},
 			NetDevices: &features.NetDevices{Enabled: &no},
 		},
@@ -49,25 +51,24 @@ func Features() *features.Features {
 	return f
 }
 
-// implementedNamespaces are the namespace types Create takes, in order.
+// implementedNamespaces are the namespace types Create takes, sorted.
 func implementedNamespaces() []string {
 	var out []string
 	for t := range namespaceFlags {
-		if !unimplementedNamespaces[t] {
-			out = append(out, string(t))
-		}
+		out = append(out, string(t))
 	}
 	slices.Sort(out)
 	return out
 }
 
 // mountOptionNames are the options a spec mount may carry, sorted; the
-// recursive ones only where the kernel has mount_setattr(2).
+// recursive and idmap ones only where the kernel has mount_setattr(2).
 func mountOptionNames() []string {
 	names := slices.Collect(maps.Keys(flagOptions))
 	names = slices.AppendSeq(names, maps.Keys(propagationOptions))
 	if mountSetattrWorks() {
 		names = slices.AppendSeq(names, maps.Keys(recursiveOptions))
+		names = append(names, "idmap", "ridmap")
 	}
 	names = append(names, "tmpcopyup")
 	slices.Sort(names)

@@ -12,9 +12,9 @@ func TestFeaturesClaimOnlyWhatWorks(t *testing.T) {
 	if f.Linux == nil {
 		t.Fatal("no linux section (containerd's idmap check dereferences it)")
 	}
-	for _, ns := range []string{"user", "time"} {
-		if slices.Contains(f.Linux.Namespaces, ns) {
-			t.Errorf("%s namespaces are refused at Create but reported", ns)
+	for _, ns := range []string{"cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"} {
+		if !slices.Contains(f.Linux.Namespaces, ns) {
+			t.Errorf("%s namespaces work but are not reported", ns)
 		}
 	}
 	for _, o := range []string{"rbind", "rshared", "ro", "nosymfollow", "tmpcopyup"} {
@@ -27,14 +27,17 @@ func TestFeaturesClaimOnlyWhatWorks(t *testing.T) {
 		_, _, flag := mountFlag(o)
 		_, prop := propagationFlag(o)
 		_, _, rec := recursiveAttr(o)
-		if !flag && !prop && !rec && o != "tmpcopyup" {
+		if !flag && !prop && !rec && o != "tmpcopyup" && o != "idmap" && o != "ridmap" {
 			t.Errorf("mount option %q is reported but not known to the mount code", o)
 		}
 	}
 	if mountSetattrWorks() != slices.Contains(f.MountOptions, "rro") {
 		t.Errorf("rro reported = %v, mount_setattr works = %v", slices.Contains(f.MountOptions, "rro"), mountSetattrWorks())
 	}
-	for name, ext := range map[string]*bool{"idmap": f.Linux.MountExtensions.IDMap.Enabled, "netDevices": f.Linux.NetDevices.Enabled, "intelRdt": f.Linux.IntelRdt.Enabled} {
+	if idmap := f.Linux.MountExtensions.IDMap.Enabled; idmap == nil || *idmap != mountSetattrWorks() {
+		t.Errorf("idmap reported %v, mount_setattr works = %v", idmap, mountSetattrWorks())
+	}
+	for name, ext := range map[string]*bool{"netDevices": f.Linux.NetDevices.Enabled, "intelRdt": f.Linux.IntelRdt.Enabled} {
 		if ext == nil || *ext {
 			t.Errorf("%s is refused at Create but not reported disabled", name)
 		}

@@ -19,6 +19,9 @@ import (
 // 4-byte little-endian length and a JSON document.
 //
 //	parent → init   initConfig
+//	parent → init   one byte with the fds of the idmapped mounts
+//	                (SCM_RIGHTS), in batches, when initConfig.IDMappedMounts
+//	                names any
 //	init → parent   message{console} with the pty master attached (SCM_RIGHTS),
 //	                when the process has a terminal
 //	init → parent   message{seccomp} with the number of the filter's user
@@ -94,6 +97,9 @@ type initConfig struct {
 	// pinned to fewer, as runc gives them back.
 	Affinity           *unix.CPUSet `json:"affinity,omitempty"`
 	AffinityBestEffort bool         `json:"affinity_best_effort,omitempty"`
+	// IDMappedMounts are the indexes of the spec mounts that come as
+	// detached idmapped mounts after the config, in this order.
+	IDMappedMounts []int `json:"idmapped_mounts,omitempty"`
 	// NoPivotRoot and NoNewKeyring are runc's options of those names.
 	NoPivotRoot  bool `json:"no_pivot_root,omitempty"`
 	NoNewKeyring bool `json:"no_new_keyring,omitempty"`

@@ -28,7 +28,7 @@ func FuzzHandshakePidLine(f *testing.F) {
 	f.Add("error boom\n")
 	f.Add("pid -3\n")
 	f.Fuzz(func(t *testing.T, s string) {
-		pid, err := readPidLine(strings.NewReader(s))
+		pid, err := readPid(strings.NewReader(s))
 		if err == nil && pid <= 0 {
 			t.Fatalf("pid %d without error for %q", pid, s)
 		}

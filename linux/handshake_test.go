@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -47,6 +48,15 @@ func TestHandshakeClassRoundTrip(t *testing.T) {
 	}
 }
 
+// readPid reads the preamble's reply line as spawn does.
+func readPid(r io.Reader) (int, error) {
+	line, err := readPreambleLine(r)
+	if err != nil {
+		return 0, err
+	}
+	return parsePidLine(line)
+}
+
 func TestHandshakePidLine(t *testing.T) {
 	tests := []struct {
 		in      string
@@ -60,15 +70,15 @@ func TestHandshakePidLine(t *testing.T) {
 		{"hello\n", 0, "unexpected line"},
 	}
 	for _, tt := range tests {
-		pid, err := readPidLine(strings.NewReader(tt.in))
+		pid, err := readPid(strings.NewReader(tt.in))
 		if tt.wantErr == "" {
 			if err != nil || pid != tt.pid {
-				t.Errorf("readPidLine(%q) = %d, %v", tt.in, pid, err)
+				t.Errorf("readPid(%q) = %d, %v", tt.in, pid, err)
 			}
 			continue
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-			t.Errorf("readPidLine(%q) error = %v; want %q", tt.in, err, tt.wantErr)
+			t.Errorf("readPid(%q) error = %v; want %q", tt.in, err, tt.wantErr)
 		}
 	}
 }

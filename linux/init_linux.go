@@ -74,8 +74,15 @@ func runInit(conn *os.File) error {
 			}
 		}
 	}
+	var mountFds map[int]int
+	if len(cfg.IDMappedMounts) > 0 {
+		var err error
+		if mountFds, err = receiveMountFds(conn, cfg.IDMappedMounts); err != nil {
+			return err
+		}
+	}
 	beforePivot := func() error { return runHooksBeforePivot(conn, &cfg) }
-	if err := SetupRootfs(spec, cfg.Rootfs, cfg.NoPivotRoot, beforePivot); err != nil {
+	if err := SetupRootfs(spec, cfg.Rootfs, mountFds, cfg.NoPivotRoot, beforePivot); err != nil {
 		return err
 	}
 	var afterStart func() error
@@ -154,9 +161,6 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 		}
 	}
 	if err := ApplyRlimits(proc.Rlimits); err != nil {
-		return err
-	}
-	if err := ApplyOOMScoreAdj(proc.OOMScoreAdj); err != nil {
 		return err
 	}
 	cwd := proc.Cwd

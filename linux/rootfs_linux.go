@@ -25,11 +25,14 @@ import (
 // read-only paths, because the usual /proc/sys read-only path would make a
 // later write fail.
 //
+// mountFds are detached idmapped mounts the shim made, by index of the
+// spec mount they are; each is attached where its mount goes.
+//
 // beforePivot, when set, runs once every mount is in place and before
 // pivot_root, with the host's filesystem still in view: the hooks'
 // moment (prestart, createRuntime and createContainer). noPivotRoot moves
 // the root instead (runc's option of that name).
-func SetupRootfs(spec *specs.Spec, rootfs string, noPivotRoot bool, beforePivot func() error) error {
+func SetupRootfs(spec *specs.Spec, rootfs string, mountFds map[int]int, noPivotRoot bool, beforePivot func() error) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
@@ -81,8 +84,12 @@ func SetupRootfs(spec *specs.Spec, rootfs string, noPivotRoot bool, beforePivot 
 		return n.Type == specs.CgroupNamespace
 	})
 	devFromHost, ptsMounted := false, false
-	for _, m := range spec.Mounts {
-		if err := mountInContainer(root, m, cgroupNS, lx.CgroupsPath, lx.MountLabel); err != nil {
+	for i, m := range spec.Mounts {
+		fd, idmapped := mountFds[i]
+		if !idmapped {
+			fd = -1
+		}
+		if err := mountInContainer(root, m, fd, cgroupNS, lx.CgroupsPath, lx.MountLabel); err != nil {
 			return fmt.Errorf("mount %q on %q in container: %w", m.Source, m.Destination, err)
 		}
 		switch path.Clean("/" + m.Destination) {
@@ -280,7 +287,8 @@ func maskPath(p, mountLabel string) error {
 // mountInContainer mounts one spec mount under root. The caller names the
 // mount in the error. mountLabel goes to the filesystems that take an
 // SELinux context (not binds, proc, sysfs, cgroup or mqueue, as runc).
-func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath, mountLabel string) error {
+// A bind mount the shim made detached and idmapped comes as fd (else -1).
+func mountInContainer(root string, m specs.Mount, fd int, cgroupNS bool, cgroupPath, mountLabel string) error {
 	opts, attrs, err := splitRecursiveOptions(m.Options)
 	if err != nil {
 		return err
@@ -304,6 +312,12 @@ func mountInContainer(root string, m specs.Mount, cgroupNS bool, cgroupPath, mou
 			return err
 		}
 		return mountAt(root, dest, fi.IsDir(), func(target string) error {
+			if fd >= 0 {
+				defer unix.Close(fd)
+				// target is a /proc/self/fd link: followed, it is the
+				// verified mount point.
+				return unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH|unix.MOVE_MOUNT_T_SYMLINKS)
+			}
 			return unix.Mount(src, target, "", unix.MS_BIND|(flags&unix.MS_REC), "")
 		}, flags, propagation, attrs)
 	}
@@ -509,8 +523,11 @@ func splitRecursiveOptions(options []string) ([]string, *unix.MountAttr, error) 
 			attr.Attr_clr = attr.Attr_clr&^set | clr
 		case o == "tmpcopyup":
 			// A copy-up hint for runc's tmpfs; a fresh tmpfs is fine.
-		case o == "idmap" || o == "ridmap" || strings.HasPrefix(o, "idmap=") || strings.HasPrefix(o, "ridmap="):
-			return nil, nil, fmt.Errorf("mount option %q: %w", o, errdefs.ErrNotImplemented)
+		case o == "idmap" || o == "ridmap":
+			// The shim made the mount idmapped (see idmappedMounts).
+		case strings.HasPrefix(o, "idmap=") || strings.HasPrefix(o, "ridmap="):
+			// crun's form with the mappings in the option.
+			return nil, nil, fmt.Errorf("mount option %q (mappings go in the mount's uidMappings/gidMappings): %w", o, errdefs.ErrNotImplemented)
 		default:
 			kept = append(kept, o)
 		}

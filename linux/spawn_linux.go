@@ -40,6 +40,11 @@ type spawnRequest struct {
 	// initialAffinity is an exec's execCPUAffinity.initial, set on the
 	// process as it starts (its final one travels in the config).
 	initialAffinity *unix.CPUSet
+	// oomScoreAdj is the process's, set on it as it starts.
+	oomScoreAdj *int
+	// mountFds are detached idmapped mounts sent after the config, for
+	// the spec mounts config.IDMappedMounts names.
+	mountFds []int
 }
 
 // Process is a container process waiting to execve() its program.
@@ -128,6 +133,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	// instead of at GC (the reaper, not Wait, collects the child).
 	_ = cmd.Process.Release()
 	p.Pid = stage0
+	// Before the preamble may enter a user namespace of its own, where it
+	// could only raise it; what it forks inherits it.
+	if err := ApplyOOMScoreAdj(stage0, req.oomScoreAdj); err != nil {
+		return nil, fmt.Errorf("%s: %w", req.what, err)
+	}
 	if req.initialAffinity != nil {
 		// The preamble is single-threaded, waiting for the bootstrap:
 		// what it forks, and the Go runtime's threads, inherit it.
@@ -151,9 +161,23 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	if err := writeBootstrap(conn, req.ns.bootstrap()); err != nil {
 		return nil, fmt.Errorf("send namespace bootstrap to %s: %w", req.what, deathCause(err, exited))
 	}
-	pid, err := readPidLine(conn)
+	line, err := readPreambleLine(conn)
+	if err == nil && line == "usermap" {
+		// The preamble made the user namespace and waits for its ids.
+		if err := writeIDMaps(stage0, req.ns.uidMap, req.ns.gidMap); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.what, err)
+		}
+		if _, err := conn.Write([]byte{'1'}); err != nil {
+			return nil, fmt.Errorf("%s: %w", req.what, deathCause(err, exited))
+		}
+		line, err = readPreambleLine(conn)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", req.what, deathCause(err, exited))
+	}
+	pid, err := parsePidLine(line)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", req.what, err)
 	}
 	if pid != stage0 {
 		p.Pid = pid
@@ -201,6 +225,12 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
 	}
+	if len(req.mountFds) > 0 {
+		if err := sendMountFds(conn, req.mountFds); err != nil {
+			_ = awaitMove()
+			return nil, fmt.Errorf("%s: %w", req.what, err)
+		}
+	}
 	var runHooks func() error
 	if req.hooks != nil {
 		runHooks = func() error {
@@ -242,7 +272,9 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	}
 }
 
-func readPidLine(conn io.Reader) (int, error) {
+// readPreambleLine reads one line the C preamble wrote; an error line
+// becomes the error.
+func readPreambleLine(conn io.Reader) (string, error) {
 	var line []byte
 	b := make([]byte, 1)
 	for len(line) < 1024 {
@@ -256,15 +288,20 @@ func readPidLine(conn io.Reader) (int, error) {
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) && len(line) == 0 {
-				return 0, errors.New("container init exited before reporting its pid")
+				return "", errors.New("container init exited before reporting its pid")
 			}
-			return 0, fmt.Errorf("read init pid: %w", err)
+			return "", fmt.Errorf("read init pid: %w", err)
 		}
 	}
 	s := string(line)
 	if msg, ok := strings.CutPrefix(s, "error "); ok {
-		return 0, errors.New(msg)
+		return "", errors.New(msg)
 	}
+	return s, nil
+}
+
+// parsePidLine reads the preamble's "pid N" line.
+func parsePidLine(s string) (int, error) {
 	v, ok := strings.CutPrefix(s, "pid ")
 	if !ok {
 		return 0, fmt.Errorf("unexpected line from init preamble: %q", s)

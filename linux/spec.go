@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
@@ -113,6 +115,20 @@ func validateSpec(spec *specs.Spec) error {
 			}
 			return fmt.Errorf("config.json: linux.namespaces: %s namespace %s: %w", n.Type, err, class)
 		}
+		if err := checkNamespaceFile(n); err != nil {
+			return err
+		}
+		if n.Type == specs.UserNamespace {
+			if err := checkJoinedIDMaps(n.Path, spec.Linux); err != nil {
+				return err
+			}
+		}
+	}
+	if err := checkProcessMapped("config.json: process", spec.Process.User, spec.Linux.UIDMappings, spec.Linux.GIDMappings); err != nil {
+		return err
+	}
+	if _, err := idmappedMounts(spec); err != nil {
+		return err
 	}
 	if ns.unshare&unix.CLONE_NEWNS == 0 {
 		return invalid("linux.namespaces: the container needs a new mount namespace")
@@ -136,11 +152,23 @@ func RootfsPath(spec *specs.Spec, bundle string) string {
 	return filepath.Join(bundle, spec.Root.Path)
 }
 
-// namespaces is what the C preamble must do: the clone flags to unshare and
-// the namespace files to join.
+// namespaces is what the C preamble must do: the clone flags to unshare,
+// the namespace files to join, and what a new user or time namespace is
+// set up with.
 type namespaces struct {
 	unshare uintptr
-	join    []string
+	join    []nsJoin
+	// uidMap and gidMap map a new user namespace's ids; the parent writes
+	// them when the preamble asks.
+	uidMap, gidMap []specs.LinuxIDMapping
+	// timeOffsets are a new time namespace's clock offsets.
+	timeOffsets map[string]specs.LinuxTimeOffset
+}
+
+// nsJoin is a namespace file to join and the type it must be.
+type nsJoin struct {
+	flag uintptr
+	path string
 }
 
 var namespaceFlags = map[specs.LinuxNamespaceType]uintptr{
@@ -154,9 +182,6 @@ var namespaceFlags = map[specs.LinuxNamespaceType]uintptr{
 	specs.TimeNamespace:    unix.CLONE_NEWTIME,
 }
 
-// unimplementedNamespaces are refused with Unimplemented (issue 10).
-var unimplementedNamespaces = map[specs.LinuxNamespaceType]bool{specs.UserNamespace: true, specs.TimeNamespace: true}
-
 func namespacesOf(spec *specs.Spec) (namespaces, error) {
 	var ns namespaces
 	seen := map[specs.LinuxNamespaceType]bool{}
@@ -169,9 +194,6 @@ func namespacesOf(spec *specs.Spec) (namespaces, error) {
 			return ns, fmt.Errorf("config.json: linux.namespaces: %q is listed twice: %w", n.Type, errdefs.ErrInvalidArgument)
 		}
 		seen[n.Type] = true
-		if unimplementedNamespaces[n.Type] {
-			return ns, fmt.Errorf("config.json: linux.namespaces: %s namespaces are not supported yet: %w", n.Type, errdefs.ErrNotImplemented)
-		}
 		if n.Path == "" {
 			ns.unshare |= flag
 			continue
@@ -179,7 +201,19 @@ func namespacesOf(spec *specs.Spec) (namespaces, error) {
 		if strings.ContainsRune(n.Path, '\n') || !filepath.IsAbs(n.Path) {
 			return ns, fmt.Errorf("config.json: linux.namespaces: %s path %q is not an absolute path: %w", n.Type, n.Path, errdefs.ErrInvalidArgument)
 		}
-		ns.join = append(ns.join, n.Path)
+		ns.join = append(ns.join, nsJoin{flag: flag, path: n.Path})
+	}
+	if err := checkUserNamespace(spec.Linux, seen[specs.UserNamespace], ns.unshare&unix.CLONE_NEWUSER != 0); err != nil {
+		return ns, err
+	}
+	if err := checkTimeOffsets(spec.Linux.TimeOffsets, seen[specs.TimeNamespace], ns.unshare&unix.CLONE_NEWTIME != 0); err != nil {
+		return ns, err
+	}
+	if ns.unshare&unix.CLONE_NEWUSER != 0 {
+		ns.uidMap, ns.gidMap = spec.Linux.UIDMappings, spec.Linux.GIDMappings
+	}
+	if ns.unshare&unix.CLONE_NEWTIME != 0 {
+		ns.timeOffsets = spec.Linux.TimeOffsets
 	}
 	return ns, nil
 }
@@ -188,8 +222,12 @@ func namespacesOf(spec *specs.Spec) (namespaces, error) {
 func (ns namespaces) bootstrap() []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "unshare %d\n", ns.unshare)
-	for _, p := range ns.join {
-		fmt.Fprintf(&b, "join %s\n", p)
+	for _, j := range ns.join {
+		fmt.Fprintf(&b, "join %d %s\n", j.flag, j.path)
+	}
+	for _, clock := range slices.Sorted(maps.Keys(ns.timeOffsets)) {
+		o := ns.timeOffsets[clock]
+		fmt.Fprintf(&b, "timens %s %d %d\n", clock, o.Secs, o.Nanosecs)
 	}
 	return []byte(b.String())
 }

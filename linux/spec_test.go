@@ -7,11 +7,28 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestSpecLoad(t *testing.T) {
 	const good = `{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"rootfs"},
 		"linux":{"namespaces":[{"type":"mount"},{"type":"pid"}]}}`
+	const idmap = `{"containerID":0,"hostID":100000,"size":65536}`
+	// userns is good with a new user namespace and these mappings.
+	userns := func(uid, gid string) string {
+		maps := ``
+		if uid != "" {
+			maps = `"uidMappings":[` + uid + `],"gidMappings":[` + gid + `],`
+		}
+		return strings.Replace(strings.Replace(good, `{"type":"pid"}`, `{"type":"pid"},{"type":"user"}`, 1), `"namespaces"`, maps+`"namespaces"`, 1)
+	}
+	// timens is good with this time namespace entry and these offsets.
+	timens := func(ns, offsets string) string {
+		if ns != "" {
+			ns = "," + ns
+		}
+		return strings.Replace(strings.Replace(good, `{"type":"pid"}`, `{"type":"pid"}`+ns, 1), `"namespaces"`, `"timeOffsets":`+offsets+`,"namespaces"`, 1)
+	}
 	tests := []struct {
 		name    string
 		config  *string // nil: no config.json
@@ -24,7 +41,26 @@ func TestSpecLoad(t *testing.T) {
 		{name: "empty args", config: ptr(strings.Replace(good, `["/bin/true"]`, `[]`, 1)), class: errdefs.IsInvalidArgument, wantErr: "process.args is empty"},
 		{name: "relative cwd", config: ptr(strings.Replace(good, `"cwd":"/"`, `"cwd":"x"`, 1)), class: errdefs.IsInvalidArgument, wantErr: "process.cwd"},
 		{name: "no mount ns", config: ptr(strings.Replace(good, `{"type":"mount"},`, ``, 1)), class: errdefs.IsInvalidArgument, wantErr: "mount namespace"},
-		{name: "user ns", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"pid"},{"type":"user"}`, 1)), class: errdefs.IsNotImplemented, wantErr: "user namespaces"},
+		{name: "user ns without maps", config: ptr(userns(``, ``)), class: errdefs.IsInvalidArgument, wantErr: "needs both linux.uidMappings and linux.gidMappings"},
+		{name: "maps without user ns", config: ptr(strings.Replace(good, `"namespaces"`, `"uidMappings":[`+idmap+`],"namespaces"`, 1)), class: errdefs.IsInvalidArgument, wantErr: "has no user namespace"},
+		{name: "user ns", config: ptr(userns(idmap, idmap))},
+		{name: "user ns two ranges", config: ptr(userns(idmap+`,{"containerID":70000,"hostID":300000,"size":10}`, idmap))},
+		{name: "overlapping maps", config: ptr(userns(idmap+`,{"containerID":10,"hostID":300000,"size":10}`, idmap)), class: errdefs.IsInvalidArgument, wantErr: "linux.uidMappings: [0] and [1] overlap in containerID"},
+		{name: "overlapping host ids", config: ptr(userns(idmap, idmap+`,{"containerID":70000,"hostID":100010,"size":10}`)), class: errdefs.IsInvalidArgument, wantErr: "linux.gidMappings: [0] and [1] overlap in hostID"},
+		{name: "oversized map", config: ptr(userns(`{"containerID":1,"hostID":100000,"size":4294967295}`, idmap)), class: errdefs.IsInvalidArgument, wantErr: "goes past the last id"},
+		{name: "empty range", config: ptr(userns(`{"containerID":0,"hostID":100000,"size":0}`, idmap)), class: errdefs.IsInvalidArgument, wantErr: "size 0"},
+		{name: "root unmapped", config: ptr(userns(`{"containerID":1,"hostID":100000,"size":65536}`, idmap)), class: errdefs.IsInvalidArgument, wantErr: "linux.uidMappings does not map id 0"},
+		{name: "process user unmapped", config: ptr(strings.Replace(userns(idmap, idmap), `"cwd":"/"`, `"cwd":"/","user":{"uid":70000,"gid":0}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "user.uid 70000 is not mapped"},
+		{name: "process group unmapped", config: ptr(strings.Replace(userns(idmap, idmap), `"cwd":"/"`, `"cwd":"/","user":{"uid":0,"gid":0,"additionalGids":[70001]}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "gid 70001"},
+		{name: "user path of another type", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"user","path":"/proc/self/ns/net"}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "a namespace of another type"},
+		{name: "user path not a namespace", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"user","path":"/proc/self/status"}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "is not a namespace file"},
+		{name: "joined user ns, other maps", config: ptr(strings.Replace(strings.Replace(good, `"namespaces"`, `"uidMappings":[`+idmap+`],"namespaces"`, 1), `{"type":"pid"}`, `{"type":"user","path":"/proc/self/ns/user"}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "differ from the mappings of the joined user namespace"},
+		{name: "joined user ns, same maps", config: ptr(strings.Replace(strings.Replace(good, `"namespaces"`, `"uidMappings":[{"containerID":0,"hostID":0,"size":4294967295}],"namespaces"`, 1), `{"type":"pid"}`, `{"type":"user","path":"/proc/self/ns/user"}`, 1))},
+		{name: "time ns", config: ptr(timens(`{"type":"time"}`, `{"monotonic":{"secs":-5},"boottime":{"secs":86400,"nanosecs":5}}`))},
+		{name: "offsets without time ns", config: ptr(timens(``, `{"monotonic":{"secs":5}}`)), class: errdefs.IsInvalidArgument, wantErr: "linux.timeOffsets: set, but linux.namespaces has no time namespace"},
+		{name: "offsets on joined time ns", config: ptr(timens(`{"type":"time","path":"/proc/self/ns/time"}`, `{"monotonic":{"secs":5}}`)), class: errdefs.IsInvalidArgument, wantErr: "joined by path"},
+		{name: "offset of a clock without one", config: ptr(timens(`{"type":"time"}`, `{"realtime":{"secs":5}}`)), class: errdefs.IsInvalidArgument, wantErr: `clock "realtime" has no offset`},
+		{name: "offset nanosecs", config: ptr(timens(`{"type":"time"}`, `{"boottime":{"nanosecs":1000000000}}`)), class: errdefs.IsInvalidArgument, wantErr: "nanosecs"},
 		{name: "unknown ns", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"bogus"}`, 1)), class: errdefs.IsInvalidArgument, wantErr: "bogus"},
 		{name: "missing ns path", config: ptr(strings.Replace(good, `{"type":"pid"}`, `{"type":"network","path":"/proc/0/ns/net"}`, 1)), class: errdefs.IsNotFound, wantErr: "/proc/0/ns/net"},
 		{name: "hostname without uts", config: ptr(strings.Replace(good, `"root"`, `"hostname":"h","root"`, 1)), class: errdefs.IsInvalidArgument, wantErr: "UTS"},
@@ -59,8 +95,12 @@ func TestSpecLoad(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestSpecBootstrap(t *testing.T) {
-	ns := namespaces{unshare: 0x20000, join: []string{"/proc/1/ns/net"}}
-	if got, want := string(ns.bootstrap()), "unshare 131072\njoin /proc/1/ns/net\n"; got != want {
+	ns := namespaces{
+		unshare:     0x20000,
+		join:        []nsJoin{{flag: 0x40000000, path: "/proc/1/ns/net"}},
+		timeOffsets: map[string]specs.LinuxTimeOffset{"monotonic": {Secs: -5}, "boottime": {Secs: 7, Nanosecs: 3}},
+	}
+	if got, want := string(ns.bootstrap()), "unshare 131072\njoin 1073741824 /proc/1/ns/net\ntimens boottime 7 3\ntimens monotonic -5 0\n"; got != want {
 		t.Errorf("bootstrap = %q; want %q", got, want)
 	}
 }

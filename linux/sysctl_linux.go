@@ -137,12 +137,15 @@ func ApplyRlimits(rlimits []specs.POSIXRlimit) error {
 	return nil
 }
 
-// ApplyOOMScoreAdj sets the process's oom_score_adj when adj is non-nil.
-func ApplyOOMScoreAdj(adj *int) error {
+// ApplyOOMScoreAdj sets process pid's oom_score_adj when adj is non-nil.
+// The shim sets it on a container process before its preamble runs, as
+// runc does: a process in a user namespace of its own could no longer
+// lower it.
+func ApplyOOMScoreAdj(pid int, adj *int) error {
 	if adj == nil {
 		return nil
 	}
-	const file = "/proc/self/oom_score_adj"
+	file := "/proc/" + strconv.Itoa(pid) + "/oom_score_adj"
 	err := os.WriteFile(file, []byte(strconv.Itoa(*adj)), 0)
 	if err == nil {
 		return nil

@@ -22,17 +22,6 @@ func unenforcedSpecField(s *specs.Spec) string {
 			return "linux.intelRdt (where resctrl is mounted)"
 		case len(l.NetDevices) > 0:
 			return "linux.netDevices"
-		case len(l.TimeOffsets) > 0:
-			return "linux.timeOffsets"
-		case len(l.UIDMappings) > 0:
-			return "linux.uidMappings"
-		case len(l.GIDMappings) > 0:
-			return "linux.gidMappings"
-		}
-	}
-	for i, m := range s.Mounts {
-		if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
-			return fmt.Sprintf("mounts[%d] (%s): uidMappings/gidMappings (idmapped mounts)", i, m.Destination)
 		}
 	}
 	return ""

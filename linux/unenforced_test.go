@@ -16,12 +16,6 @@ func TestUnenforcedFieldsRefused(t *testing.T) {
 		set   func(*specs.Spec)
 	}{
 		{"linux.netDevices", func(s *specs.Spec) { s.Linux.NetDevices = map[string]specs.LinuxNetDevice{"eth1": {}} }},
-		{"linux.timeOffsets", func(s *specs.Spec) { s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"monotonic": {Secs: 1}} }},
-		{"linux.uidMappings", func(s *specs.Spec) { s.Linux.UIDMappings = []specs.LinuxIDMapping{{Size: 1}} }},
-		{"linux.gidMappings", func(s *specs.Spec) { s.Linux.GIDMappings = []specs.LinuxIDMapping{{Size: 1}} }},
-		{"mounts[0] (/m): uidMappings", func(s *specs.Spec) {
-			s.Mounts = []specs.Mount{{Destination: "/m", UIDMappings: []specs.LinuxIDMapping{{Size: 1}}}}
-		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.field, func(t *testing.T) {

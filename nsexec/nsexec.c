@@ -8,18 +8,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define MAX_BOOTSTRAP (64 * 1024)
 #define MAX_JOINS 16
+#define MAX_TIMENS 512
 
 #ifndef CLONE_NEWCGROUP
 #define CLONE_NEWCGROUP 0x02000000
 #endif
 #ifndef CLONE_NEWTIME
 #define CLONE_NEWTIME 0x00000080
+#endif
+#ifndef CLONE_NEWUSER
+#define CLONE_NEWUSER 0x10000000
 #endif
 
 static int sync_fd = -1;
@@ -75,32 +80,77 @@ static void read_full(int fd, void *buf, size_t len)
 
 struct join {
 	char path[512];
+	int type; // the CLONE_NEW* flag the file must be
 	int fd;
-	int is_user;
 };
 
 // Join the user namespace first: it decides what the other setns calls are
 // allowed to do. Mount last among the rest, so the paths we opened stay
-// meaningful; they are opened up front anyway.
+// meaningful; they are opened up front anyway. setns is given the type the
+// spec named, so a file of another namespace type is refused.
 static void join_namespaces(struct join *joins, int n)
 {
 	for (int i = 0; i < n; i++) {
 		joins[i].fd = open(joins[i].path, O_RDONLY | O_CLOEXEC);
 		if (joins[i].fd < 0)
 			fail("nsexec: open namespace %s: %s", joins[i].path, strerror(errno));
-		joins[i].is_user = strstr(joins[i].path, "/user") != NULL;
 	}
 	for (int pass = 0; pass < 3; pass++) {
 		for (int i = 0; i < n; i++) {
-			int is_mnt = strstr(joins[i].path, "/mnt") != NULL;
-			int want = joins[i].is_user ? 0 : (is_mnt ? 2 : 1);
+			int want = joins[i].type == CLONE_NEWUSER ? 0 : (joins[i].type == CLONE_NEWNS ? 2 : 1);
 			if (want != pass)
 				continue;
-			if (setns(joins[i].fd, 0) < 0)
+			if (setns(joins[i].fd, joins[i].type) < 0)
 				fail("nsexec: join namespace %s: %s", joins[i].path, strerror(errno));
 			close(joins[i].fd);
 		}
 	}
+}
+
+// become_root makes this process root of the user namespace it just
+// created or joined, with every capability there, as the rest of the
+// setup expects; the Go side switches to the process's own user last.
+// Supplementary groups of the host mean nothing inside and are dropped
+// where the namespace allows it.
+static void become_root(void)
+{
+	if (setresgid(0, 0, 0) < 0)
+		fail("nsexec: become root in the user namespace: setresgid(0): %s (is gid 0 mapped?)", strerror(errno));
+	if (setresuid(0, 0, 0) < 0)
+		fail("nsexec: become root in the user namespace: setresuid(0): %s (is uid 0 mapped?)", strerror(errno));
+	if (setgroups(0, NULL) < 0 && errno != EPERM)
+		fail("nsexec: drop supplementary groups in the user namespace: %s", strerror(errno));
+}
+
+// await_id_maps asks the parent to write uid_map and gid_map of the user
+// namespace this process just created (only a process outside it may
+// map host ids) and waits for its answer: one byte, '1' when done. On
+// anything else the parent has reported the failure and kills us.
+static void await_id_maps(void)
+{
+	write_all(sync_fd, "usermap\n", 8);
+	char ack = 0;
+	for (;;) {
+		ssize_t n = read(sync_fd, &ack, 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n != 1 || ack != '1')
+			_exit(1);
+		return;
+	}
+}
+
+// set_time_offsets writes the new time namespace's clock offsets, which
+// the kernel takes only before any process has entered it.
+static void set_time_offsets(const char *offsets, size_t len)
+{
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("nsexec: open /proc/self/timens_offsets: %s", strerror(errno));
+	ssize_t n = write(fd, offsets, len);
+	if (n < 0)
+		fail("nsexec: set time namespace offsets: %s", strerror(errno));
+	close(fd);
 }
 
 void mini_nsexec(void)
@@ -124,7 +174,9 @@ void mini_nsexec(void)
 	unsigned long flags = 0;
 	struct join joins[MAX_JOINS];
 	int njoins = 0;
-	int join_pid = 0;
+	int join_pid = 0, join_user = 0;
+	char offsets[MAX_TIMENS];
+	size_t noffsets = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "unshare ", 8) == 0) {
@@ -132,12 +184,29 @@ void mini_nsexec(void)
 		} else if (strncmp(line, "join ", 5) == 0) {
 			if (njoins == MAX_JOINS)
 				fail("nsexec: more than %d namespaces to join", MAX_JOINS);
-			if (strlen(line + 5) >= sizeof(joins[0].path))
-				fail("nsexec: namespace path too long: %s", line + 5);
-			strcpy(joins[njoins].path, line + 5);
-			if (strstr(line + 5, "/pid") != NULL)
+			char *end = NULL;
+			long type = strtol(line + 5, &end, 10);
+			if (end == line + 5 || *end != ' ')
+				fail("nsexec: bad join line %.64s", line);
+			end++;
+			if (strlen(end) >= sizeof(joins[0].path))
+				fail("nsexec: namespace path too long: %s", end);
+			strcpy(joins[njoins].path, end);
+			joins[njoins].type = (int)type;
+			if (type == CLONE_NEWPID)
 				join_pid = 1;
+			if (type == CLONE_NEWUSER)
+				join_user = 1;
 			njoins++;
+		} else if (strncmp(line, "timens ", 7) == 0) {
+			// "timens <clock> <seconds> <nanoseconds>", passed on as
+			// the kernel's own line.
+			size_t l = strlen(line + 7);
+			if (noffsets + l + 1 > sizeof(offsets))
+				fail("nsexec: time namespace offsets too long");
+			memcpy(offsets + noffsets, line + 7, l);
+			noffsets += l;
+			offsets[noffsets++] = '\n';
 		} else if (*line != '\0') {
 			fail("nsexec: unknown bootstrap line %.64s", line);
 		}
@@ -145,27 +214,41 @@ void mini_nsexec(void)
 	free(buf);
 
 	join_namespaces(joins, njoins);
+	if (join_user)
+		become_root();
+
+	// A new user namespace comes first and owns every namespace created
+	// after it; the parent maps its ids before we go on.
+	if (flags & CLONE_NEWUSER) {
+		if (unshare(CLONE_NEWUSER) < 0)
+			fail("nsexec: unshare(CLONE_NEWUSER): %s", strerror(errno));
+		await_id_maps();
+		become_root();
+		flags &= ~(unsigned long)CLONE_NEWUSER;
+	}
 
 	// The cgroup namespace must be created after the parent placed us in
 	// the container's cgroup, which it did before sending the bootstrap,
 	// so the container sees its own cgroup as the root.
 	if (flags != 0 && unshare((int)flags) < 0)
 		fail("nsexec: unshare(%#lx): %s", flags, strerror(errno));
+	if (noffsets > 0)
+		set_time_offsets(offsets, noffsets);
 
-	if (!(flags & CLONE_NEWPID) && !join_pid) {
+	if (!(flags & (CLONE_NEWPID | CLONE_NEWTIME)) && !join_pid) {
 		char msg[32];
 		int n = snprintf(msg, sizeof(msg), "pid %d\n", getpid());
 		write_all(sync_fd, msg, (size_t)n);
 		return;
 	}
 
-	// A pid namespace, new or joined, only applies to our children: fork
-	// once. The child is the process that runs Go; we report its pid as seen
-	// from the shim's namespace and leave. The shim is a child subreaper, so
-	// the child is reparented to it.
+	// A pid namespace, new or joined, and a new time namespace only apply
+	// to our children: fork once. The child is the process that runs Go;
+	// we report its pid as seen from the shim's namespace and leave. The
+	// shim is a child subreaper, so the child is reparented to it.
 	pid_t child = fork();
 	if (child < 0)
-		fail("nsexec: fork into pid namespace: %s", strerror(errno));
+		fail("nsexec: fork into the new namespaces: %s", strerror(errno));
 	if (child == 0)
 		return;
 	char msg[32];

@@ -17,7 +17,16 @@
 // Bootstrap frame: a 4-byte little-endian length, then text lines:
 //
 //	unshare <clone flags, decimal>
-//	join <path of a /proc/PID/ns/TYPE file>
+//	join <CLONE_NEW* flag of its type, decimal> <path of a namespace file>
+//	timens <clock> <seconds> <nanoseconds>   (offsets of a new time namespace)
+//
+// Namespaces are joined first (the user namespace before the others, the
+// mount namespace last), then a new user namespace is created, then the
+// rest. With a new user namespace the preamble writes "usermap\n" and
+// waits for one byte, '1', once the parent wrote its uid_map and gid_map;
+// in a user namespace, created or joined, it becomes root (uid and gid 0).
+// It forks when a pid namespace is joined or created, or a time namespace
+// created: both apply to children only.
 //
 // Reply line: "pid <n>\n" or "error <text>\n".
 package nsexec
