@@ -102,6 +102,12 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containerd %s: temp dir: %w", v.Name, err)
 	}
+	// As /run/containerd: a container whose root is not host root (a user
+	// namespace) must pass through to its bundle's rootfs.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("containerd %s: temp dir: %w", v.Name, err)
+	}
 	c := &Containerd{
 		Version:      v,
 		Namespace:    opts.Namespace,

@@ -30,16 +30,7 @@ func withUserNamespace(s *specs.Spec) {
 func TestUserNamespace(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "userns")
-		// Under the suite's directory: the container's root (host
-		// 100000) must be able to reach it.
-		vol, err := os.MkdirTemp(suite.dir, "vol-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(vol) })
-		if err := os.Chmod(vol, 0o777); err != nil {
-			t.Fatal(err)
-		}
+		vol := SharedDir(t, suite.dir, "vol-", 0o777)
 		initPid := tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
 			withUserNamespace(s)
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/tmp/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
@@ -54,11 +45,7 @@ func TestUserNamespace(t *testing.T) {
 		if uid, err := ProcStatusField(pid, "Uid"); err != nil || !strings.HasPrefix(uid, "100000\t") {
 			t.Errorf("init's host uid: Uid: %q (%v), want 100000", uid, err)
 		}
-		hostNS, _ := os.Readlink("/proc/self/ns/user")
-		initNS, _ := os.Readlink("/proc/" + initPid + "/ns/user")
-		if initNS == hostNS || initNS == "" {
-			t.Errorf("init's user namespace %q is the host's %q", initNS, hostNS)
-		}
+		initNS := ownNamespace(t, initPid, "user")
 
 		res := tc.exec("e1", "/bin/sh", "-c", "cat /proc/self/uid_map; id -u; id -g; readlink /proc/self/ns/user; touch /tmp/vol/by-exec")
 		if res.ExitCode != 0 {
@@ -102,11 +89,7 @@ func TestTimeNamespace(t *testing.T) {
 			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.TimeNamespace})
 			s.Linux.TimeOffsets = map[string]specs.LinuxTimeOffset{"boottime": {Secs: tenDays}, "monotonic": {Secs: tenDays}}
 		}, "/bin/sleep", "1000"))
-		hostNS, _ := os.Readlink("/proc/self/ns/time")
-		initNS, _ := os.Readlink("/proc/" + initPid + "/ns/time")
-		if initNS == hostNS || initNS == "" {
-			t.Fatalf("init's time namespace %q is the host's %q", initNS, hostNS)
-		}
+		initNS := ownNamespace(t, initPid, "time")
 		res := tc.exec("e1", "/bin/sh", "-c", "readlink /proc/self/ns/time; cut -d. -f1 /proc/uptime")
 		if res.ExitCode != 0 {
 			t.Fatalf("exec: %s", res)
@@ -124,6 +107,18 @@ func TestTimeNamespace(t *testing.T) {
 			t.Errorf("uptime in the container %d s, on the host %d s: want the same (no offsets)", up, hostUp)
 		}
 	})
+}
+
+// ownNamespace is process pid's namespace of this kind (its
+// /proc/PID/ns link), which must not be the host's.
+func ownNamespace(t *testing.T, pid, kind string) string {
+	t.Helper()
+	host, _ := os.Readlink("/proc/self/ns/" + kind)
+	own, _ := os.Readlink("/proc/" + pid + "/ns/" + kind)
+	if own == host || own == "" {
+		t.Fatalf("process %s's %s namespace %q is the host's %q", pid, kind, own, host)
+	}
+	return own
 }
 
 func hostUptime(t *testing.T) int {
@@ -220,14 +215,7 @@ func TestIDMappedMount(t *testing.T) {
 					t.Skip("ctr 1.6 drops mounts' uidMappings/gidMappings")
 				}
 				tc := newCase(t, tg, c.name)
-				vol, err := os.MkdirTemp(suite.dir, "idm-")
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { os.RemoveAll(vol) })
-				if err := os.Chmod(vol, 0o755); err != nil {
-					t.Fatal(err)
-				}
+				vol := SharedDir(t, suite.dir, "idm-", 0o755)
 				if err := os.WriteFile(filepath.Join(vol, "f"), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -183,7 +183,8 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return nil, fmt.Errorf("create rootfs mount point %s: %w", rootfs, err)
 		}
-		if err := MountRootfs(opts.Rootfs, rootfs); err != nil {
+		userns := func(uid, gid []specs.LinuxIDMapping) (int, error) { return r.newUserNamespace(ctx, uid, gid) }
+		if err := MountRootfs(opts.Rootfs, rootfs, userns); err != nil {
 			return nil, err
 		}
 	}
@@ -236,8 +237,9 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			Affinity: initAffinity, AffinityBestEffort: true,
 			IDMappedMounts: idmappedIndexes,
 		},
-		mountFds: mountFds,
-		stdin:    opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		mountFds:    mountFds,
+		mountSource: func(index int) (int, error) { return bindSourceClone(spec, opts.Bundle, index) },
+		stdin:       opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
 			if c.privatePid {

@@ -34,6 +34,11 @@ import (
 //	                pivot_root, when the spec has prestart or createRuntime
 //	                hooks; the parent runs them and answers
 //	                message{hooks-done} or message{error}
+//	init → parent   message{mount-source, index} for a bind mount whose
+//	                source init cannot reach (root of a user namespace of
+//	                its own); the parent answers message{mount-source-done}
+//	                with a detached clone of the source attached
+//	                (SCM_RIGHTS), or message{error}
 //	init → parent   message{ready} or message{error}
 //	parent → init   message{start}
 //	init            execve(): the socket closes on exec, the parent reads EOF
@@ -56,6 +61,10 @@ const (
 	// hooks; it answers msgHooksDone.
 	msgHooks     messageType = "hooks"
 	msgHooksDone messageType = "hooks-done"
+	// msgMountSource asks the parent for a clone of a spec mount's
+	// source (Index); it answers msgMountSourceDone with the fd.
+	msgMountSource     messageType = "mount-source"
+	msgMountSourceDone messageType = "mount-source-done"
 )
 
 // message is what init and the parent say to each other after the config.
@@ -67,6 +76,8 @@ type message struct {
 	Class string `json:"class,omitempty"`
 	// Fd is a descriptor's number in the sending process (msgSeccomp).
 	Fd int `json:"fd,omitempty"`
+	// Index is a spec mount's (msgMountSource).
+	Index int `json:"index,omitempty"`
 }
 
 // initConfig is what a container process needs to set itself up: init

@@ -1,15 +1,18 @@
 package linux
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -110,7 +113,12 @@ func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bund
 		userns, ok := usernsFds[key]
 		if !ok {
 			var err error
-			if userns, err = r.userNamespaceFd(ctx, im); err != nil {
+			if im.usernsPath != "" {
+				userns, err = unix.Open(im.usernsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+			} else {
+				userns, err = r.newUserNamespace(ctx, im.uid, im.gid)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("%s: user namespace for the idmapped mount: %w", what, err)
 			}
 			usernsFds[key] = userns
@@ -119,41 +127,19 @@ func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bund
 		if !filepath.IsAbs(src) {
 			src = filepath.Join(bundle, src)
 		}
-		openFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-		if im.tree {
-			openFlags |= unix.AT_RECURSIVE
-		}
-		fd, err := unix.OpenTree(unix.AT_FDCWD, src, openFlags)
+		fd, err := detachedIDMapped(src, im.tree, im.recursive, userns)
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				return nil, fmt.Errorf("%s: source %s: %w", what, err, errdefs.ErrInvalidArgument)
-			}
-			return nil, fmt.Errorf("%s: open_tree %s: %w", what, src, err)
+			return nil, fmt.Errorf("%s: %w", what, err)
 		}
 		fds = append(fds, fd)
-		setFlags := uint(unix.AT_EMPTY_PATH)
-		if im.recursive {
-			setFlags |= unix.AT_RECURSIVE
-		}
-		attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns)}
-		if err := unix.MountSetattr(fd, "", setFlags, attr); err != nil {
-			if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
-				return nil, fmt.Errorf("%s: the filesystem of %s cannot be idmapped on this kernel (mount_setattr MOUNT_ATTR_IDMAP: %v): %w", what, src, err, errdefs.ErrInvalidArgument)
-			}
-			return nil, fmt.Errorf("%s: idmap %s: %w", what, src, err)
-		}
 	}
 	return fds, nil
 }
 
-// userNamespaceFd opens the user namespace an idmapped mount maps its ids
-// with: the one named by path, or a new one with its mappings, made by
-// the preamble of a helper process that exits as soon as it is mapped
-// (the namespace lives on in the fd).
-func (r *Runtime) userNamespaceFd(ctx context.Context, im idmappedMount) (int, error) {
-	if im.usernsPath != "" {
-		return unix.Open(im.usernsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	}
+// newUserNamespace opens a new user namespace with these mappings, for
+// idmapped mounts: the preamble of a helper process makes it, and the
+// helper exits as soon as it is mapped (the namespace lives on in the fd).
+func (r *Runtime) newUserNamespace(ctx context.Context, uid, gid []specs.LinuxIDMapping) (int, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, fmt.Errorf("socketpair: %w", err)
@@ -190,7 +176,7 @@ func (r *Runtime) userNamespaceFd(ctx context.Context, im idmappedMount) (int, e
 	if line != "usermap" {
 		return -1, fmt.Errorf("user namespace helper: %w %q", errUnexpectedMessage, line)
 	}
-	if err := writeIDMaps(pid, im.uid, im.gid); err != nil {
+	if err := writeIDMaps(pid, uid, gid); err != nil {
 		return -1, err
 	}
 	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -250,4 +236,206 @@ func closeFds(fds []int) {
 	for _, fd := range fds {
 		unix.Close(fd)
 	}
+}
+
+// takeIDMapOptions takes containerd's uidmap=/gidmap= options (each
+// "containerID:hostID:size", ranges joined by commas) out of a rootfs
+// component's options. Both or neither must be there.
+func takeIDMapOptions(options []string) (rest []string, uid, gid []specs.LinuxIDMapping, err error) {
+	for _, o := range options {
+		var dst *[]specs.LinuxIDMapping
+		var v string
+		if s, ok := strings.CutPrefix(o, "uidmap="); ok {
+			dst, v = &uid, s
+		} else if s, ok := strings.CutPrefix(o, "gidmap="); ok {
+			dst, v = &gid, s
+		} else {
+			rest = append(rest, o)
+			continue
+		}
+		for _, r := range strings.Split(v, ",") {
+			var m specs.LinuxIDMapping
+			if _, err := fmt.Sscanf(r, "%d:%d:%d", &m.ContainerID, &m.HostID, &m.Size); err != nil {
+				return nil, nil, nil, fmt.Errorf("option %q: range %q is not containerID:hostID:size: %w", o, r, errdefs.ErrInvalidArgument)
+			}
+			*dst = append(*dst, m)
+		}
+	}
+	if (uid == nil) != (gid == nil) {
+		return nil, nil, nil, fmt.Errorf("uidmap= and gidmap= options come together: %w", errdefs.ErrInvalidArgument)
+	}
+	for field, ranges := range map[string][]specs.LinuxIDMapping{"uidmap": uid, "gidmap": gid} {
+		if err := checkIDMappings(field, ranges); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return rest, uid, gid, nil
+}
+
+// mountIDMapped mounts a rootfs component whose files must show through
+// the mappings: a bind as an idmapped clone of its source; an overlay over
+// idmapped clones of its lower layers (attached under a directory beside
+// dest for as long as the overlay mount takes; the overlay keeps its own
+// references), as containerd does. The upper layer containerd already
+// made the mapped root's.
+func mountIDMapped(m Mount, dest string, uid, gid []specs.LinuxIDMapping, usernsFunc UsernsFunc) error {
+	if usernsFunc == nil {
+		return fmt.Errorf("uidmap/gidmap options: no user namespaces here: %w", errdefs.ErrNotImplemented)
+	}
+	flags, propagation, data := ParseMountOptions(m.Options)
+	isBind := m.Type == "bind" || flags&unix.MS_BIND != 0
+	if !isBind && m.Type != "overlay" {
+		return fmt.Errorf("uidmap/gidmap options on a %s mount: only bind and overlay rootfs mounts can be idmapped: %w", m.Type, errdefs.ErrInvalidArgument)
+	}
+	userns, err := usernsFunc(uid, gid)
+	if err != nil {
+		return fmt.Errorf("user namespace for uidmap/gidmap: %w", err)
+	}
+	defer unix.Close(userns)
+	if isBind {
+		fd, err := detachedIDMapped(m.Source, flags&unix.MS_REC != 0, true, userns)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dest, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("attach idmapped %s: %w", m.Source, err)
+		}
+		if err := remountBind(dest, flags); err != nil {
+			_ = unix.Unmount(dest, unix.MNT_DETACH)
+			return err
+		}
+		return applyPropagation(dest, propagation)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dest), ".idmapped-layers-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		_ = UnmountRootfs(tmp)
+		_ = os.RemoveAll(tmp)
+	}()
+	opts := strings.Split(data, ",")
+	for i, o := range opts {
+		dirs, ok := strings.CutPrefix(o, "lowerdir=")
+		if !ok {
+			continue
+		}
+		var mapped []string
+		for j, dir := range strings.Split(dirs, ":") {
+			layer := filepath.Join(tmp, strconv.Itoa(j))
+			if err := os.Mkdir(layer, 0o700); err != nil {
+				return err
+			}
+			fd, err := detachedIDMapped(dir, false, false, userns)
+			if err != nil {
+				return err
+			}
+			err = unix.MoveMount(fd, "", unix.AT_FDCWD, layer, unix.MOVE_MOUNT_F_EMPTY_PATH)
+			unix.Close(fd)
+			if err != nil {
+				return fmt.Errorf("attach idmapped layer %s: %w", dir, err)
+			}
+			mapped = append(mapped, layer)
+		}
+		opts[i] = "lowerdir=" + strings.Join(mapped, ":")
+	}
+	data = strings.Join(opts, ",")
+	if len(data) >= os.Getpagesize() {
+		return mountLongOverlay(m.Source, dest, flags, data, propagation)
+	}
+	if err := unix.Mount(m.Source, dest, "overlay", flags, data); err != nil {
+		return fmt.Errorf("overlay over idmapped layers: %w", err)
+	}
+	return applyPropagation(dest, propagation)
+}
+
+// detachedIDMapped clones source (tree: with what is mounted under it)
+// and idmaps the clone (recursive: all of it) with userns.
+func detachedIDMapped(source string, tree, recursive bool, userns int) (int, error) {
+	openFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if tree {
+		openFlags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, source, openFlags)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return -1, fmt.Errorf("source %s: %w", source, withClass(errdefs.ErrInvalidArgument, err))
+		}
+		return -1, fmt.Errorf("open_tree %s: %w", source, err)
+	}
+	setFlags := uint(unix.AT_EMPTY_PATH)
+	if recursive {
+		setFlags |= unix.AT_RECURSIVE
+	}
+	attr := &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_IDMAP, Userns_fd: uint64(userns)}
+	if err := unix.MountSetattr(fd, "", setFlags, attr); err != nil {
+		unix.Close(fd)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EPERM) {
+			return -1, fmt.Errorf("the filesystem of %s cannot be idmapped on this kernel (mount_setattr MOUNT_ATTR_IDMAP: %v): %w", source, err, errdefs.ErrInvalidArgument)
+		}
+		return -1, fmt.Errorf("idmap %s: %w", source, err)
+	}
+	return fd, nil
+}
+
+// bindSourceClone is the shim's answer to init's msgMountSource: a
+// detached clone of spec mount index's bind source, made with the shim's
+// (host root's) access; bundle is what a relative source is relative to.
+func bindSourceClone(spec *specs.Spec, bundle string, index int) (int, error) {
+	if index < 0 || index >= len(spec.Mounts) {
+		return -1, fmt.Errorf("init asked for the source of mounts[%d], which the spec does not have", index)
+	}
+	m := spec.Mounts[index]
+	flags, _, _ := ParseMountOptions(m.Options)
+	if m.Type != "bind" && flags&unix.MS_BIND == 0 {
+		return -1, fmt.Errorf("init asked for the source of mounts[%d] (%s), which is no bind mount", index, m.Destination)
+	}
+	src := m.Source
+	if !filepath.IsAbs(src) {
+		src = filepath.Join(bundle, src)
+	}
+	openFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if flags&unix.MS_REC != 0 {
+		openFlags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, openFlags)
+	if err != nil {
+		return -1, fmt.Errorf("mounts[%d] (%s): clone source %s: %w", index, m.Destination, src, withClass(errdefs.ErrInvalidArgument, err))
+	}
+	return fd, nil
+}
+
+// requestMountSource is init's side: it asks the shim for spec mount
+// index's source and returns the detached clone's fd.
+func requestMountSource(conn *os.File, index int) (int, error) {
+	if err := writeFrame(conn, message{Type: msgMountSource, Index: index}); err != nil {
+		return -1, fmt.Errorf("ask the shim for the source of mounts[%d]: %w", index, err)
+	}
+	// The fd comes with the answer's first bytes.
+	head := make([]byte, 4)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), head, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, fmt.Errorf("wait for the source of mounts[%d]: %w", index, err)
+	}
+	fd := -1
+	if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil && len(msgs) > 0 {
+		if fds, err := unix.ParseUnixRights(&msgs[0]); err == nil && len(fds) > 0 {
+			fd = fds[0]
+		}
+	}
+	var m message
+	if err := readFrame(io.MultiReader(bytes.NewReader(head[:n]), conn), &m); err != nil {
+		return -1, fmt.Errorf("wait for the source of mounts[%d]: %w", index, err)
+	}
+	switch {
+	case m.Type == msgError:
+		return -1, errorFromMessage(m)
+	case m.Type != msgMountSourceDone:
+		return -1, fmt.Errorf("%w %q while waiting for a mount source", errUnexpectedMessage, m.Type)
+	case fd < 0:
+		return -1, fmt.Errorf("the source of mounts[%d] came without its fd", index)
+	}
+	return fd, nil
 }

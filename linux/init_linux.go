@@ -81,8 +81,13 @@ func runInit(conn *os.File) error {
 			return err
 		}
 	}
-	beforePivot := func() error { return runHooksBeforePivot(conn, &cfg) }
-	if err := SetupRootfs(spec, cfg.Rootfs, mountFds, cfg.NoPivotRoot, beforePivot); err != nil {
+	err := SetupRootfs(spec, cfg.Rootfs, RootfsOptions{
+		MountFds:    mountFds,
+		MountSource: func(index int) (int, error) { return requestMountSource(conn, index) },
+		NoPivotRoot: cfg.NoPivotRoot,
+		BeforePivot: func() error { return runHooksBeforePivot(conn, &cfg) },
+	})
+	if err != nil {
 		return err
 	}
 	var afterStart func() error

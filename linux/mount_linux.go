@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,15 +22,22 @@ type Mount struct {
 	Options              []string
 }
 
+// UsernsFunc opens a user namespace with these mappings (the caller
+// closes it).
+type UsernsFunc func(uid, gid []specs.LinuxIDMapping) (int, error)
+
 // MountRootfs mounts the components, in order, on target. It runs in the
 // shim, in the host mount namespace. On failure everything it mounted is
 // unmounted again, so the caller never has to clean up half a rootfs.
-func MountRootfs(mounts []Mount, target string) error {
+// Components with uidmap=/gidmap= options (what containerd's snapshotters
+// give a container in a user namespace) are idmapped with a user
+// namespace from userns.
+func MountRootfs(mounts []Mount, target string, userns UsernsFunc) error {
 	var mounted []string
 	for _, m := range mounts {
 		dest, err := componentTarget(target, m.Target)
 		if err == nil {
-			err = mountComponent(m, dest)
+			err = mountComponent(m, dest, userns)
 		}
 		if err != nil {
 			for i := len(mounted) - 1; i >= 0; i-- {
@@ -54,7 +62,15 @@ func componentTarget(target, sub string) (string, error) {
 	return resolveInRoot(target, sub)
 }
 
-func mountComponent(m Mount, dest string) error {
+func mountComponent(m Mount, dest string, userns UsernsFunc) error {
+	opts, uidMap, gidMap, err := takeIDMapOptions(m.Options)
+	if err != nil {
+		return err
+	}
+	if uidMap != nil {
+		m.Options = opts
+		return mountIDMapped(m, dest, uidMap, gidMap, userns)
+	}
 	fi, err := os.Stat(dest)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -114,7 +114,7 @@ func TestMountRootfsComponents(t *testing.T) {
 		{Type: "tmpfs", Source: "tmpfs", Target: "/mnt", Options: []string{"nosuid", "size=1m"}},
 		{Type: "bind", Source: vol, Target: "/mnt", Options: []string{"rbind", "ro"}},
 	}
-	if err := MountRootfs(mounts, target); err != nil {
+	if err := MountRootfs(mounts, target, nil); err != nil {
 		t.Fatal(err)
 	}
 	got := mountPointsBelow(t, target)
@@ -164,7 +164,7 @@ func TestMountRootfsLongOverlay(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = UnmountRootfs(target) })
-	if err := MountRootfs([]Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + strings.Join(lowers, ":")}}}, target); err != nil {
+	if err := MountRootfs([]Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=" + strings.Join(lowers, ":")}}}, target, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(target, fmt.Sprintf("f%03d", len(lowers)-1))); err != nil {
@@ -187,7 +187,7 @@ func TestMountRootfsErrors(t *testing.T) {
 	err := MountRootfs([]Mount{
 		{Type: "tmpfs", Source: "tmpfs"},
 		{Type: "bind", Source: "/nonexistent-src", Options: []string{"rbind"}},
-	}, target)
+	}, target, nil)
 	want := fmt.Sprintf("mount rootfs /nonexistent-src (type bind) on %s: stat /nonexistent-src: no such file or directory", target)
 	if err == nil || err.Error() != want || !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("err = %v (invalid argument: %v); want %q", err, errdefs.IsInvalidArgument(err), want)
@@ -196,12 +196,12 @@ func TestMountRootfsErrors(t *testing.T) {
 		t.Fatalf("left mounted after failure: %q", got)
 	}
 
-	err = MountRootfs([]Mount{{Type: "tmpfs", Source: "tmpfs"}}, filepath.Join(base, "missing"))
+	err = MountRootfs([]Mount{{Type: "tmpfs", Source: "tmpfs"}}, filepath.Join(base, "missing"), nil)
 	if !errdefs.IsNotFound(err) || !strings.Contains(err.Error(), filepath.Join(base, "missing")) {
 		t.Fatalf("missing target: %v; want not found naming it", err)
 	}
 
-	err = MountRootfs([]Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/nonexistent-lower"}}}, target)
+	err = MountRootfs([]Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/nonexistent-lower"}}}, target, nil)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "(type overlay)") {
 		t.Fatalf("missing lowerdir: %v; want invalid argument", err)
 	}

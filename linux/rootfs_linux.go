@@ -17,6 +17,24 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// RootfsOptions are what SetupRootfs takes besides the spec.
+type RootfsOptions struct {
+	// MountFds are detached mounts the shim made (idmapped ones), by
+	// index of the spec mount they are; each is attached where its mount
+	// goes.
+	MountFds map[int]int
+	// MountSource asks the shim for a detached clone of spec mount
+	// index's bind source, for a source this process cannot reach (as
+	// root of a user namespace of its own); nil where there is no shim.
+	MountSource func(index int) (int, error)
+	// NoPivotRoot moves the root instead of pivot_root (runc's option).
+	NoPivotRoot bool
+	// BeforePivot, when set, runs once every mount is in place and before
+	// pivot_root, with the host's filesystem still in view: the hooks'
+	// moment (prestart, createRuntime and createContainer).
+	BeforePivot func() error
+}
+
 // SetupRootfs builds the container's filesystem view and pivots into it. It
 // runs in init, inside the container's fresh mount namespace, before any user
 // code. rootfs is the absolute host path of the root.
@@ -24,15 +42,7 @@ import (
 // spec.Linux.Sysctl is applied here, after the pivot and before the
 // read-only paths, because the usual /proc/sys read-only path would make a
 // later write fail.
-//
-// mountFds are detached idmapped mounts the shim made, by index of the
-// spec mount they are; each is attached where its mount goes.
-//
-// beforePivot, when set, runs once every mount is in place and before
-// pivot_root, with the host's filesystem still in view: the hooks'
-// moment (prestart, createRuntime and createContainer). noPivotRoot moves
-// the root instead (runc's option of that name).
-func SetupRootfs(spec *specs.Spec, rootfs string, mountFds map[int]int, noPivotRoot bool, beforePivot func() error) error {
+func SetupRootfs(spec *specs.Spec, rootfs string, opts RootfsOptions) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
@@ -85,11 +95,15 @@ func SetupRootfs(spec *specs.Spec, rootfs string, mountFds map[int]int, noPivotR
 	})
 	devFromHost, ptsMounted := false, false
 	for i, m := range spec.Mounts {
-		fd, idmapped := mountFds[i]
+		fd, idmapped := opts.MountFds[i]
 		if !idmapped {
 			fd = -1
 		}
-		if err := mountInContainer(root, m, fd, cgroupNS, lx.CgroupsPath, lx.MountLabel); err != nil {
+		var source func() (int, error)
+		if opts.MountSource != nil {
+			source = func() (int, error) { return opts.MountSource(i) }
+		}
+		if err := mountInContainer(root, m, fd, source, cgroupNS, lx.CgroupsPath, lx.MountLabel); err != nil {
 			return fmt.Errorf("mount %q on %q in container: %w", m.Source, m.Destination, err)
 		}
 		switch path.Clean("/" + m.Destination) {
@@ -104,12 +118,12 @@ func SetupRootfs(spec *specs.Spec, rootfs string, mountFds map[int]int, noPivotR
 			return err
 		}
 	}
-	if beforePivot != nil {
-		if err := beforePivot(); err != nil {
+	if opts.BeforePivot != nil {
+		if err := opts.BeforePivot(); err != nil {
 			return err
 		}
 	}
-	if noPivotRoot {
+	if opts.NoPivotRoot {
 		if err := moveRootInto(root); err != nil {
 			return fmt.Errorf("move rootfs %s onto / (no pivot_root): %w", root, err)
 		}
@@ -287,8 +301,10 @@ func maskPath(p, mountLabel string) error {
 // mountInContainer mounts one spec mount under root. The caller names the
 // mount in the error. mountLabel goes to the filesystems that take an
 // SELinux context (not binds, proc, sysfs, cgroup or mqueue, as runc).
-// A bind mount the shim made detached and idmapped comes as fd (else -1).
-func mountInContainer(root string, m specs.Mount, fd int, cgroupNS bool, cgroupPath, mountLabel string) error {
+// A bind mount the shim made detached and idmapped comes as fd (else -1);
+// source, when set, gets one from the shim for a bind source this process
+// may not reach.
+func mountInContainer(root string, m specs.Mount, fd int, source func() (int, error), cgroupNS bool, cgroupPath, mountLabel string) error {
 	opts, attrs, err := splitRecursiveOptions(m.Options)
 	if err != nil {
 		return err
@@ -304,14 +320,30 @@ func mountInContainer(root string, m specs.Mount, fd int, cgroupNS bool, cgroupP
 				return err
 			}
 		}
-		fi, err := os.Stat(src)
+		var dir bool
+		if fd < 0 {
+			var fi fs.FileInfo
+			if fi, err = os.Stat(src); err == nil {
+				dir = fi.IsDir()
+			} else if errors.Is(err, fs.ErrPermission) && source != nil {
+				// Root of a user namespace of its own is not the
+				// host's: the shim clones the source, as runc does.
+				fd, err = source()
+			}
+		}
+		if err == nil && fd >= 0 {
+			var st unix.Stat_t
+			if err = unix.Fstat(fd, &st); err == nil {
+				dir = st.Mode&unix.S_IFMT == unix.S_IFDIR
+			}
+		}
 		if err != nil {
 			return withClass(errdefs.ErrInvalidArgument, err)
 		}
 		if err := checkProcDestination(root, dest, src); err != nil {
 			return err
 		}
-		return mountAt(root, dest, fi.IsDir(), func(target string) error {
+		return mountAt(root, dest, dir, func(target string) error {
 			if fd >= 0 {
 				defer unix.Close(fd)
 				// target is a /proc/self/fd link: followed, it is the

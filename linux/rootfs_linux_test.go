@@ -61,7 +61,7 @@ func TestRootfsChild(t *testing.T) {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		fail("READ", err)
 	}
-	if err := SetupRootfs(&spec, spec.Root.Path, nil, false, nil); err != nil {
+	if err := SetupRootfs(&spec, spec.Root.Path, RootfsOptions{}); err != nil {
 		fail("SETUP", err)
 	}
 	if err := ApplySysctl(spec.Linux.Sysctl); err != nil {

@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,6 +46,8 @@ type spawnRequest struct {
 	// mountFds are detached idmapped mounts sent after the config, for
 	// the spec mounts config.IDMappedMounts names.
 	mountFds []int
+	// mountSource clones a spec mount's bind source when init asks.
+	mountSource func(index int) (int, error)
 }
 
 // Process is a container process waiting to execve() its program.
@@ -241,7 +244,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return req.hooks()
 		}
 	}
-	m, err := p.awaitReady(runHooks, req.seccompListener)
+	m, err := p.awaitReady(setupSteps{hooks: runHooks, seccompListener: req.seccompListener, mountSource: req.mountSource})
 	// A move that failed because the process already died says less than
 	// the process's own report, so the report wins.
 	_ = awaitMove()
@@ -313,9 +316,20 @@ func parsePidLine(s string) (int, error) {
 	return pid, nil
 }
 
-// awaitReady reads until ready or error, taking the pty master, handing a
-// seccomp notify fd to listener and running hooks (runHooks) on the way.
-func (p *Process) awaitReady(runHooks func() error, listener func(pid, fd int) error) (message, error) {
+// setupSteps are what the parent does for a process during its setup,
+// when it asks; nil ones it has none of.
+type setupSteps struct {
+	// hooks runs the prestart and createRuntime hooks.
+	hooks func() error
+	// seccompListener hands a seccomp notify fd to the listener.
+	seccompListener func(pid, fd int) error
+	// mountSource clones a spec mount's bind source.
+	mountSource func(index int) (int, error)
+}
+
+// awaitReady reads until ready or error, taking the pty master and doing
+// the steps the process asks for on the way.
+func (p *Process) awaitReady(steps setupSteps) (message, error) {
 	for {
 		var m message
 		if err := readFrame(p.in, &m); err != nil {
@@ -329,13 +343,13 @@ func (p *Process) awaitReady(runHooks func() error, listener func(pid, fd int) e
 			}
 			p.Console = os.NewFile(uintptr(fd), "pty-master")
 		case msgSeccomp:
-			if err := p.serveSeccomp(listener, m); err != nil {
+			if err := p.serveSeccomp(steps.seccompListener, m); err != nil {
 				return m, &stepError{err}
 			}
 		case msgHooks:
 			err := errors.New("init asked for hooks the spawn has none of")
-			if runHooks != nil {
-				err = runHooks()
+			if steps.hooks != nil {
+				err = steps.hooks()
 			}
 			if err != nil {
 				_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
@@ -344,10 +358,34 @@ func (p *Process) awaitReady(runHooks func() error, listener func(pid, fd int) e
 			if err := writeFrame(p.conn, message{Type: msgHooksDone}); err != nil {
 				return m, err
 			}
+		case msgMountSource:
+			if err := p.serveMountSource(steps.mountSource, m.Index); err != nil {
+				return m, &stepError{err}
+			}
 		default:
 			return m, nil
 		}
 	}
+}
+
+// serveMountSource sends the process a clone of spec mount index's source.
+func (p *Process) serveMountSource(clone func(index int) (int, error), index int) error {
+	err := errors.New("the process asked for a mount source, which only a container's init may")
+	fd := -1
+	if clone != nil {
+		fd, err = clone(index)
+	}
+	if err != nil {
+		_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		return err
+	}
+	defer unix.Close(fd)
+	var frame bytes.Buffer
+	if err := writeFrame(&frame, message{Type: msgMountSourceDone}); err != nil {
+		return err
+	}
+	_, _, err = p.conn.WriteMsgUnix(frame.Bytes(), unix.UnixRights(fd), nil)
+	return err
 }
 
 // stepError is a step the parent did for the process during setup (its

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -84,10 +85,15 @@ struct join {
 	int fd;
 };
 
-// Join the user namespace first: it decides what the other setns calls are
-// allowed to do. Mount last among the rest, so the paths we opened stay
-// meaningful; they are opened up front anyway. setns is given the type the
-// spec named, so a file of another namespace type is refused.
+// Join every namespace but the user namespace first, the mount namespace
+// last among them, while we still have the host's capabilities: a
+// namespace the user namespace does not own (the host's UTS namespace of
+// a host-network pod, say) can no longer be joined from inside it. One
+// that refuses us (EPERM: it wants the capabilities of its own user
+// namespace) is tried again after the user namespace. The files are all
+// opened up front, so the mount namespace changes no path; setns is given
+// the type the spec named, so a file of another namespace type is
+// refused.
 static void join_namespaces(struct join *joins, int n)
 {
 	for (int i = 0; i < n; i++) {
@@ -95,14 +101,21 @@ static void join_namespaces(struct join *joins, int n)
 		if (joins[i].fd < 0)
 			fail("nsexec: open namespace %s: %s", joins[i].path, strerror(errno));
 	}
-	for (int pass = 0; pass < 3; pass++) {
+	for (int pass = 0; pass < 4; pass++) {
 		for (int i = 0; i < n; i++) {
-			int want = joins[i].type == CLONE_NEWUSER ? 0 : (joins[i].type == CLONE_NEWNS ? 2 : 1);
-			if (want != pass)
+			if (joins[i].fd < 0)
 				continue;
-			if (setns(joins[i].fd, joins[i].type) < 0)
+			int is_user = joins[i].type == CLONE_NEWUSER, is_mnt = joins[i].type == CLONE_NEWNS;
+			int want = is_user ? 2 : (is_mnt ? 1 : 0);
+			if (pass < 3 && want != pass)
+				continue;
+			if (setns(joins[i].fd, joins[i].type) < 0) {
+				if (errno == EPERM && pass < 2)
+					continue;
 				fail("nsexec: join namespace %s: %s", joins[i].path, strerror(errno));
+			}
 			close(joins[i].fd);
+			joins[i].fd = -1;
 		}
 	}
 }
@@ -141,9 +154,14 @@ static void await_id_maps(void)
 }
 
 // set_time_offsets writes the new time namespace's clock offsets, which
-// the kernel takes only before any process has entered it.
+// the kernel takes only before any process has entered it. Becoming root
+// of a new user namespace made us non-dumpable, which leaves our /proc
+// files to the host's root: dumpable for the write, so they are ours.
 static void set_time_offsets(const char *offsets, size_t len)
 {
+	int dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+	if (dumpable == 0 && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+		fail("nsexec: set dumpable: %s", strerror(errno));
 	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		fail("nsexec: open /proc/self/timens_offsets: %s", strerror(errno));
@@ -151,6 +169,8 @@ static void set_time_offsets(const char *offsets, size_t len)
 	if (n < 0)
 		fail("nsexec: set time namespace offsets: %s", strerror(errno));
 	close(fd);
+	if (dumpable == 0 && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("nsexec: unset dumpable: %s", strerror(errno));
 }
 
 void mini_nsexec(void)

@@ -20,8 +20,9 @@
 //	join <CLONE_NEW* flag of its type, decimal> <path of a namespace file>
 //	timens <clock> <seconds> <nanoseconds>   (offsets of a new time namespace)
 //
-// Namespaces are joined first (the user namespace before the others, the
-// mount namespace last), then a new user namespace is created, then the
+// Namespaces are joined first (the user namespace after the others, which
+// are tried again inside it when they refused the host's root; the mount
+// namespace last of those), then a new user namespace is created, then the
 // rest. With a new user namespace the preamble writes "usermap\n" and
 // waits for one byte, '1', once the parent wrote its uid_map and gid_map;
 // in a user namespace, created or joined, it becomes root (uid and gid 0).

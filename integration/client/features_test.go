@@ -14,7 +14,8 @@ import (
 // Issue 8: the runtime's OCI features document, as containerd's Go client
 // reads it through the daemon (`shim -info`): containerd's CRI decides
 // from it what a RuntimeClass may use, so it must list what works (rro,
-// seccomp) and nothing that does not (user namespaces, idmapped mounts).
+// seccomp, user and time namespaces, idmapped mounts) and nothing that
+// does not (netDevices, intelRdt).
 func TestRuntimeFeatures(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		if tg.d.version.Name == "1.6" {
@@ -47,13 +48,20 @@ func TestRuntimeFeatures(t *testing.T) {
 		if tg.runtime != integration.MiniRuntime {
 			return
 		}
-		// Not implemented yet, so not claimed: containerd's CRI would
-		// otherwise hand such pods to a runtime that refuses them.
-		if slices.Contains(f.Linux.Namespaces, "user") {
-			t.Errorf("user namespaces are reported but not implemented")
+		// What containerd's CRI requires of a runtime before it runs a
+		// hostUsers: false pod's containers (issue 10).
+		for _, ns := range []string{"user", "time"} {
+			if !slices.Contains(f.Linux.Namespaces, ns) {
+				t.Errorf("%s namespaces work but are not reported: %v", ns, f.Linux.Namespaces)
+			}
 		}
-		if m := f.Linux.MountExtensions; m == nil || m.IDMap == nil || m.IDMap.Enabled == nil || *m.IDMap.Enabled {
-			t.Errorf("idmapped mounts must be reported disabled: %+v", m)
+		if m := f.Linux.MountExtensions; m == nil || m.IDMap == nil || m.IDMap.Enabled == nil || !*m.IDMap.Enabled {
+			t.Errorf("idmapped mounts work but are not reported enabled: %+v", m)
+		}
+		for _, o := range []string{"idmap", "ridmap"} {
+			if !slices.Contains(f.MountOptions, o) {
+				t.Errorf("mount options lack %q: %v", o, f.MountOptions)
+			}
 		}
 	})
 }

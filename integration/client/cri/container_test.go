@@ -32,8 +32,10 @@ func (p *pod) create(name string, cfg *runtime.ContainerConfig) (*container, err
 	if cfg.Linux.SecurityContext == nil {
 		cfg.Linux.SecurityContext = &runtime.LinuxContainerSecurityContext{}
 	}
-	// The container's own options decide its pid namespace.
+	// The container's own options decide its pid namespace; its user
+	// namespace is the pod's, as a kubelet asks.
 	cfg.Linux.SecurityContext.NamespaceOptions = namespaces()
+	cfg.Linux.SecurityContext.NamespaceOptions.UsernsOptions = p.config.GetLinux().GetSecurityContext().GetNamespaceOptions().GetUsernsOptions()
 	if len(cfg.Command) == 0 {
 		// A container's pid 1 ignores SIGTERM, so StopContainer kills it.
 		cfg.Command = []string{"/bin/sleep", "infinity"}
@@ -57,12 +59,26 @@ func (p *pod) start(name string, cfg *runtime.ContainerConfig) *container {
 	if err != nil {
 		p.t.Fatalf("%v\n%s", err, suite.c.LogAbout(p.id, 40))
 	}
+	c.startCreated()
+	return c
+}
+
+// startCreated starts a created container; any error ends the case.
+func (c *container) startCreated() {
+	c.p.t.Helper()
+	if err := c.tryStart(); err != nil {
+		c.p.t.Fatalf("%v\n%s", err, suite.c.LogAbout(c.id, 40))
+	}
+}
+
+// tryStart starts a created container.
+func (c *container) tryStart() error {
 	ctx, cancel := callCtx()
 	defer cancel()
 	if _, err := suite.rs.StartContainer(ctx, &runtime.StartContainerRequest{ContainerId: c.id}); err != nil {
-		p.t.Fatalf("StartContainer %s in pod %s: %v\n%s", name, p.name, err, suite.c.LogAbout(c.id, 40))
+		return fmt.Errorf("StartContainer %s in pod %s: %w", c.name, c.p.name, err)
 	}
-	return c
+	return nil
 }
 
 // remove stops (SIGKILL at once: timeout 0) and removes the container. A

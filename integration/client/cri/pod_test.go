@@ -59,12 +59,26 @@ type pod struct {
 	logDir string
 }
 
-// runPod runs a host-network pod with the case's runtime handler. Its
-// cgroup parent is /minicri/<name>, so that whatever the pod leaves in any
+// runPod runs a host-network pod with the case's runtime handler,
+// privileged if asked (a privileged container needs that). Its cgroup
+// parent is /minicri/<name>, so that whatever the pod leaves in any
 // hierarchy is found under one directory. Cleanups registered here stop
 // and remove it, then look for leaks; containers created later are removed
 // before.
 func runPod(t *testing.T, tg target, label string, privileged bool) *pod {
+	t.Helper()
+	p, err := runPodWith(t, tg, label, func(c *runtime.PodSandboxConfig) {
+		c.Linux.SecurityContext.Privileged = privileged
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// runPodWith is runPod with the pod's config changed by mutate; the error
+// of RunPodSandbox is returned, for cases that expect a refusal.
+func runPodWith(t *testing.T, tg target, label string, mutate func(*runtime.PodSandboxConfig)) (*pod, error) {
 	t.Helper()
 	p := &pod{t: t, tg: tg, name: fmt.Sprintf("%s-%s-%s", label, tg.handler, integration.RandomSuffix())}
 	p.logDir = filepath.Join(suite.dir, "logs", p.name)
@@ -78,11 +92,10 @@ func runPod(t *testing.T, tg target, label string, privileged bool) *pod {
 			CgroupParent: path.Join(cgroupRoot, p.name),
 			SecurityContext: &runtime.LinuxSandboxSecurityContext{
 				NamespaceOptions: namespaces(),
-				// A privileged container needs a privileged pod.
-				Privileged: privileged,
 			},
 		},
 	}
+	mutate(p.config)
 	// Registered first, so it runs last: after every orderly removal and
 	// every per-id check.
 	t.Cleanup(p.checkGone)
@@ -90,7 +103,7 @@ func runPod(t *testing.T, tg target, label string, privileged bool) *pod {
 	defer cancel()
 	resp, err := suite.rs.RunPodSandbox(ctx, &runtime.RunPodSandboxRequest{Config: p.config, RuntimeHandler: tg.handler})
 	if err != nil {
-		t.Fatalf("RunPodSandbox %s (handler %s): %v\n%s", p.name, tg.handler, err, suite.c.LogAbout(p.name, 40))
+		return nil, fmt.Errorf("RunPodSandbox %s (handler %s): %w\n%s", p.name, tg.handler, err, suite.c.LogAbout(p.name, 40))
 	}
 	p.id = resp.GetPodSandboxId()
 	t.Logf("pod %s is %s", p.name, p.id)
@@ -98,7 +111,7 @@ func runPod(t *testing.T, tg target, label string, privileged bool) *pod {
 	// and the mounts the CRI makes for the pod (/dev/shm).
 	suite.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), p.id, suite.rootfs, func() {})
 	t.Cleanup(p.remove)
-	return p
+	return p, nil
 }
 
 // namespaces are those of a hostNetwork pod as a kubelet asks for them:
