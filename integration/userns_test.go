@@ -33,6 +33,9 @@ func TestUserNamespace(t *testing.T) {
 		vol := SharedDir(t, suite.dir, "vol-", 0o777)
 		initPid := tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
 			withUserNamespace(s)
+			// A cgroup namespace too, as CRI gives one on cgroup v2: the
+			// cgroup mount is made inside the user namespace.
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/tmp/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
 		}, "/bin/sh", "-c", "touch /tmp/vol/by-root; exec sleep 1000"))
 		wantMap := "0 100000 65536"
@@ -229,6 +232,12 @@ func TestIDMappedMount(t *testing.T) {
 					}
 					s.Mounts = append(s.Mounts, m)
 				}, "/bin/sh", "-c", "stat -c %u:%g /tmp/idm/f && touch /tmp/idm/new")...)
+				if res.ExitCode != 0 && strings.Contains(res.Stderr, "cannot be idmapped on this kernel") {
+					// The cgroup v2 guest's /tmp is an overlay over 9p,
+					// which has no idmapped mounts: the refusal names
+					// the mount, as it must.
+					t.Skipf("the suite's filesystem cannot be idmapped here: %s", res.Stderr)
+				}
 				if res.ExitCode != 0 {
 					t.Fatalf("run: %s", res)
 				}

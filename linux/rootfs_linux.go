@@ -608,9 +608,17 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 	// the whole tree the container shares, as runc's does (tools run with
 	// the host's cgroup namespace read it so).
 	if cgroups.Mode() == cgroups.Unified {
-		return mountAt(root, dest, true, func(target string) error {
+		err := mountAt(root, dest, true, func(target string) error {
 			return unix.Mount("cgroup2", target, "cgroup2", flags, "")
 		}, 0, nil, nil)
+		if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EBUSY) {
+			return err
+		}
+		// A user namespace gets no fresh cgroup2 without a cgroup
+		// namespace it owns: show the host's tree, as runc does.
+		return mountAt(root, dest, true, func(target string) error {
+			return unix.Mount("/sys/fs/cgroup", target, "", unix.MS_BIND|unix.MS_REC, "")
+		}, flags, nil, nil)
 	}
 	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
