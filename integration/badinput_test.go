@@ -46,7 +46,7 @@ func TestBadInput(t *testing.T) {
 				args := tc.runArgs(append([]string{"--rm"}, c.flags...), "", c.cmd...)
 				if c.rootfs != "" {
 					for i, a := range args {
-						if a == suite.rootfs {
+						if a == suite.Rootfs {
 							args[i] = c.rootfs
 						}
 					}

@@ -20,15 +20,15 @@ func (tg target) name() string { return tg.d.version.Name + "/" + ShortRuntime(t
 // and runtime of the suite.
 func forEachTarget(t *testing.T, fn func(t *testing.T, tg target)) {
 	for _, d := range suite.daemons {
-		for _, rt := range suite.runtimes {
+		for _, rt := range suite.Runtimes {
 			tg := target{d: d, runtime: rt}
 			t.Run(tg.name(), func(t *testing.T) {
 				t.Parallel()
 				if d.err != nil {
 					t.Fatalf("containerd %s unusable: %v", d.version.Name, d.err)
 				}
-				if rt == MiniRuntime && suite.shimErr != nil {
-					t.Fatalf("%s not available: %v", MiniRuntime, suite.shimErr)
+				if rt == MiniRuntime && suite.ShimErr != nil {
+					t.Fatalf("%s not available: %v", MiniRuntime, suite.ShimErr)
 				}
 				if err := d.hung[rt]; err != nil {
 					t.Fatalf("%s on containerd %s: %v", rt, d.version.Name, err)
@@ -58,7 +58,7 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), RuntimeTag(tg.runtime), RandomSuffix())}
-	tc.c.WatchCase(t, ShimBinaryName(tg.runtime), tc.id, suite.rootfs, cancel)
+	tc.c.WatchCase(t, ShimBinaryName(tg.runtime), tc.id, suite.Rootfs, cancel)
 	return tc
 }
 
@@ -77,7 +77,7 @@ func (tc *tcase) ctr(stdin string, args ...string) Result {
 func (tc *tcase) runArgs(flags []string, image string, cmd ...string) []string {
 	args := append([]string{"run", "--runtime", tc.tg.runtime}, flags...)
 	if image == "" {
-		args = append(args, "--rootfs", suite.rootfs)
+		args = append(args, "--rootfs", suite.Rootfs)
 	} else {
 		args = append(args, image)
 	}

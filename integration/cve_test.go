@@ -175,7 +175,7 @@ func runtimeBinary(t *testing.T, runtime string) string {
 	t.Helper()
 	path := "/usr/bin/runc"
 	if runtime == MiniRuntime {
-		path = filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
+		path = filepath.Join(suite.ShimDir, ShimBinaryName(MiniRuntime))
 	}
 	real, err := filepath.EvalSymlinks(path)
 	if err != nil {

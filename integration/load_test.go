@@ -13,7 +13,7 @@ func TestNoOutputLostUnderLoad(t *testing.T) {
 	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "load")
-		res, err := tc.c.RunLoad(tc.ctx, tg.runtime, suite.rootfs, tc.id+"-", 30, 10, 2000, 2)
+		res, err := tc.c.RunLoad(tc.ctx, tg.runtime, suite.Rootfs, tc.id+"-", 30, 10, 2000, 2)
 		if err != nil {
 			t.Fatal(err)
 		}

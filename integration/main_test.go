@@ -30,14 +30,10 @@ type daemon struct {
 // suiteState is everything TestMain prepares. It is the only package
 // level state of the tests and is written once before m.Run.
 type suiteState struct {
-	dir      string
-	rootfs   string
-	image    string
-	daemons  []*daemon
-	runtimes []string
-	shimDir  string
-	shimErr  error
-	keep     bool // MINI_TEST_KEEP=1: leave daemon dirs and logs for a post-mortem
+	// The suite's dir, shared rootfs, runtimes and shim.
+	*Suite
+	image   string
+	daemons []*daemon
 }
 
 var suite suiteState
@@ -54,14 +50,10 @@ func runSuite(m *testing.M) (code int, err error) {
 	}
 	// Checks the shared rootfs and removes the suite's dir, last.
 	defer func() { err = errors.Join(err, s.Close()) }()
-	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
-	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
-	if suite.shimErr != nil {
-		fmt.Fprintf(os.Stderr, "integration: %s cases will fail: %v\n", MiniRuntime, suite.shimErr)
-	}
+	suite.Suite = s
 
-	suite.image = filepath.Join(suite.dir, "image.tar")
-	if err := WriteOCIImage(suite.rootfs, suite.image, testImage, ImageConfig{
+	suite.image = filepath.Join(suite.Dir, "image.tar")
+	if err := WriteOCIImage(suite.Rootfs, suite.image, testImage, ImageConfig{
 		Env: []string{"PATH=/bin:/usr/bin"},
 		Cmd: []string{"/bin/sh", "-c", "echo default-cmd $PATH"},
 	}); err != nil {
@@ -101,7 +93,7 @@ func startDaemon(ctx context.Context, name string) *daemon {
 		return d
 	}
 	d.version = v
-	d.c, d.err = StartContainerd(ctx, Options{Version: v, ShimDir: suite.shimDir, Keep: suite.keep})
+	d.c, d.err = StartContainerd(ctx, Options{Version: v, ShimDir: suite.ShimDir, Keep: suite.Keep})
 	if d.err != nil {
 		return d
 	}
@@ -118,13 +110,13 @@ func startDaemon(ctx context.Context, name string) *daemon {
 // costs one timeout instead of one per case.
 func (d *daemon) smokeTest(ctx context.Context) {
 	d.hung = map[string]error{}
-	for _, rt := range suite.runtimes {
-		if rt == MiniRuntime && suite.shimErr != nil {
+	for _, rt := range suite.Runtimes {
+		if rt == MiniRuntime && suite.ShimErr != nil {
 			continue
 		}
 		id := fmt.Sprintf("smoke-%s-%s-%s", d.version.Tag(), RuntimeTag(rt), RandomSuffix())
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		res := d.c.Ctr(sctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", suite.rootfs, id, "/bin/true")
+		res := d.c.Ctr(sctx, nil, "run", "--rm", "--runtime", rt, "--rootfs", suite.Rootfs, id, "/bin/true")
 		cancel()
 		if res.Err != nil {
 			d.hung[rt] = fmt.Errorf("smoke test did not finish: %s", res)

@@ -26,7 +26,7 @@ func TestContainerdRestart(t *testing.T) {
 			t.Run(strings.ToLower(sig.String()[:4]), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 				t.Cleanup(cancel)
-				c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.shimDir, Keep: suite.keep})
+				c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
 				if err != nil {
 					t.Fatal(err)
 				}

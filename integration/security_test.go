@@ -12,7 +12,7 @@ import (
 // does not change the shared rootfs.
 func (tc *tcase) specArgs(flags []string, mutate func(*specs.Spec), cmd ...string) []string {
 	tc.t.Helper()
-	spec, err := tc.c.DefaultSpec(tc.ctx, suite.rootfs)
+	spec, err := tc.c.DefaultSpec(tc.ctx, suite.Rootfs)
 	if err != nil {
 		tc.t.Fatal(err)
 	}

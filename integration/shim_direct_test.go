@@ -89,13 +89,13 @@ func directShimBinary(t *testing.T) string {
 	if bin := os.Getenv("MINI_TEST_DIRECT_SHIM"); bin != "" {
 		return bin
 	}
-	if !slices.Contains(suite.runtimes, MiniRuntime) {
-		t.Skipf("only for %s (MINI_TEST_RUNTIMES=%v)", MiniRuntime, suite.runtimes)
+	if !slices.Contains(suite.Runtimes, MiniRuntime) {
+		t.Skipf("only for %s (MINI_TEST_RUNTIMES=%v)", MiniRuntime, suite.Runtimes)
 	}
-	if suite.shimErr != nil {
-		t.Fatalf("%s not available: %v", MiniRuntime, suite.shimErr)
+	if suite.ShimErr != nil {
+		t.Fatalf("%s not available: %v", MiniRuntime, suite.ShimErr)
 	}
-	return filepath.Join(suite.shimDir, ShimBinaryName(MiniRuntime))
+	return filepath.Join(suite.ShimDir, ShimBinaryName(MiniRuntime))
 }
 
 // directShim is one shim started by hand with a bundle of our making.
@@ -122,7 +122,7 @@ func startShimDirect(t *testing.T, d *daemon, bin, label string) *directShim {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	s := &directShim{t: t, d: d, bin: bin, id: fmt.Sprintf("%s-%s-%s", label, d.version.Tag(), RandomSuffix())}
 	s.ctx = ttrpc.WithMetadata(ctx, ttrpc.MD{"containerd-namespace-ttrpc": []string{c.Namespace}})
-	s.bundle = filepath.Join(suite.dir, "direct", s.id)
+	s.bundle = filepath.Join(suite.Dir, "direct", s.id)
 	if err := os.MkdirAll(s.bundle, 0o711); err != nil {
 		t.Fatal(err)
 	}

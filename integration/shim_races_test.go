@@ -33,7 +33,7 @@ func TestShimRaces(t *testing.T) {
 			if d.err != nil {
 				t.Fatalf("containerd %s unusable: %v", d.version.Name, d.err)
 			}
-			spec, err := d.c.DefaultSpec(context.Background(), suite.rootfs)
+			spec, err := d.c.DefaultSpec(context.Background(), suite.Rootfs)
 			if err != nil {
 				t.Fatal(err)
 			}

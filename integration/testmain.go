@@ -86,6 +86,9 @@ func PrepareSuite(ctx context.Context, prefix string) (*Suite, error) {
 	}
 	if slices.Contains(s.Runtimes, MiniRuntime) {
 		s.ShimDir, s.ShimErr = PrepareShim(ctx, dir)
+		if s.ShimErr != nil {
+			fmt.Fprintf(os.Stderr, "%s: %s cases will fail: %v\n", strings.TrimSuffix(prefix, "-"), MiniRuntime, s.ShimErr)
+		}
 	}
 	return s, nil
 }

@@ -30,7 +30,7 @@ func withUserNamespace(s *specs.Spec) {
 func TestUserNamespace(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "userns")
-		vol := SharedDir(t, suite.dir, "vol-", 0o777)
+		vol := SharedDir(t, suite.Dir, "vol-", 0o777)
 		initPid := tc.startDetachedArgs(tc.specArgs([]string{"--detach"}, func(s *specs.Spec) {
 			withUserNamespace(s)
 			// A cgroup namespace too, as CRI gives one on cgroup v2: the
@@ -218,7 +218,7 @@ func TestIDMappedMount(t *testing.T) {
 					t.Skip("ctr 1.6 drops mounts' uidMappings/gidMappings")
 				}
 				tc := newCase(t, tg, c.name)
-				vol := SharedDir(t, suite.dir, "idm-", 0o755)
+				vol := SharedDir(t, suite.Dir, "idm-", 0o755)
 				if err := os.WriteFile(filepath.Join(vol, "f"), []byte("x"), 0o644); err != nil {
 					t.Fatal(err)
 				}

@@ -194,20 +194,12 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
 
-	idmapped, err := idmappedMounts(spec)
-	if err != nil {
-		return nil, err
-	}
-	mountFds, err := r.openIDMappedMounts(ctx, spec, opts.Bundle, idmapped)
+	idmappedIndexes, mountFds, err := r.openIDMappedMounts(ctx, spec, opts.Bundle)
 	if err != nil {
 		return nil, err
 	}
 	// Init has its own copies once the config went out.
 	defer closeFds(mountFds)
-	idmappedIndexes := make([]int, len(idmapped))
-	for i, im := range idmapped {
-		idmappedIndexes[i] = im.index
-	}
 	binary, err := r.binaryPath(c.privatePid)
 	if err != nil {
 		return nil, err

@@ -87,11 +87,16 @@ func idmappedMounts(spec *specs.Spec) ([]idmappedMount, error) {
 	return out, nil
 }
 
-// openIDMappedMounts makes each mount detached and idmapped and returns
-// their fds, in order; bundle is what relative sources are relative to.
-// On error none is left open.
-func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bundle string, mounts []idmappedMount) (_ []int, retErr error) {
-	var fds []int
+// openIDMappedMounts makes each of the spec's mounts to idmap detached
+// and idmapped, and returns their indexes in spec.Mounts and their fds, in
+// the same order; bundle is what relative sources are relative to. On
+// error none is left open.
+func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bundle string) (_, _ []int, retErr error) {
+	mounts, err := idmappedMounts(spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	var indexes, fds []int
 	usernsFds := map[string]int{}
 	defer func() {
 		for _, fd := range usernsFds {
@@ -119,7 +124,7 @@ func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bund
 				userns, err = r.newUserNamespace(ctx, im.uid, im.gid)
 			}
 			if err != nil {
-				return nil, fmt.Errorf("%s: user namespace for the idmapped mount: %w", what, err)
+				return nil, nil, fmt.Errorf("%s: user namespace for the idmapped mount: %w", what, err)
 			}
 			usernsFds[key] = userns
 		}
@@ -129,11 +134,11 @@ func (r *Runtime) openIDMappedMounts(ctx context.Context, spec *specs.Spec, bund
 		}
 		fd, err := detachedIDMapped(src, im.tree, im.recursive, userns)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", what, err)
+			return nil, nil, fmt.Errorf("%s: %w", what, err)
 		}
-		fds = append(fds, fd)
+		indexes, fds = append(indexes, im.index), append(fds, fd)
 	}
-	return fds, nil
+	return indexes, fds, nil
 }
 
 // newUserNamespace opens a new user namespace with these mappings, for
@@ -264,10 +269,11 @@ func takeIDMapOptions(options []string) (rest []string, uid, gid []specs.LinuxID
 	if (uid == nil) != (gid == nil) {
 		return nil, nil, nil, fmt.Errorf("uidmap= and gidmap= options come together: %w", errdefs.ErrInvalidArgument)
 	}
-	for field, ranges := range map[string][]specs.LinuxIDMapping{"uidmap": uid, "gidmap": gid} {
-		if err := checkIDMappings(field, ranges); err != nil {
-			return nil, nil, nil, err
-		}
+	if err := checkIDMappings("uidmap", uid); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkIDMappings("gidmap", gid); err != nil {
+		return nil, nil, nil, err
 	}
 	return rest, uid, gid, nil
 }
@@ -298,14 +304,12 @@ func mountIDMapped(m Mount, dest string, uid, gid []specs.LinuxIDMapping, userns
 			return err
 		}
 		defer unix.Close(fd)
-		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dest, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
-			return fmt.Errorf("attach idmapped %s: %w", m.Source, err)
-		}
-		if err := remountBind(dest, flags); err != nil {
-			_ = unix.Unmount(dest, unix.MNT_DETACH)
-			return err
-		}
-		return applyPropagation(dest, propagation)
+		return attachBind(dest, flags, propagation, func() error {
+			if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dest, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+				return fmt.Errorf("attach idmapped %s: %w", m.Source, err)
+			}
+			return nil
+		})
 	}
 	tmp, err := os.MkdirTemp(filepath.Dir(dest), ".idmapped-layers-")
 	if err != nil {
@@ -350,9 +354,9 @@ func mountIDMapped(m Mount, dest string, uid, gid []specs.LinuxIDMapping, userns
 	return applyPropagation(dest, propagation)
 }
 
-// detachedIDMapped clones source (tree: with what is mounted under it)
-// and idmaps the clone (recursive: all of it) with userns.
-func detachedIDMapped(source string, tree, recursive bool, userns int) (int, error) {
+// cloneMount makes a detached clone of the mount at source (tree: with
+// what is mounted under it), as a bind of it would be.
+func cloneMount(source string, tree bool) (int, error) {
 	openFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
 	if tree {
 		openFlags |= unix.AT_RECURSIVE
@@ -363,6 +367,16 @@ func detachedIDMapped(source string, tree, recursive bool, userns int) (int, err
 			return -1, fmt.Errorf("source %s: %w", source, withClass(errdefs.ErrInvalidArgument, err))
 		}
 		return -1, fmt.Errorf("open_tree %s: %w", source, err)
+	}
+	return fd, nil
+}
+
+// detachedIDMapped clones source (tree: with what is mounted under it)
+// and idmaps the clone (recursive: all of it) with userns.
+func detachedIDMapped(source string, tree, recursive bool, userns int) (int, error) {
+	fd, err := cloneMount(source, tree)
+	if err != nil {
+		return -1, err
 	}
 	setFlags := uint(unix.AT_EMPTY_PATH)
 	if recursive {
@@ -395,13 +409,9 @@ func bindSourceClone(spec *specs.Spec, bundle string, index int) (int, error) {
 	if !filepath.IsAbs(src) {
 		src = filepath.Join(bundle, src)
 	}
-	openFlags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if flags&unix.MS_REC != 0 {
-		openFlags |= unix.AT_RECURSIVE
-	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, openFlags)
+	fd, err := cloneMount(src, flags&unix.MS_REC != 0)
 	if err != nil {
-		return -1, fmt.Errorf("mounts[%d] (%s): clone source %s: %w", index, m.Destination, src, withClass(errdefs.ErrInvalidArgument, err))
+		return -1, fmt.Errorf("mounts[%d] (%s): %w", index, m.Destination, err)
 	}
 	return fd, nil
 }

@@ -136,7 +136,16 @@ func mountLongOverlay(source, dest string, flags uintptr, data string, propagati
 // bindMount binds source on dest and then, because the kernel ignores all but
 // MS_BIND|MS_REC on the first call, remounts to apply the other flags.
 func bindMount(source, dest string, flags uintptr, propagation []uintptr) error {
-	if err := unix.Mount(source, dest, "", unix.MS_BIND|(flags&unix.MS_REC), ""); err != nil {
+	return attachBind(dest, flags, propagation, func() error {
+		return unix.Mount(source, dest, "", unix.MS_BIND|(flags&unix.MS_REC), "")
+	})
+}
+
+// attachBind runs attach, which puts a bind (or a detached clone) on
+// dest, then applies flags and propagation to it; on failure dest is
+// unmounted again.
+func attachBind(dest string, flags uintptr, propagation []uintptr, attach func() error) error {
+	if err := attach(); err != nil {
 		return err
 	}
 	if err := remountBind(dest, flags); err != nil {

@@ -293,7 +293,7 @@ func readPreambleLine(conn io.Reader) (string, error) {
 			if errors.Is(err, io.EOF) && len(line) == 0 {
 				return "", errors.New("container init exited before reporting its pid")
 			}
-			return "", fmt.Errorf("read init pid: %w", err)
+			return "", fmt.Errorf("read from the preamble: %w", err)
 		}
 	}
 	s := string(line)

@@ -35,15 +35,15 @@ func (tg target) name() string {
 // and runtime of the suite.
 func forEachTarget(t *testing.T, fn func(t *testing.T, tg target)) {
 	for _, d := range suite.daemons {
-		for _, rt := range suite.runtimes {
+		for _, rt := range suite.Runtimes {
 			tg := target{d: d, runtime: rt}
 			t.Run(tg.name(), func(t *testing.T) {
 				t.Parallel()
 				if d.err != nil {
 					t.Fatalf("containerd %s unusable: %v", d.version.Name, d.err)
 				}
-				if rt == integration.MiniRuntime && suite.shimErr != nil {
-					t.Fatalf("%s not available: %v", rt, suite.shimErr)
+				if rt == integration.MiniRuntime && suite.ShimErr != nil {
+					t.Fatalf("%s not available: %v", rt, suite.ShimErr)
 				}
 				fn(t, tg)
 			})
@@ -79,7 +79,7 @@ func newCase(t *testing.T, tg target, label string) *tcase {
 	tc.ctx = namespaces.WithNamespace(ctx, tc.c.Namespace)
 	// The case's own orderly removal (registered later, by start) runs
 	// before the watch's checks.
-	tc.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), tc.id, suite.rootfs, cancel)
+	tc.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), tc.id, suite.Rootfs, cancel)
 	return tc
 }
 
@@ -115,7 +115,7 @@ func (tc *tcase) startWithOptions(runtimeOpts any, ioc cio.Creator, specOpts ...
 	// The client's default spec as it is: unlike ctr's, it denies every
 	// device in the cgroup, and the runtime's standard devices must still
 	// work (TestClientStandardDevices).
-	opts := append([]oci.SpecOpts{oci.WithRootFSPath(suite.rootfs), oci.WithRootFSReadonly()}, specOpts...)
+	opts := append([]oci.SpecOpts{oci.WithRootFSPath(suite.Rootfs), oci.WithRootFSReadonly()}, specOpts...)
 	cont, err := tc.client.NewContainer(ctx, tc.id,
 		containerd.WithRuntime(tc.tg.runtime, runtimeOpts),
 		containerd.WithNewSpec(opts...))

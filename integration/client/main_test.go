@@ -24,14 +24,10 @@ type daemon struct {
 
 // suiteState is everything TestMain prepares; written once before m.Run.
 type suiteState struct {
-	dir      string
-	rootfs   string
-	fifoDir  string // task stdio fifos, inside dir so nothing outlives the run
-	daemons  []*daemon
-	runtimes []string
-	shimDir  string
-	shimErr  error
-	keep     bool
+	// The suite's dir, shared rootfs, runtimes and shim.
+	*integration.Suite
+	fifoDir string // task stdio fifos, inside dir so nothing outlives the run
+	daemons []*daemon
 }
 
 var suite suiteState
@@ -48,12 +44,8 @@ func runSuite(m *testing.M) (code int, err error) {
 	}
 	// Checks the shared rootfs and removes the suite's dir, last.
 	defer func() { err = errors.Join(err, s.Close()) }()
-	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
-	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
-	if suite.shimErr != nil {
-		fmt.Fprintf(os.Stderr, "integration/client: %s cases will fail: %v\n", integration.MiniRuntime, suite.shimErr)
-	}
-	suite.fifoDir = filepath.Join(suite.dir, "fifo")
+	suite.Suite = s
+	suite.fifoDir = filepath.Join(suite.Dir, "fifo")
 	for _, name := range integration.ListFromEnv("MINI_TEST_CONTAINERD", "1.6,2.4") {
 		suite.daemons = append(suite.daemons, startDaemon(ctx, name))
 	}
@@ -85,7 +77,7 @@ func startDaemon(ctx context.Context, name string) *daemon {
 		return d
 	}
 	d.version = v
-	d.c, d.err = integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: suite.shimDir, Keep: suite.keep})
+	d.c, d.err = integration.StartContainerd(ctx, integration.Options{Version: v, ShimDir: suite.ShimDir, Keep: suite.Keep})
 	if d.err != nil {
 		return d
 	}

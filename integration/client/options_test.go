@@ -153,7 +153,7 @@ func TestClientRuncOptionsTaskAPIRefused(t *testing.T) {
 		defer cancel()
 		cont, err := tc.client.NewContainer(ctx, tc.id,
 			containerd.WithRuntime(tg.runtime, &options.Options{TaskApiAddress: "unix:///run/nowhere.sock", TaskApiVersion: 3}),
-			containerd.WithNewSpec(oci.WithRootFSPath(suite.rootfs), oci.WithRootFSReadonly(), oci.WithProcessArgs("/bin/true")))
+			containerd.WithNewSpec(oci.WithRootFSPath(suite.Rootfs), oci.WithRootFSReadonly(), oci.WithProcessArgs("/bin/true")))
 		if err != nil {
 			t.Fatalf("new container %s: %v", tc.id, err)
 		}

@@ -47,7 +47,7 @@ func (p *pod) create(name string, cfg *runtime.ContainerConfig) (*container, err
 		return nil, fmt.Errorf("CreateContainer %s in pod %s: %w", name, p.name, err)
 	}
 	c := &container{p: p, name: name, id: resp.GetContainerId()}
-	suite.c.WatchCase(p.t, integration.ShimBinaryName(p.tg.runtime), c.id, suite.rootfs, func() {})
+	suite.c.WatchCase(p.t, integration.ShimBinaryName(p.tg.runtime), c.id, suite.Rootfs, func() {})
 	p.t.Cleanup(c.remove)
 	return c, nil
 }

@@ -24,7 +24,7 @@ const hooksHandlerSuffix = "-hooks"
 // each kind, and the recorder: it appends the hook's kind and the state it
 // read to the suite's hooks log.
 func writeHooksSpec(ctx context.Context, v integration.Version) (string, error) {
-	dir := filepath.Join(suite.dir, "hooks")
+	dir := filepath.Join(suite.Dir, "hooks")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
@@ -59,7 +59,7 @@ func writeHooksSpec(ctx context.Context, v integration.Version) (string, error) 
 // hooksOf reads which hooks ran for container id, in order.
 func hooksOf(t *testing.T, id string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(suite.dir, "hooks", "log"))
+	data, err := os.ReadFile(filepath.Join(suite.Dir, "hooks", "log"))
 	if err != nil && !os.IsNotExist(err) {
 		t.Fatal(err)
 	}

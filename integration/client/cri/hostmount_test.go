@@ -21,7 +21,7 @@ import (
 // is gone.
 func hostTmpfs(t *testing.T, label string, shared bool) string {
 	t.Helper()
-	dir, err := os.MkdirTemp(suite.dir, label+"-")
+	dir, err := os.MkdirTemp(suite.Dir, label+"-")
 	if err != nil {
 		t.Fatal(err)
 	}

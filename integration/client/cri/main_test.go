@@ -29,12 +29,8 @@ const (
 
 // suiteState is everything TestMain prepares; written once before m.Run.
 type suiteState struct {
-	dir      string
-	rootfs   string // the busybox tree both images are made of
-	runtimes []string
-	shimDir  string
-	shimErr  error
-	keep     bool
+	// The suite's dir, shared rootfs, runtimes and shim.
+	*integration.Suite
 
 	c        *integration.Containerd
 	conn     *grpc.ClientConn
@@ -59,11 +55,7 @@ func runSuite(m *testing.M) (code int, err error) {
 	// Checks the rootfs both images were made of and removes the suite's
 	// dir, last.
 	defer func() { err = errors.Join(err, s.Close()) }()
-	suite.dir, suite.rootfs, suite.runtimes, suite.keep = s.Dir, s.Rootfs, s.Runtimes, s.Keep
-	suite.shimDir, suite.shimErr = s.ShimDir, s.ShimErr
-	if suite.shimErr != nil {
-		fmt.Fprintf(os.Stderr, "integration/client/cri: %s cases will fail: %v\n", integration.MiniRuntime, suite.shimErr)
-	}
+	suite.Suite = s
 	suite.err = startDaemon(ctx)
 
 	code = m.Run()
@@ -95,19 +87,19 @@ func startDaemon(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	images := filepath.Join(suite.dir, "images")
+	images := filepath.Join(suite.Dir, "images")
 	if err := os.MkdirAll(images, 0o755); err != nil {
 		return fmt.Errorf("images dir: %w", err)
 	}
 	// `sleep infinity` stands in for the pause binary: busybox's sleep
 	// (1.35) takes it, and the CRI stops pods with SIGKILL anyway.
 	pauseTar := filepath.Join(images, "pause.tar")
-	if err := integration.WriteOCIImage(suite.rootfs, pauseTar, pauseImage,
+	if err := integration.WriteOCIImage(suite.Rootfs, pauseTar, pauseImage,
 		integration.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"/bin/sleep", "infinity"}}); err != nil {
 		return err
 	}
 	busyboxTar := filepath.Join(images, "busybox.tar")
-	if err := integration.WriteOCIImage(suite.rootfs, busyboxTar, busyboxImage,
+	if err := integration.WriteOCIImage(suite.Rootfs, busyboxTar, busyboxImage,
 		integration.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"/bin/sh"}}); err != nil {
 		return err
 	}
@@ -116,7 +108,7 @@ func startDaemon(ctx context.Context) error {
 		return err
 	}
 	cri := &integration.CRIConfig{SandboxImage: pauseImage, Runtimes: map[string]string{}, BaseRuntimeSpecs: map[string]string{}, Options: map[string]string{}}
-	for _, rt := range suite.runtimes {
+	for _, rt := range suite.Runtimes {
 		cri.Runtimes[integration.RuntimeTag(rt)] = rt
 		// The same runtime again, every container with hooks.
 		cri.Runtimes[integration.RuntimeTag(rt)+hooksHandlerSuffix] = rt
@@ -127,7 +119,7 @@ func startDaemon(ctx context.Context) error {
 		cri.Options[integration.RuntimeTag(rt)+optionsHandlerSuffix] = handlerOptions
 	}
 	suite.c, err = integration.StartContainerd(ctx, integration.Options{
-		Version: v, ShimDir: suite.shimDir, Namespace: criNamespace, Keep: suite.keep, CRI: cri,
+		Version: v, ShimDir: suite.ShimDir, Namespace: criNamespace, Keep: suite.Keep, CRI: cri,
 	})
 	if err != nil {
 		return err

@@ -29,15 +29,15 @@ type target struct {
 // named after its handler.
 func forEachRuntime(t *testing.T, fn func(t *testing.T, tg target)) {
 	t.Parallel()
-	for _, rt := range suite.runtimes {
+	for _, rt := range suite.Runtimes {
 		tg := target{runtime: rt, handler: integration.RuntimeTag(rt)}
 		t.Run(tg.handler, func(t *testing.T) {
 			t.Parallel()
 			if suite.err != nil {
 				t.Fatalf("containerd with CRI unusable: %v", suite.err)
 			}
-			if rt == integration.MiniRuntime && suite.shimErr != nil {
-				t.Fatalf("%s not available: %v", rt, suite.shimErr)
+			if rt == integration.MiniRuntime && suite.ShimErr != nil {
+				t.Fatalf("%s not available: %v", rt, suite.ShimErr)
 			}
 			fn(t, tg)
 		})
@@ -81,7 +81,7 @@ func runPod(t *testing.T, tg target, label string, privileged bool) *pod {
 func runPodWith(t *testing.T, tg target, label string, mutate func(*runtime.PodSandboxConfig)) (*pod, error) {
 	t.Helper()
 	p := &pod{t: t, tg: tg, name: fmt.Sprintf("%s-%s-%s", label, tg.handler, integration.RandomSuffix())}
-	p.logDir = filepath.Join(suite.dir, "logs", p.name)
+	p.logDir = filepath.Join(suite.Dir, "logs", p.name)
 	if err := os.MkdirAll(p.logDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func runPodWith(t *testing.T, tg target, label string, mutate func(*runtime.PodS
 	t.Logf("pod %s is %s", p.name, p.id)
 	// The pause container has the sandbox's id, and so do its shim, bundle
 	// and the mounts the CRI makes for the pod (/dev/shm).
-	suite.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), p.id, suite.rootfs, func() {})
+	suite.c.WatchCase(t, integration.ShimBinaryName(tg.runtime), p.id, suite.Rootfs, func() {})
 	t.Cleanup(p.remove)
 	return p, nil
 }

@@ -95,7 +95,7 @@ func TestCRISeccompLocalhost(t *testing.T) {
 	if !json.Valid([]byte(localProfile)) {
 		t.Fatal("localProfile is not JSON")
 	}
-	profile := filepath.Join(suite.dir, "seccomp-local.json")
+	profile := filepath.Join(suite.Dir, "seccomp-local.json")
 	if err := os.WriteFile(profile, []byte(localProfile), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -38,7 +38,7 @@ func TestCRIUserNamespace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		vol := integration.SharedDir(t, suite.dir, "vol-", 0o777)
+		vol := integration.SharedDir(t, suite.Dir, "vol-", 0o777)
 		c, err := p.create("app", &runtime.ContainerConfig{Mounts: []*runtime.Mount{{ContainerPath: "/vol", HostPath: vol}}})
 		if err == nil {
 			err = c.tryStart()
