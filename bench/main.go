@@ -118,6 +118,8 @@ func withContainerd(ctx context.Context, v integration.Version, shimDir string, 
 		if serr := c.Stop(context.Background()); serr != nil && err == nil {
 			err = serr
 		}
+		// The namespace's cgroup parents, which containerd leaves.
+		integration.RemoveNamespaceCgroups(c.Namespace)
 	}()
 	return fn(c)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -82,6 +83,10 @@ func (ss *seccompSpecs) cleanup(ctx context.Context, c *integration.Containerd, 
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		c.ForceCleanup(cctx, integration.ShimBinaryName(rt), ss.pods[k])
 		cancel()
+		// runc-v2's group shim leaves its sockets behind.
+		if err := integration.RemoveRuncGroupSockets(c, ss.group[k], log.Printf); err != nil {
+			log.Print(err)
+		}
 	}
 }
 

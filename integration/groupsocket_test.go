@@ -1,13 +1,8 @@
 package integration
 
 import (
-	"errors"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -31,8 +26,8 @@ func TestGroupSocketApartFromRunc(t *testing.T) {
 				// build); ours removes its own, and that is checked with
 				// the case.
 				t.Cleanup(func() {
-					for _, path := range runcGroupSockets(tg.d.c, group) {
-						removeDeadSocket(t, path)
+					if err := RemoveRuncGroupSockets(tg.d.c, group, t.Logf); err != nil {
+						t.Error(err)
 					}
 				})
 				var cases []*tcase
@@ -57,37 +52,4 @@ func TestGroupSocketApartFromRunc(t *testing.T) {
 			})
 		}
 	})
-}
-
-// runcGroupSockets are where runc-v2 puts the sockets of a group's shim:
-// the sha256 of address/namespace/group under ShimSocketDir, and of that
-// path plus /debug for the debug socket a -debug shim of containerd 2.x
-// serves.
-func runcGroupSockets(c *Containerd, group string) []string {
-	return []string{
-		shimSocketPath(filepath.Join(c.Address, c.Namespace, group)),
-		shimSocketPath(filepath.Join(c.Address, c.Namespace, group, "debug")),
-	}
-}
-
-// removeDeadSocket removes a socket once nothing listens on it any more;
-// the shim behind it may take a moment to exit after its last Delete.
-func removeDeadSocket(t *testing.T, path string) {
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := os.Lstat(path); err != nil {
-			return
-		}
-		conn, err := net.Dial("unix", path)
-		if err != nil {
-			break
-		}
-		conn.Close()
-		if time.Now().After(deadline) {
-			t.Logf("socket %s still served 10s after the case; left alone", path)
-			return
-		}
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("remove runc-v2's dead socket %s: %v", path, err)
-	}
 }

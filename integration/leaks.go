@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
@@ -174,4 +176,42 @@ func RemoveCgroupTree(dir string) {
 		}
 	}
 	_ = syscall.Rmdir(dir)
+}
+
+// RemoveRuncGroupSockets removes the sockets runc-v2's shim of a group
+// leaves behind when it exits (its debug socket too, with containerd 2.x's
+// build): the sha256 of address/namespace/group under ShimSocketDir, and
+// of that path plus /debug. Each goes once nothing listens on it; the shim
+// may take a moment to exit after its last Delete. One still served after
+// 10 s is left alone, and logf says so.
+func RemoveRuncGroupSockets(c *Containerd, group string, logf func(format string, args ...any)) error {
+	var errs []error
+	for _, path := range []string{
+		shimSocketPath(filepath.Join(c.Address, c.Namespace, group)),
+		shimSocketPath(filepath.Join(c.Address, c.Namespace, group, "debug")),
+	} {
+		errs = append(errs, removeDeadSocket(path, 10*time.Second, logf))
+	}
+	return errors.Join(errs...)
+}
+
+func removeDeadSocket(path string, wait time.Duration, logf func(format string, args ...any)) error {
+	for deadline := time.Now().Add(wait); ; time.Sleep(100 * time.Millisecond) {
+		if _, err := os.Lstat(path); err != nil {
+			return nil
+		}
+		conn, err := net.Dial("unix", path)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			logf("socket %s still served %s after the case; left alone", path, wait)
+			return nil
+		}
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove runc-v2's dead socket %s: %w", path, err)
+	}
+	return nil
 }
