@@ -6,7 +6,9 @@
 # v2 guest of hack/vm-test.sh: qemu, cpio and Debian's generic kernel
 # (linux-image-amd64: the cloud flavour has no 9p, which the guest needs).
 # For hack/systemd-test.sh: systemd, booted there in namespaces of its own
-# (it need not be, and on the CI machines is not, the host's init).
+# (it need not be, and on the CI machines is not, the host's init). For
+# the Docker Engine suite: dockerd built with `go install` into /opt, and
+# Debian's tini (its init for `docker run --init`).
 #
 # Idempotent and quick when everything is there; apt-get update runs only
 # when a package is missing. Needs root (and network when installing).
@@ -20,7 +22,10 @@ set -euo pipefail
 
 CTRD2_VERSION=2.4.2
 CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor spin)
+# The integration/client/docker suite looks for dockerd there.
+MOBY_VERSION=2.0.0-beta.24
+MOBY_BIN=/opt/moby-${MOBY_VERSION}/bin
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor spin tini)
 
 check_only=false
 case "${1:-}" in
@@ -58,6 +63,7 @@ declare -A PROVIDES=(
 	[systemd]="/lib/systemd/systemd /bin/systemctl"
 	[apparmor]="/sbin/apparmor_parser"
 	[spin]="/usr/bin/spin"
+	[tini]="/usr/bin/tini-static"
 )
 
 package_ok() {
@@ -76,12 +82,18 @@ containerd2_ok() {
 	"${CTRD2_BIN}/containerd" --version 2>/dev/null | grep -q " v\{0,1\}${CTRD2_VERSION}\b"
 }
 
+dockerd_ok() {
+	[ -x "${MOBY_BIN}/dockerd" ] && "${MOBY_BIN}/dockerd" --version >/dev/null 2>&1
+}
+
 missing_pkgs=()
 for p in "${APT_PACKAGES[@]}"; do
 	package_ok "$p" || missing_pkgs+=("$p")
 done
 need_ctrd2=false
 containerd2_ok || need_ctrd2=true
+need_dockerd=false
+dockerd_ok || need_dockerd=true
 need_go=false
 command -v go >/dev/null || need_go=true
 
@@ -93,6 +105,10 @@ if $check_only; then
 	fi
 	if $need_ctrd2; then
 		log "missing containerd ${CTRD2_VERSION} in ${CTRD2_BIN}"
+		rc=1
+	fi
+	if $need_dockerd; then
+		log "missing dockerd ${MOBY_VERSION} in ${MOBY_BIN}"
 		rc=1
 	fi
 	if $need_go; then
@@ -109,9 +125,9 @@ if $need_go; then
 	log "go not found (expected /usr/local/go/bin/go); install Go first"
 	exit 1
 fi
-if ((${#missing_pkgs[@]})) || $need_ctrd2; then
+if ((${#missing_pkgs[@]})) || $need_ctrd2 || $need_dockerd; then
 	if [ "$(id -u)" != 0 ]; then
-		log "must run as root to install: ${missing_pkgs[*]} $($need_ctrd2 && echo "containerd-${CTRD2_VERSION}")"
+		log "must run as root to install: ${missing_pkgs[*]} $($need_ctrd2 && echo "containerd-${CTRD2_VERSION}") $($need_dockerd && echo "dockerd-${MOBY_VERSION}")"
 		exit 1
 	fi
 fi
@@ -135,6 +151,17 @@ if $need_ctrd2; then
 		"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@v${CTRD2_VERSION}")
 	containerd2_ok || {
 		log "containerd ${CTRD2_VERSION} still not usable in ${CTRD2_BIN}"
+		exit 1
+	}
+fi
+
+if $need_dockerd; then
+	log "building dockerd ${MOBY_VERSION} into ${MOBY_BIN}"
+	mkdir -p "${MOBY_BIN}"
+	(cd / && GOBIN="${MOBY_BIN}" GOFLAGS=-buildvcs=false go install \
+		"github.com/moby/moby/v2/cmd/dockerd@v${MOBY_VERSION}")
+	dockerd_ok || {
+		log "dockerd ${MOBY_VERSION} still not usable in ${MOBY_BIN}"
 		exit 1
 	}
 fi

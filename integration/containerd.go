@@ -28,6 +28,10 @@ type Options struct {
 	ShimDir string
 	// Namespace ctr works in; DefaultNamespace when empty.
 	Namespace string
+	// CgroupParent is the first element of the containers' cgroup paths
+	// where a client other than ctr names them (dockerd: "docker");
+	// Namespace when empty, as ctr does.
+	CgroupParent string
 	// LogLevel of containerd (and of the shims it starts); "debug" when empty.
 	LogLevel string
 	// StartTimeout bounds the wait for the daemon to answer; 30s when zero.
@@ -60,6 +64,7 @@ type CRIConfig struct {
 type Containerd struct {
 	Version      Version
 	Namespace    string
+	CgroupParent string // see Options.CgroupParent
 	Dir          string // temp dir holding everything below
 	Root         string
 	State        string
@@ -92,6 +97,9 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
 	}
+	if opts.CgroupParent == "" {
+		opts.CgroupParent = opts.Namespace
+	}
 	if opts.LogLevel == "" {
 		opts.LogLevel = "debug"
 	}
@@ -111,6 +119,7 @@ func StartContainerd(ctx context.Context, opts Options) (*Containerd, error) {
 	c := &Containerd{
 		Version:      v,
 		Namespace:    opts.Namespace,
+		CgroupParent: opts.CgroupParent,
 		Dir:          dir,
 		Root:         filepath.Join(dir, "root"),
 		State:        filepath.Join(dir, "state"),

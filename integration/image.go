@@ -21,6 +21,10 @@ import (
 type ImageConfig struct {
 	Env []string
 	Cmd []string
+	// DockerManifest adds the manifest.json of `docker save` archives,
+	// which dockerd's image load needs where it does not keep images in
+	// containerd (with userns-remap, say).
+	DockerManifest bool
 }
 
 // OCI media types, written out to keep the harness free of image-spec.
@@ -128,11 +132,24 @@ func WriteOCIImage(rootfsDir, tarPath, ref string, cfg ImageConfig) error {
 		{"oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)},
 		{"index.json", indexJSON},
 	}
+	blobPath := func(b blob) string { return "blobs/sha256/" + b.desc.Digest[len("sha256:"):] }
 	for _, b := range []blob{layer, config, manifest} {
 		entries = append(entries, struct {
 			name string
 			data []byte
-		}{"blobs/sha256/" + b.desc.Digest[len("sha256:"):], b.data})
+		}{blobPath(b), b.data})
+	}
+	if cfg.DockerManifest {
+		dockerJSON, err := json.Marshal([]map[string]any{{
+			"Config": blobPath(config), "RepoTags": []string{ref}, "Layers": []string{blobPath(layer)},
+		}})
+		if err != nil {
+			return fmt.Errorf("image %s: manifest.json: %w", ref, err)
+		}
+		entries = append(entries, struct {
+			name string
+			data []byte
+		}{"manifest.json", dockerJSON})
 	}
 	for _, e := range entries {
 		if err := add(e.name, e.data); err != nil {

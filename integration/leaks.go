@@ -42,9 +42,10 @@ func shimSocketPath(name string) string {
 	return filepath.Join(ShimSocketDir, hex.EncodeToString(sum[:]))
 }
 
-// CgroupsPath is the cgroup ctr gives a container: /<namespace>/<id>.
+// CgroupsPath is the cgroup ctr gives a container, /<namespace>/<id>, or
+// the one its client gives it under Options.CgroupParent.
 func (c *Containerd) CgroupsPath(id string) string {
-	return path.Join("/", c.Namespace, id)
+	return path.Join("/", c.CgroupParent, id)
 }
 
 // CgroupDir is the directory of container id's cgroup: on v1 under the
