@@ -112,6 +112,56 @@ func TestTimeNamespace(t *testing.T) {
 	})
 }
 
+// Issue 10: the container's cgroup handed to its root. With a cgroup
+// namespace of its own and a read-write cgroup mount, the container's
+// root (host 100000) owns its cgroup and builds a subtree in it; with the
+// mount read-only (as ctr's default spec has it) the cgroup stays host
+// root's, which the container sees as the overflow uid. Cgroup v2 only:
+// on v1 nothing is handed over, as with runc.
+func TestCgroupDelegation(t *testing.T) {
+	if !CgroupV2() {
+		t.Skip("cgroup v2 only: on v1 a container's cgroup is not handed over (as with runc); the cgroup v2 guest runs this")
+	}
+	const script = "stat -c %u /sys/fs/cgroup; mkdir /sys/fs/cgroup/sub && echo $$ > /sys/fs/cgroup/sub/cgroup.procs && cat /proc/self/cgroup; echo status=$?"
+	cases := []struct {
+		name  string
+		rw    bool
+		owner string // of /sys/fs/cgroup, seen inside
+		want  []string
+	}{
+		{"rw", true, "0", []string{"\n0::/sub\n", "status=0"}},
+		{"ro", false, "65534", []string{"status=1"}},
+	}
+	forEachTarget(t, func(t *testing.T, tg target) {
+		if tg.runtime == RuncRuntime {
+			t.Skip("runc hands the cgroup over under its systemd driver only")
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				tc := newCase(t, tg, "cgdeleg-"+c.name)
+				args := tc.specArgs([]string{"--rm"}, func(s *specs.Spec) {
+					withUserNamespace(s)
+					s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+					opts := []string{"nosuid", "noexec", "nodev", "relatime"}
+					if !c.rw {
+						opts = append(opts, "ro")
+					}
+					s.Mounts = append(s.Mounts, specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: opts})
+				}, "/bin/sh", "-c", script)
+				res := tc.ctr("", args...)
+				if owner, _, _ := strings.Cut(res.Stdout, "\n"); owner != c.owner {
+					t.Errorf("/sys/fs/cgroup belongs to %q inside, want %s:\n%s", owner, c.owner, res)
+				}
+				for _, w := range c.want {
+					if !strings.Contains(res.Stdout, w) {
+						t.Errorf("want %q in the output:\n%s", w, res)
+					}
+				}
+			})
+		}
+	})
+}
+
 // ownNamespace is process pid's namespace of this kind (its
 // /proc/PID/ns link), which must not be the host's.
 func ownNamespace(t *testing.T, pid, kind string) string {

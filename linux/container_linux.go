@@ -253,6 +253,14 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	c.InitPid = p.Pid
 	c.Console = p.Console
 	p.Console = nil
+	// Before Start: no process of the container's may use it before it is
+	// handed over. On v1 (and v1 hosts with a unified hierarchy beside)
+	// there is nothing to hand, as with runc.
+	if wantsCgroupDelegation(spec) {
+		if err := delegateContainerCgroup(c.cg, p.Pid, spec.Process.User.UID); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
