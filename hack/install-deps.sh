@@ -8,7 +8,8 @@
 # For hack/systemd-test.sh: systemd, booted there in namespaces of its own
 # (it need not be, and on the CI machines is not, the host's init). For
 # the Docker Engine suite: dockerd built with `go install` into /opt, and
-# Debian's tini (its init for `docker run --init`).
+# Debian's tini (its init for `docker run --init`). For checkpoint and
+# restore: Debian's CRIU, and iptables, which it locks the network with.
 #
 # Idempotent and quick when everything is there; apt-get update runs only
 # when a package is missing. Needs root (and network when installing).
@@ -25,7 +26,7 @@ CTRD2_BIN=/opt/containerd-${CTRD2_VERSION}/bin
 # The integration/client/docker suite looks for dockerd there.
 MOBY_VERSION=2.0.0-beta.24
 MOBY_BIN=/opt/moby-${MOBY_VERSION}/bin
-APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor spin tini)
+APT_PACKAGES=(containerd runc busybox-static make gcc libc6-dev pkg-config libseccomp-dev qemu-system-x86 cpio linux-image-amd64 systemd apparmor spin tini criu iptables)
 
 check_only=false
 case "${1:-}" in
@@ -64,6 +65,9 @@ declare -A PROVIDES=(
 	[apparmor]="/sbin/apparmor_parser"
 	[spin]="/usr/bin/spin"
 	[tini]="/usr/bin/tini-static"
+	# CRIU locks a container's network during a dump with iptables.
+	[criu]="/usr/sbin/criu"
+	[iptables]="/usr/sbin/iptables-restore /usr/sbin/ip6tables-restore"
 )
 
 package_ok() {

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/criu"
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
@@ -95,6 +96,10 @@ type CreateOpts struct {
 	// NoNewKeyring keeps the shim's session keyring (runc's option)
 	// instead of giving the container one of its own.
 	NoNewKeyring bool
+	// Restore, when set, prepares the container for a restore from a
+	// checkpoint at Start: its cgroup and rootfs are made, no init is
+	// spawned (Stdin, Stdout and Stderr are Restore's).
+	Restore *RestoreOpts
 }
 
 // Container is a created container whose init waits for Start.
@@ -124,6 +129,9 @@ type Container struct {
 	poststopDone bool
 	// noNewKeyring is CreateOpts', for the container's execs.
 	noNewKeyring bool
+	// restoreFrom is the checkpoint Start restores; nil once restored, and
+	// for a container created to run its own init.
+	restoreFrom *RestoreOpts
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -194,6 +202,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
 
+	if opts.Restore != nil {
+		if spec.Process.Terminal {
+			return nil, fmt.Errorf("restore %s: a container with a terminal cannot be restored by this runtime yet: %w", c.ID, errdefs.ErrNotImplemented)
+		}
+		c.restoreFrom = opts.Restore
+		return c, nil
+	}
 	idmappedIndexes, mountFds, err := r.openIDMappedMounts(ctx, spec, opts.Bundle)
 	if err != nil {
 		return nil, err
@@ -345,6 +360,9 @@ func (c *Container) diskState() diskState {
 // hooks. A failing poststart hook kills the container (as runc does) and
 // fails Start.
 func (c *Container) Start(ctx context.Context) error {
+	if c.restoreFrom != nil {
+		return c.restore(ctx, criu.Client{Start: criu.Starter(c.start)})
+	}
 	if c.init == nil {
 		return fmt.Errorf("container %s: init is not waiting for start: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -365,6 +383,9 @@ func (c *Container) Start(ctx context.Context) error {
 
 // Signal sends sig to init, or with all to every process of the container.
 func (c *Container) Signal(sig unix.Signal, all bool) error {
+	if c.InitPid <= 0 {
+		return fmt.Errorf("container %s has no process yet (it is restored at start): %w", c.ID, errdefs.ErrNotFound)
+	}
 	if all && c.cg != nil {
 		// Only its own: another container may share the cgroup.
 		return signalCgroup(c.cg, sig, c.ownsPid)

@@ -183,6 +183,12 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 		if err := setupTerminal(conn, proc); err != nil {
 			return err
 		}
+	} else if _, err := unix.Setsid(); err != nil && !errors.Is(err, unix.EPERM) {
+		// A session of its own, as runc gives every container process:
+		// the shim's session is outside the container (CRIU refuses to
+		// dump a process whose session leader it cannot see). EPERM: it
+		// leads a process group already, and so its session stays.
+		return fmt.Errorf("setsid: %w", err)
 	}
 	if err := applyProcessAttrs(proc, cfg.Personality, cfg.MemoryPolicy); err != nil {
 		return err

@@ -203,8 +203,9 @@ func (s *created) pause() error { return s.p.notWhile("pause", Created) }
 func (s *created) resume() error { return s.p.notWhile("resume", Created) }
 
 func (s *created) delete() error {
-	if s.p.exec {
-		// Never started: there is nothing to wait for.
+	if s.p.exec || s.p.pid == 0 {
+		// Never started (an exec, or an init still to be restored from a
+		// checkpoint): there is nothing to wait for.
 		s.p.state = &deleted{p: s.p}
 		return nil
 	}

@@ -32,15 +32,16 @@ import (
 
 // Event topics containerd listens to.
 const (
-	topicCreate      = "/tasks/create"
-	topicStart       = "/tasks/start"
-	topicExit        = "/tasks/exit"
-	topicDelete      = "/tasks/delete"
-	topicExecAdded   = "/tasks/exec-added"
-	topicExecStarted = "/tasks/exec-started"
-	topicPaused      = "/tasks/paused"
-	topicResumed     = "/tasks/resumed"
-	topicOOM         = "/tasks/oom"
+	topicCreate       = "/tasks/create"
+	topicStart        = "/tasks/start"
+	topicExit         = "/tasks/exit"
+	topicDelete       = "/tasks/delete"
+	topicExecAdded    = "/tasks/exec-added"
+	topicExecStarted  = "/tasks/exec-started"
+	topicPaused       = "/tasks/paused"
+	topicResumed      = "/tasks/resumed"
+	topicOOM          = "/tasks/oom"
+	topicCheckpointed = "/tasks/checkpointed"
 )
 
 // ioDrainGrace bounds how long an exit waits for output after the process
@@ -324,9 +325,6 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err := checkID("create: container id", r.ID); err != nil {
 		return nil, err
 	}
-	if r.Checkpoint != "" {
-		return nil, fmt.Errorf("create %s from checkpoint: %w", r.ID, errdefs.ErrNotImplemented)
-	}
 	s.mu.Lock()
 	if s.shuttingDown {
 		s.mu.Unlock()
@@ -381,35 +379,56 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		mounts = append(mounts, linux.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
 	}
 	in, out, errf := childFiles(pipes)
-	lc, err := s.runtime.Create(ctx, linux.CreateOpts{
+	createOpts := linux.CreateOpts{
 		ID: r.ID, Bundle: r.Bundle, Spec: spec, Rootfs: mounts,
 		Stdin: in, Stdout: out, Stderr: errf,
 		SystemdCgroup: ropts.SystemdCgroup,
 		NoPivotRoot:   ropts.NoPivotRoot,
 		NoNewKeyring:  ropts.NoNewKeyring,
-	})
+	}
+	if r.Checkpoint != "" {
+		// As runc-v2: the process comes back at Start.
+		createOpts.Stdin, createOpts.Stdout, createOpts.Stderr = nil, nil, nil
+		createOpts.Restore = &linux.RestoreOpts{ImagePath: r.Checkpoint, WorkPath: ropts.CriuWorkPath, Stdin: in, Stdout: out, Stderr: errf}
+	}
+	lc, err := s.runtime.Create(ctx, createOpts)
 	if err != nil {
 		return nil, err
 	}
-	io, err := attachIO(ctx, ioCfg, pipes, lc.Console)
-	lc.Console = nil
-	if err != nil {
+	var io stdio
+	if r.Checkpoint != "" {
+		// Started once the restored process holds the child ends; a
+		// restore that never happens closes them at Delete.
+		if pipes != nil {
+			io = pipes
+		}
+	} else if io, err = attachIO(ctx, ioCfg, pipes, lc.Console); err != nil {
+		lc.Console = nil
 		if derr := lc.Destroy(context.WithoutCancel(ctx)); derr != nil {
 			err = fmt.Errorf("%w (and cleaning up failed: %v)", err, derr)
 		}
 		return nil, fmt.Errorf("terminal of %s: %w", r.ID, err)
 	}
+	lc.Console = nil
 
 	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{}), ioOwner: ioOwner}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
-	c.init.p = process.NewInit(r.ID, lc.InitPid, initRunner{lc})
+	var runner process.Runner = initRunner{lc}
+	if r.Checkpoint != "" {
+		runner = &restoreRunner{s: s, pr: c.init, c: lc, pipes: pipes}
+	}
+	c.init.p = process.NewInit(r.ID, lc.InitPid, runner)
 	c.init.lifecycle.Lock()
 	defer c.init.lifecycle.Unlock()
 	s.mu.Lock()
 	s.containers[r.ID] = c
 	registered = true
 	s.mu.Unlock()
-	early, exitedEarly := s.register(lc.InitPid, c.init)
+	var early process.Exit
+	exitedEarly := false
+	if lc.InitPid > 0 {
+		early, exitedEarly = s.register(lc.InitPid, c.init)
+	}
 
 	s.cfg.Publisher.Publish(ctx, topicCreate, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
@@ -434,8 +453,43 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 type initRunner struct{ c *linux.Container }
 
 func (r initRunner) Start(ctx context.Context) (int, error) {
-	return r.c.InitPid, r.c.Start(ctx)
+	err := r.c.Start(ctx)
+	return r.c.InitPid, err
 }
+
+// restoreRunner brings a container's init back from a checkpoint at Start,
+// and is its init's runner from then on.
+type restoreRunner struct {
+	s     *Service
+	pr    *proc
+	c     *linux.Container
+	pipes *shimio.Pipes // nil: no pipes (a terminal)
+}
+
+// Start restores the container (CRIU hands the new stdio to the restored
+// tree), starts copying its output and registers its pid; an exit that
+// comes first is kept while the restore is under way.
+func (r *restoreRunner) Start(ctx context.Context) (int, error) {
+	r.s.beginSpawn()
+	defer r.s.endSpawn()
+	if err := r.c.Start(ctx); err != nil {
+		return 0, err
+	}
+	if r.pipes != nil {
+		r.pipes.Start()
+	}
+	pid := r.c.InitPid
+	if early, ok := r.s.register(pid, r.pr); ok {
+		go r.s.handleExit(context.WithoutCancel(ctx), r.pr, early)
+	}
+	return pid, nil
+}
+
+func (r *restoreRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
+
+func (r *restoreRunner) Pause() error { return r.c.Pause() }
+
+func (r *restoreRunner) Resume() error { return r.c.Resume() }
 
 func (r initRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
 
@@ -451,7 +505,7 @@ func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.St
 	}
 	pid, err := s.start(ctx, pr)
 	if err != nil {
-		if pr.execID == "" {
+		if pr.execID == "" && pr.p.Pid() > 0 {
 			// Init reported why it could not start and exits, or a
 			// poststart hook failed and it was killed. Answer once its
 			// exit is recorded, so the task is stopped, not created, and
@@ -761,13 +815,43 @@ func (s *Service) Shutdown(ctx context.Context, r *taskv3.ShutdownRequest) (*emp
 	return &emptypb.Empty{}, nil
 }
 
-func notImplemented(what string) error {
-	return toGRPC(fmt.Errorf("%s is not implemented yet: %w", what, errdefs.ErrNotImplemented))
+// Checkpoint dumps a running or paused container with CRIU into the
+// request's path, with runc's checkpoint options, and publishes
+// TaskCheckpointed. With the options' Exit the container ends as the dump
+// does, and its exit is reported as any; a paused one stays paused.
+func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) (*emptypb.Empty, error) {
+	if err := s.checkpoint(ctx, r); err != nil {
+		return nil, toGRPC(err)
+	}
+	return &emptypb.Empty{}, nil
 }
 
-// Checkpoint is not implemented yet.
-func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) (*emptypb.Empty, error) {
-	return nil, notImplemented("checkpoint")
+func (s *Service) checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) error {
+	pr, err := s.getProc(r.ID, "")
+	if err != nil {
+		return err
+	}
+	o, err := runtimeopts.DecodeCheckpoint(r.Options)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", r.ID, err)
+	}
+	// Its exit handler waits while the dump runs: an Exit dump's exit is
+	// handled once the checkpoint is complete.
+	pr.lifecycle.Lock()
+	defer pr.lifecycle.Unlock()
+	if st := pr.p.Status(); st != process.Running && st != process.Paused {
+		return fmt.Errorf("checkpoint %s: the container is %s; only a running or paused one can be checkpointed: %w", r.ID, st, errdefs.ErrFailedPrecondition)
+	}
+	err = s.runtime.Checkpoint(ctx, pr.c.linux, linux.CheckpointOpts{
+		ImagePath: r.Path, WorkPath: o.WorkPath, ParentPath: o.ParentPath,
+		Exit: o.Exit, OpenTCP: o.OpenTcp, ExternalUnixSockets: o.ExternalUnixSockets,
+		Terminal: o.Terminal, FileLocks: o.FileLocks, EmptyNamespaces: o.EmptyNamespaces, CgroupsMode: o.CgroupsMode,
+	})
+	if err != nil {
+		return err
+	}
+	s.cfg.Publisher.Publish(ctx, topicCheckpointed, &eventstypes.TaskCheckpointed{ContainerID: r.ID, Checkpoint: r.Path})
+	return nil
 }
 
 // ShimGroup names the shim a container belongs to: containers of one group

@@ -82,10 +82,10 @@ func TestServiceErrors(t *testing.T) {
 			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noArgs})
 			return err
 		}, errdefs.IsInvalidArgument},
-		{"create from checkpoint", func() error {
+		{"create from checkpoint without config.json", func() error {
 			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noConfig, Checkpoint: "/x"})
 			return err
-		}, errdefs.IsNotImplemented},
+		}, errdefs.IsNotFound},
 		{"start unknown", func() error {
 			_, err := s.Start(ctx, &taskv3.StartRequest{ID: "nope"})
 			return err
@@ -138,10 +138,10 @@ func TestServiceErrors(t *testing.T) {
 			_, err := s.Update(ctx, &taskv3.UpdateTaskRequest{ID: "c1"})
 			return err
 		}, errdefs.IsNotFound},
-		{"checkpoint", func() error {
+		{"checkpoint unknown", func() error {
 			_, err := s.Checkpoint(ctx, &taskv3.CheckpointTaskRequest{ID: "c1"})
 			return err
-		}, errdefs.IsNotImplemented},
+		}, errdefs.IsNotFound},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,565 @@
+package linux
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/checkpoint-restore/go-criu/v7/rpc"
+	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/criu"
+)
+
+// criuLogLevel is CRIU's most verbose but one: what a failed dump needs to
+// be understood.
+const criuLogLevel = 4
+
+func (r *Runtime) criu() criu.Client {
+	return criu.Client{Start: criu.Starter(r.start)}
+}
+
+// Checkpoint dumps container c with CRIU into opts.ImagePath. With
+// opts.Exit the container ends with the dump (its init's exit is reported
+// as any); otherwise it runs on. A dump CRIU refuses
+// leaves the container as it was and fails naming CRIU's reason and its
+// log, copied into the bundle as criu-dump.log.
+func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) error {
+	if c.InitPid <= 0 || c.cg == nil {
+		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
+	}
+	if c.Spec.Process.Terminal {
+		return fmt.Errorf("checkpoint %s: a container with a terminal cannot be checkpointed by this runtime yet: %w", c.ID, errdefs.ErrNotImplemented)
+	}
+	emptyNs, err := emptyNamespaceFlags(opts.EmptyNamespaces)
+	if err != nil {
+		return err
+	}
+	cgMode, err := cgroupsMode(opts.CgroupsMode)
+	if err != nil {
+		return err
+	}
+	client := r.criu()
+	if err := client.CheckVersion(ctx); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+	}
+	if opts.ImagePath == "" {
+		return fmt.Errorf("checkpoint %s: no image path: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
+	if err := os.MkdirAll(opts.ImagePath, 0o700); err != nil {
+		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
+	}
+	images, err := os.Open(opts.ImagePath)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
+	}
+	defer images.Close()
+	work, cleanWork, err := criuWorkDir(opts.WorkPath, c.Bundle)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+	}
+	defer cleanWork()
+
+	rec := checkpointRecord{
+		FileLocks: opts.FileLocks, TCPEstablished: opts.OpenTCP, ExtUnixSk: opts.ExternalUnixSockets,
+		ShellJob: opts.Terminal, EmptyNs: emptyNs,
+	}
+	for fd := range rec.Descriptors {
+		rec.Descriptors[fd], _ = os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd))
+	}
+	cOpts := &rpc.CriuOpts{
+		ImagesDirFd:     proto.Int32(int32(images.Fd())),
+		WorkDirFd:       proto.Int32(int32(work.Fd())),
+		LogLevel:        proto.Int32(criuLogLevel),
+		LogFile:         proto.String("dump.log"),
+		Root:            proto.String(RootfsPath(c.Spec, c.Bundle)),
+		Pid:             proto.Int32(int32(c.InitPid)),
+		ManageCgroups:   proto.Bool(true),
+		NotifyScripts:   proto.Bool(true),
+		OrphanPtsMaster: proto.Bool(true),
+		LeaveRunning:    proto.Bool(!opts.Exit),
+		ShellJob:        proto.Bool(opts.Terminal),
+		TcpEstablished:  proto.Bool(opts.OpenTCP),
+		ExtUnixSk:       proto.Bool(opts.ExternalUnixSockets),
+		FileLocks:       proto.Bool(opts.FileLocks),
+		EmptyNs:         proto.Uint32(emptyNs),
+		FreezeCgroup:    proto.String(c.freezerPath()),
+	}
+	if cgMode != nil {
+		cOpts.ManageCgroupsMode = cgMode
+	}
+	if opts.ParentPath != "" {
+		cOpts.ParentImg = proto.String(opts.ParentPath)
+		cOpts.TrackMem = proto.Bool(true)
+	}
+	external, err := externalNamespaces(c.Spec)
+	if err != nil {
+		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+	}
+	cOpts.External = external
+	cOpts.ExtMnt = c.dumpExternalMounts()
+	if _, err := client.Do(ctx, criu.Request{Type: rpc.CriuReqType_DUMP, Opts: cOpts}); err != nil {
+		return fmt.Errorf("checkpoint %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "dump.log", c.Bundle, "criu-dump.log"))
+	}
+	return writeCheckpointRecord(opts.ImagePath, rec)
+}
+
+// criuWorkDir opens dir, or a fresh one in the bundle that clean removes.
+func criuWorkDir(dir, bundle string) (*os.File, func(), error) {
+	keep := dir != ""
+	if !keep {
+		dir = filepath.Join(bundle, "criu-work")
+		_ = os.RemoveAll(dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("criu work dir: %w", err)
+	}
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("criu work dir: %w", err)
+	}
+	return f, func() {
+		f.Close()
+		if !keep {
+			_ = os.RemoveAll(dir)
+		}
+	}, nil
+}
+
+// keepCriuLog copies CRIU's log out of a work dir that may be removed and
+// returns, for an error message, where it is and its error lines.
+func keepCriuLog(workDir, name, bundle, keepAs string) string {
+	src := filepath.Join(workDir, name)
+	dst := filepath.Join(bundle, keepAs)
+	in, err := os.Open(src)
+	if err != nil {
+		return fmt.Sprintf(" (no CRIU log at %s: %v)", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Sprintf("; CRIU's log: %s", src)
+	}
+	_, cerr := io.Copy(out, in)
+	out.Close()
+	if cerr != nil {
+		dst = src
+	}
+	return fmt.Sprintf("; CRIU's log: %s%s", dst, criuErrorLines(dst))
+}
+
+// criuErrorLines are the last few "Error" lines of a CRIU log.
+func criuErrorLines(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 1<<20)
+	for s.Scan() {
+		if strings.Contains(s.Text(), "Error") {
+			lines = append(lines, strings.TrimSpace(s.Text()))
+		}
+	}
+	if len(lines) > 5 {
+		lines = lines[len(lines)-5:]
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return ":\n" + strings.Join(lines, "\n")
+}
+
+// freezerPath is the cgroup CRIU freezes the container's tree with: v1's
+// freezer hierarchy, or the v2 cgroup itself.
+func (c *Container) freezerPath() string {
+	if cgroups.Mode() == cgroups.Unified {
+		return filepath.Join(cgroupRoot, c.cg.Path())
+	}
+	return filepath.Join(cgroupRoot, "freezer", c.cg.Path())
+}
+
+// externalNamespaces names to CRIU the network and pid namespaces the
+// container joined by path: they are not its own to dump, and a restore
+// hands them back by these names.
+func externalNamespaces(spec *specs.Spec) ([]string, error) {
+	var out []string
+	for _, n := range spec.Linux.Namespaces {
+		name, key := externalNamespaceName(n.Type)
+		if name == "" || n.Path == "" {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(n.Path, &st); err != nil {
+			return nil, fmt.Errorf("%s namespace %s: %w", n.Type, n.Path, err)
+		}
+		out = append(out, fmt.Sprintf("%s[%d]:%s", name, st.Ino, key))
+	}
+	return out, nil
+}
+
+func externalNamespaceName(t specs.LinuxNamespaceType) (name, key string) {
+	switch t {
+	case specs.NetworkNamespace:
+		return "net", "extRootNetNS"
+	case specs.PIDNamespace:
+		return "pid", "extRootPidNS"
+	}
+	return "", ""
+}
+
+// dumpExternalMounts names every mount CRIU must leave alone: the spec's
+// binds, masked files (binds of /dev/null), device nodes bound from the
+// host, and on cgroup v1 without a cgroup namespace the container's
+// cgroup directories bound from the host.
+func (c *Container) dumpExternalMounts() []*rpc.ExtMountMap {
+	var out []*rpc.ExtMountMap
+	add := func(key, val string) {
+		out = append(out, &rpc.ExtMountMap{Key: proto.String(key), Val: proto.String(val)})
+	}
+	for dest := range externalBindMounts(c.Spec) {
+		add(dest, dest)
+	}
+	mounted := c.initMountpoints()
+	for _, p := range c.Spec.Linux.MaskedPaths {
+		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.InitPid, p))
+		if err == nil && !fi.IsDir() && mounted[p] {
+			add(p, "/dev/null")
+		}
+	}
+	for _, d := range c.deviceBinds(mounted) {
+		add(d, d)
+	}
+	for dest := range c.cgroupBinds() {
+		add(dest, dest)
+	}
+	return out
+}
+
+// restoreExternalMounts maps each name the dump gave an external mount to
+// what is bound there now.
+func (c *Container) restoreExternalMounts() []*rpc.ExtMountMap {
+	var out []*rpc.ExtMountMap
+	add := func(key, val string) {
+		out = append(out, &rpc.ExtMountMap{Key: proto.String(key), Val: proto.String(val)})
+	}
+	for dest, src := range externalBindMounts(c.Spec) {
+		add(dest, src)
+	}
+	if len(c.Spec.Linux.MaskedPaths) > 0 {
+		add("/dev/null", "/dev/null")
+	}
+	for _, d := range allDevicePaths(c.Spec) {
+		add(d, d)
+	}
+	for dest, src := range c.cgroupBinds() {
+		add(dest, src)
+	}
+	return out
+}
+
+// initMountpoints are the mount points init sees.
+func (c *Container) initMountpoints() map[string]bool {
+	out := map[string]bool{}
+	mounts, err := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
+	if err != nil {
+		return out
+	}
+	for _, m := range mounts {
+		out[m.MountPoint] = true
+	}
+	return out
+}
+
+// allDevicePaths are the spec's devices and the ones every container gets.
+func allDevicePaths(spec *specs.Spec) []string {
+	var out []string
+	for _, d := range spec.Linux.Devices {
+		out = append(out, filepath.Clean(d.Path))
+	}
+	for _, d := range defaultDevicePaths {
+		out = append(out, d)
+	}
+	return out
+}
+
+// defaultDevicePaths are the nodes createDevices makes in every container.
+var defaultDevicePaths = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
+
+// deviceBinds are the device nodes that are mounts (bound from the host
+// where mknod was not allowed).
+func (c *Container) deviceBinds(mounted map[string]bool) []string {
+	var out []string
+	for _, d := range allDevicePaths(c.Spec) {
+		if mounted[d] {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// cgroupBinds maps, on a v1 host, each cgroup hierarchy the container sees
+// bound from the host (no cgroup namespace of its own) to the host
+// directory of its cgroup there; elsewhere the cgroup mounts are CRIU's.
+func (c *Container) cgroupBinds() map[string]string {
+	out := map[string]string{}
+	if cgroups.Mode() == cgroups.Unified || c.cg == nil {
+		return out
+	}
+	var dest string
+	cgroupNS := false
+	for _, n := range c.Spec.Linux.Namespaces {
+		if n.Type == specs.CgroupNamespace {
+			cgroupNS = true
+		}
+	}
+	for _, m := range c.Spec.Mounts {
+		if m.Type == "cgroup" {
+			dest = filepath.Clean(m.Destination)
+		}
+	}
+	if dest == "" || cgroupNS {
+		return out
+	}
+	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
+	if err != nil {
+		return out
+	}
+	hierarchies, err := ownCgroups()
+	if err != nil {
+		return out
+	}
+	for _, h := range hierarchies {
+		if h.controllers == "" {
+			continue
+		}
+		host, ok := hostHierarchy(hostMounts, "cgroup", h.controllers)
+		if !ok {
+			continue
+		}
+		name := strings.TrimPrefix(h.controllers, "name=")
+		out[filepath.Join(dest, name)] = filepath.Join(host.MountPoint, strings.TrimPrefix(c.cg.Path(), host.Root))
+	}
+	return out
+}
+
+// restore brings the checkpoint c.restoreFrom names back as the
+// container's init: CRIU restores the process tree into the cgroup and
+// rootfs Create prepared, as a child of the shim, with the new stdio in
+// place of the dumped pipes.
+func (c *Container) restore(ctx context.Context, client criu.Client) (retErr error) {
+	ro := c.restoreFrom
+	if err := client.CheckVersion(ctx); err != nil {
+		return fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	rec, err := readCheckpointRecord(ro.ImagePath)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	images, err := os.Open(ro.ImagePath)
+	if err != nil {
+		return fmt.Errorf("restore %s: image path: %w", c.ID, asNotFound(err))
+	}
+	defer images.Close()
+	work, cleanWork, err := criuWorkDir(ro.WorkPath, c.Bundle)
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	defer cleanWork()
+
+	rootfs := RootfsPath(c.Spec, c.Bundle)
+	if err := prepareRestoreMountpoints(c.Spec, rootfs); err != nil {
+		return fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	// CRIU wants the root to be a mount point whose parent is not
+	// mounted over: a bind of the rootfs of our own, for the restore only.
+	criuRoot := filepath.Join(c.Bundle, "criu-root")
+	if err := os.MkdirAll(criuRoot, 0o711); err != nil {
+		return fmt.Errorf("restore %s: %w", c.ID, err)
+	}
+	defer os.Remove(criuRoot)
+	if err := unix.Mount(rootfs, criuRoot, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("restore %s: bind the rootfs for CRIU: %w", c.ID, err)
+	}
+	defer func() { _ = unix.Unmount(criuRoot, unix.MNT_DETACH) }()
+
+	cOpts := &rpc.CriuOpts{
+		ImagesDirFd:     proto.Int32(int32(images.Fd())),
+		WorkDirFd:       proto.Int32(int32(work.Fd())),
+		LogLevel:        proto.Int32(criuLogLevel),
+		LogFile:         proto.String("restore.log"),
+		Root:            proto.String(criuRoot),
+		RstSibling:      proto.Bool(true),
+		EvasiveDevices:  proto.Bool(true),
+		ManageCgroups:   proto.Bool(true),
+		NotifyScripts:   proto.Bool(true),
+		OrphanPtsMaster: proto.Bool(true),
+		ShellJob:        proto.Bool(rec.ShellJob),
+		TcpEstablished:  proto.Bool(rec.TCPEstablished),
+		ExtUnixSk:       proto.Bool(rec.ExtUnixSk),
+		FileLocks:       proto.Bool(rec.FileLocks),
+		EmptyNs:         proto.Uint32(rec.EmptyNs),
+		ExtMnt:          c.restoreExternalMounts(),
+	}
+	stdio := [3]*os.File{ro.Stdin, ro.Stdout, ro.Stderr}
+	for fd, name := range rec.Descriptors {
+		if strings.HasPrefix(name, "pipe:") && stdio[fd] != nil {
+			cOpts.InheritFd = append(cOpts.InheritFd, &rpc.InheritFd{Key: proto.String(name), Fd: proto.Int32(int32(fd))})
+		}
+	}
+	var extra []*os.File
+	defer func() {
+		for _, f := range extra {
+			f.Close()
+		}
+	}()
+	for _, n := range c.Spec.Linux.Namespaces {
+		if n.Path == "" {
+			continue
+		}
+		if _, key := externalNamespaceName(n.Type); key != "" {
+			f, err := os.Open(n.Path)
+			if err != nil {
+				return fmt.Errorf("restore %s: %s namespace %s: %w", c.ID, n.Type, n.Path, asNotFound(err))
+			}
+			extra = append(extra, f)
+			// criu's fd 3 is its socket, the extra files follow.
+			cOpts.InheritFd = append(cOpts.InheritFd, &rpc.InheritFd{Key: proto.String(key), Fd: proto.Int32(int32(3 + len(extra)))})
+			continue
+		}
+		if name, ok := nsFiles[n.Type]; ok && (n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace) {
+			cOpts.JoinNs = append(cOpts.JoinNs, &rpc.JoinNamespace{Ns: proto.String(name), NsFile: proto.String(n.Path)})
+			continue
+		}
+		return fmt.Errorf("restore %s: CRIU cannot join the %s namespace %s: %w", c.ID, n.Type, n.Path, errdefs.ErrNotImplemented)
+	}
+
+	pid := 0
+	notify := func(n criu.Notification) error {
+		for _, f := range n.Files {
+			f.Close()
+		}
+		if n.Script == "post-restore" {
+			pid = n.Pid
+		}
+		return nil
+	}
+	// Restored processes are born where criu is: in the container's
+	// cgroup, which CRIU is told is their root.
+	started := func(criuPid int) error {
+		if err := c.cg.Add(criuPid); err != nil {
+			return err
+		}
+		roots, err := cgroupRootsOf(criuPid)
+		if err != nil {
+			return err
+		}
+		cOpts.CgRoot = roots
+		return nil
+	}
+	resp, err := client.Do(ctx, criu.Request{
+		Type: rpc.CriuReqType_RESTORE, Opts: cOpts,
+		Stdin: ro.Stdin, Stdout: ro.Stdout, Stderr: ro.Stderr, ExtraFiles: extra,
+		Started: started, Notify: notify,
+	})
+	if err != nil {
+		// CRIU kills what it restored when it fails.
+		return fmt.Errorf("restore %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "restore.log", c.Bundle, "criu-restore.log"))
+	}
+	if pid == 0 {
+		pid = int(resp.GetRestore().GetPid())
+	}
+	if pid <= 0 {
+		return fmt.Errorf("restore %s: CRIU did not say which process it restored", c.ID)
+	}
+	c.InitPid = pid
+	c.restoreFrom = nil
+	if c.privatePid {
+		if c.pidNS, err = pidNamespaceOf(pid); err != nil {
+			return fmt.Errorf("restore %s: %w", c.ID, err)
+		}
+	}
+	c.joinRestoredTimeNamespace()
+	return writeState(c.Bundle, c.diskState())
+}
+
+// joinRestoredTimeNamespace: CRIU restores into a time namespace of its
+// own even where the spec asked for none; execs must join it too.
+func (c *Container) joinRestoredTimeNamespace() {
+	own, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", c.InitPid))
+	host, err2 := os.Readlink("/proc/self/ns/time")
+	if err1 != nil || err2 != nil || own == host {
+		return
+	}
+	for _, n := range c.Spec.Linux.Namespaces {
+		if n.Type == specs.TimeNamespace {
+			return
+		}
+	}
+	spec := *c.Spec
+	lx := *spec.Linux
+	lx.Namespaces = append(append([]specs.LinuxNamespace{}, lx.Namespaces...), specs.LinuxNamespace{Type: specs.TimeNamespace})
+	spec.Linux = &lx
+	c.Spec = &spec
+}
+
+// cgroupRootsOf tells CRIU the cgroup of each hierarchy pid is in.
+func cgroupRootsOf(pid int) ([]*rpc.CgroupRoot, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	var out []*rpc.CgroupRoot
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		out = append(out, &rpc.CgroupRoot{Ctrl: proto.String(parts[1]), Path: proto.String(parts[2])})
+	}
+	return out, nil
+}
+
+// prepareRestoreMountpoints makes the destinations CRIU mounts on in the
+// rootfs (a fresh snapshot lacks those the first run made).
+func prepareRestoreMountpoints(spec *specs.Spec, rootfs string) error {
+	dirs, files := restoreMountpoints(spec)
+	for _, d := range dirs {
+		p, err := resolveInRoot(rootfs, d)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return fmt.Errorf("mount point %s: %w", d, err)
+		}
+	}
+	for _, f := range files {
+		p, err := resolveInRoot(rootfs, f)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("mount point %s: %w", f, err)
+		}
+		fd, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil && !errors.Is(err, unix.EISDIR) {
+			return fmt.Errorf("mount point %s: %w", f, err)
+		}
+		if fd != nil {
+			fd.Close()
+		}
+	}
+	return nil
+}
