@@ -32,6 +32,7 @@
 #   VMTEST_KERNEL          kernel version in /boot to boot (default: newest
 #                          one whose modules have 9p)
 #   VMTEST_KEEP=1          keep the work dir (console log, test log, initramfs)
+#   VMTEST_SYSTEMD=0       leave systemd-test.sh out (a focused run)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -204,6 +205,7 @@ main() {
 		if [ "$ACCEL" = tcg ]; then printf 'MINI_TEST_EMULATED=1\n'; fi
 		printf 'VMTEST_WORKDIR=%q\n' "$REPO/integration"
 		printf 'VMTEST_REPO=%q\n' "$REPO"
+		printf 'VMTEST_SYSTEMD=%q\n' "${VMTEST_SYSTEMD:-1}"
 		declare -p VMTEST_ARGS
 	} >"$share/env"
 	t_initramfs=$((SECONDS - t0))

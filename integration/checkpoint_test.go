@@ -164,3 +164,38 @@ func TestCheckpointRefused(t *testing.T) {
 		}
 	})
 }
+
+// Issue 11: `ctr t checkpoint` of a paused container leaves it paused and
+// publishes TaskCheckpointed; containerd archives the images as a
+// checkpoint image (ctr 1.6 sends no options to a runtime not named runc,
+// ctr 2.4 runc's).
+func TestCheckpointPaused(t *testing.T) {
+	requireCRIU(t)
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "crp")
+		pid := tc.startDetachedArgs(tc.runArgs([]string{"--detach"}, testImage, "/bin/sleep", "1000"))
+		if res := tc.ctr("", "tasks", "pause", tc.id); res.ExitCode != 0 {
+			t.Fatalf("pause: %s", res)
+		}
+		res := tc.ctr("", "tasks", "checkpoint", tc.id)
+		if res.ExitCode != 0 {
+			t.Fatalf("checkpoint: %s", res)
+		}
+		ref := strings.TrimSpace(res.Stdout)
+		t.Cleanup(func() { tc.ctr("", "images", "rm", ref) })
+		if got := tc.waitStatus("PAUSED"); got != pid {
+			t.Errorf("after checkpointing a paused container: pid %q, want %s paused", got, pid)
+		}
+		if res := tc.ctr("", "images", "list", "--quiet"); !strings.Contains(res.Stdout, ref) {
+			t.Errorf("no checkpoint image %q:\n%s", ref, res)
+		}
+		ctx, cancel := context.WithTimeout(tc.ctx, 10*time.Second)
+		defer cancel()
+		if _, err := tc.tg.d.events.WaitTopics(ctx, tc.c.Namespace, tc.id, "/tasks/checkpointed"); err != nil {
+			t.Errorf("no /tasks/checkpointed event: %v", err)
+		}
+		if res := tc.ctr("", "tasks", "resume", tc.id); res.ExitCode != 0 {
+			t.Errorf("resume: %s", res)
+		}
+	})
+}

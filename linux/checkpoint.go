@@ -19,6 +19,10 @@ import (
 type CheckpointOpts struct {
 	// ImagePath receives CRIU's images (the request's path).
 	ImagePath string
+	// CopyTo, when set, gets a copy of them: the options' own image path,
+	// where containerd 1.6 (for a runtime not named runc) has the dump go
+	// to a directory of its own, which it archives, instead.
+	CopyTo string
 	// WorkPath receives CRIU's log and scratch files and is kept; empty:
 	// a directory in the bundle, removed afterwards.
 	WorkPath string

@@ -74,8 +74,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 		FileLocks: opts.FileLocks, TCPEstablished: opts.OpenTCP, ExtUnixSk: opts.ExternalUnixSockets,
 		ShellJob: opts.Terminal, EmptyNs: emptyNs,
 	}
+	var externalFiles []string
 	for fd := range rec.Descriptors {
-		rec.Descriptors[fd], _ = os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd))
+		rec.Descriptors[fd], externalFiles = c.stdioDescriptor(fd, externalFiles)
 	}
 	cOpts := &rpc.CriuOpts{
 		ImagesDirFd:     proto.Int32(int32(images.Fd())),
@@ -106,12 +107,99 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
 	}
-	cOpts.External = external
+	cOpts.External = append(external, externalFiles...)
 	cOpts.ExtMnt = c.dumpExternalMounts()
 	if _, err := client.Do(ctx, criu.Request{Type: rpc.CriuReqType_DUMP, Opts: cOpts}); err != nil {
 		return fmt.Errorf("checkpoint %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "dump.log", c.Bundle, "criu-dump.log"))
 	}
-	return writeCheckpointRecord(opts.ImagePath, rec)
+	if err := writeCheckpointRecord(opts.ImagePath, rec); err != nil {
+		return err
+	}
+	if opts.CopyTo != "" && filepath.Clean(opts.CopyTo) != filepath.Clean(opts.ImagePath) {
+		if err := copyImages(opts.ImagePath, opts.CopyTo); err != nil {
+			return fmt.Errorf("checkpoint %s: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+// copyImages copies a checkpoint's files (CRIU's image directory is flat)
+// into dst, linking where it can.
+func copyImages(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		return fmt.Errorf("image path %s: %w", dst, err)
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if err := os.Link(from, to); err == nil {
+			continue
+		}
+		if err := copyImageFile(from, to); err != nil {
+			return fmt.Errorf("copy checkpoint file %s to %s: %w", e.Name(), dst, err)
+		}
+	}
+	return nil
+}
+
+func copyImageFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// stdioDescriptor is how a restore finds init's fd again: a pipe by its
+// name ("pipe:[123]"); a file on a mount outside the container (the
+// shim's /dev/null for a task without that stream) is made external to
+// CRIU, which could not reopen it, by "file[mnt_id:inode]", the name it
+// is handed back by. Others (a file inside the container) CRIU reopens.
+func (c *Container) stdioDescriptor(fd int, external []string) (string, []string) {
+	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd))
+	if err != nil || strings.HasPrefix(link, "pipe:") || strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "anon_inode:") {
+		return link, external
+	}
+	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", c.InitPid, fd))
+	if err != nil {
+		return link, external
+	}
+	mntID := -1
+	for _, line := range strings.Split(string(info), "\n") {
+		if v, ok := strings.CutPrefix(line, "mnt_id:"); ok {
+			mntID, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	mounts, err := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
+	if err != nil || mntID < 0 {
+		return link, external
+	}
+	for _, m := range mounts {
+		if m.ID == mntID {
+			return link, external
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd), &st); err != nil {
+		return link, external
+	}
+	key := fmt.Sprintf("file[%x:%x]", mntID, st.Ino)
+	return key, append(external, key)
 }
 
 // criuWorkDir opens dir, or a fresh one in the bundle that clean removes.
@@ -415,7 +503,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 	stdio := [3]*os.File{ro.Stdin, ro.Stdout, ro.Stderr}
 	for fd, name := range rec.Descriptors {
-		if strings.HasPrefix(name, "pipe:") && stdio[fd] != nil {
+		if (strings.HasPrefix(name, "pipe:") || strings.HasPrefix(name, "file[")) && stdio[fd] != nil {
 			cOpts.InheritFd = append(cOpts.InheritFd, &rpc.InheritFd{Key: proto.String(name), Fd: proto.Int32(int32(fd))})
 		}
 	}
@@ -447,11 +535,21 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 
 	pid := 0
+	runHooks := c.createRuntimeHooks(ctx)
 	notify := func(n criu.Notification) error {
 		for _, f := range n.Files {
 			f.Close()
 		}
-		if n.Script == "post-restore" {
+		switch n.Script {
+		case "setup-namespaces":
+			// As runc: the prestart and createRuntime hooks, once the
+			// restored init's namespaces exist (a network plugin sets up
+			// the empty network namespace there).
+			if runHooks != nil {
+				c.InitPid = n.Pid
+				return runHooks()
+			}
+		case "post-restore":
 			pid = n.Pid
 		}
 		return nil
@@ -475,6 +573,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 		Started: started, Notify: notify,
 	})
 	if err != nil {
+		c.InitPid = 0
 		// CRIU kills what it restored when it fails.
 		return fmt.Errorf("restore %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "restore.log", c.Bundle, "criu-restore.log"))
 	}

@@ -392,6 +392,8 @@ func mountPointsUnder(dir string) ([]string, error) {
 // MountinfoEntry is the part of a /proc/<pid>/mountinfo line the shim and
 // its tests use.
 type MountinfoEntry struct {
+	// ID is the mount's id, as fdinfo's mnt_id names it.
+	ID                                             int
 	Root, MountPoint, FSType, Source, SuperOptions string
 }
 
@@ -417,7 +419,9 @@ func ReadMountinfo(path string) ([]MountinfoEntry, error) {
 		if sep < 0 || len(fields) < sep+4 {
 			return nil, fmt.Errorf("%s: malformed line %q", path, sc.Text())
 		}
+		id, _ := strconv.Atoi(fields[0])
 		out = append(out, MountinfoEntry{
+			ID:           id,
 			Root:         unescapeMountinfo(fields[3]),
 			MountPoint:   unescapeMountinfo(fields[4]),
 			FSType:       fields[sep+1],

@@ -31,10 +31,10 @@ import (
 // Options of any other type are refused (InvalidArgument, naming the
 // type), never skipped. Of the options, SystemdCgroup, NoPivotRoot,
 // NoNewKeyring, ShimCgroup, IoUid and IoGid change what the runtime does;
-// BinaryName, Root and the Criu paths name runc's binary, state and
-// checkpoint tools and mean nothing here (README, "Options shared with
-// runc-v2"); TaskApiAddress and TaskApiVersion (a sandbox's task API) are
-// refused with Unimplemented when set.
+// BinaryName and Root name runc's binary and state and mean nothing here;
+// CriuImagePath and CriuWorkPath are a restore's directories (README,
+// "Options shared with runc-v2"); TaskApiAddress and TaskApiVersion (a
+// sandbox's task API) are refused with Unimplemented when set.
 func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
 	var runc runcoptions.Options
 	var generic runtimeoptions.Options

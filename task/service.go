@@ -352,6 +352,14 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
+	checkpoint := r.Checkpoint
+	if checkpoint == "" {
+		// containerd 1.6 turns the options' CriuImagePath (the Go
+		// client's WithRestoreImagePath) into Checkpoint only for
+		// runtimes named io.containerd.runc*; for this one it comes as
+		// it is, and a restore asked for is a restore.
+		checkpoint = ropts.CriuImagePath
+	}
 	spec, err := linux.LoadSpec(r.Bundle)
 	if err != nil {
 		return nil, err
@@ -386,17 +394,17 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		NoPivotRoot:   ropts.NoPivotRoot,
 		NoNewKeyring:  ropts.NoNewKeyring,
 	}
-	if r.Checkpoint != "" {
+	if checkpoint != "" {
 		// As runc-v2: the process comes back at Start.
 		createOpts.Stdin, createOpts.Stdout, createOpts.Stderr = nil, nil, nil
-		createOpts.Restore = &linux.RestoreOpts{ImagePath: r.Checkpoint, WorkPath: ropts.CriuWorkPath, Stdin: in, Stdout: out, Stderr: errf}
+		createOpts.Restore = &linux.RestoreOpts{ImagePath: checkpoint, WorkPath: ropts.CriuWorkPath, Stdin: in, Stdout: out, Stderr: errf}
 	}
 	lc, err := s.runtime.Create(ctx, createOpts)
 	if err != nil {
 		return nil, err
 	}
 	var io stdio
-	if r.Checkpoint != "" {
+	if checkpoint != "" {
 		// Started once the restored process holds the child ends; a
 		// restore that never happens closes them at Delete.
 		if pipes != nil {
@@ -414,7 +422,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{}), ioOwner: ioOwner}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	var runner process.Runner = initRunner{lc}
-	if r.Checkpoint != "" {
+	if checkpoint != "" {
 		runner = &restoreRunner{s: s, pr: c.init, c: lc, pipes: pipes}
 	}
 	c.init.p = process.NewInit(r.ID, lc.InitPid, runner)
@@ -843,7 +851,7 @@ func (s *Service) checkpoint(ctx context.Context, r *taskv3.CheckpointTaskReques
 		return fmt.Errorf("checkpoint %s: the container is %s; only a running or paused one can be checkpointed: %w", r.ID, st, errdefs.ErrFailedPrecondition)
 	}
 	err = s.runtime.Checkpoint(ctx, pr.c.linux, linux.CheckpointOpts{
-		ImagePath: r.Path, WorkPath: o.WorkPath, ParentPath: o.ParentPath,
+		ImagePath: r.Path, CopyTo: o.ImagePath, WorkPath: o.WorkPath, ParentPath: o.ParentPath,
 		Exit: o.Exit, OpenTCP: o.OpenTcp, ExternalUnixSockets: o.ExternalUnixSockets,
 		Terminal: o.Terminal, FileLocks: o.FileLocks, EmptyNamespaces: o.EmptyNamespaces, CgroupsMode: o.CgroupsMode,
 	})

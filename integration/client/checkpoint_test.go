@@ -1,0 +1,157 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/api/types/runc/options"
+	containerd "github.com/containerd/containerd/v2/client"
+	"github.com/containerd/containerd/v2/core/containers"
+	"github.com/containerd/containerd/v2/pkg/cio"
+	"github.com/containerd/containerd/v2/pkg/oci"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// criuCheck is `criu check`'s verdict on this kernel, asked once.
+var criuCheck = sync.OnceValue(func() error {
+	out, err := exec.Command("criu", "check").CombinedOutput()
+	if err != nil {
+		return &criuError{strings.TrimSpace(string(out))}
+	}
+	return nil
+})
+
+type criuError struct{ out string }
+
+func (e *criuError) Error() string { return "criu check: " + e.out }
+
+// withCheckpointExit ends the container with the dump.
+func withCheckpointExit(info *containerd.CheckpointTaskInfo) error {
+	o, ok := info.Options.(*options.CheckpointOptions)
+	if !ok {
+		o = &options.CheckpointOptions{}
+		info.Options = o
+	}
+	o.Exit = true
+	return nil
+}
+
+// readCount is the counter the container keeps in its tmpfs, after
+// checking the file holds 1..n in order.
+func readCount(t *testing.T, pid uint32) int {
+	t.Helper()
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/root/tmp/count")
+	if os.IsNotExist(err) {
+		// Not yet made.
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(data))
+	for i, l := range lines {
+		if l != strconv.Itoa(i+1) {
+			t.Fatalf("counter line %d is %q (the counter or its file offset was lost)", i+1, l)
+		}
+	}
+	return len(lines)
+}
+
+func waitCount(t *testing.T, pid uint32, n int) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c := readCount(t, pid); c > n {
+			return c
+		}
+	}
+	t.Fatalf("the counter did not pass %d within 30s", n)
+	return 0
+}
+
+// Issue 11, through the Go client: task.Checkpoint with
+// WithCheckpointImagePath and the exit option ends the container with the
+// dump into that directory; NewTask with WithRestoreImagePath then Start
+// brings it back, counting on from the dump's value (kept in a tmpfs,
+// through a descriptor at its offset).
+func TestClientCheckpointRestore(t *testing.T) {
+	if err := criuCheck(); err != nil {
+		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: %v", err)
+	}
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "cr")
+		// A createRuntime hook logs the state it gets: at the create, and
+		// again at the restore, where runc runs it too.
+		hookLog := filepath.Join(t.TempDir(), "hooks")
+		withHook := func(_ context.Context, _ oci.Client, _ *containers.Container, s *oci.Spec) error {
+			s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat >> " + hookLog + "; echo >> " + hookLog}}}}
+			return nil
+		}
+		s := tc.start(cio.NullIO, withHook,
+			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"}}),
+			oci.WithProcessArgs("/bin/sh", "-c", "exec 3>/tmp/count; i=0; while true; do i=$((i+1)); echo $i >&3; sleep 0.1; done"))
+		waitCount(t, s.task.Pid(), 5)
+
+		images := t.TempDir()
+		ctx, cancel := tc.callCtx()
+		defer cancel()
+		if _, err := s.task.Checkpoint(ctx, containerd.WithCheckpointImagePath(images), withCheckpointExit); err != nil {
+			t.Fatalf("checkpoint: %v", err)
+		}
+		select {
+		case st := <-s.exit:
+			t.Logf("the checkpointed task exited with %d", st.ExitCode())
+		case <-ctx.Done():
+			t.Fatal("the task did not exit after a checkpoint with exit")
+		}
+		if _, err := s.task.Delete(ctx); err != nil {
+			t.Fatalf("delete the checkpointed task: %v", err)
+		}
+		s.task = nil
+
+		task, err := s.container.NewTask(ctx, cio.NullIO, containerd.WithRestoreImagePath(images))
+		if err != nil {
+			t.Fatalf("new task from the checkpoint: %v", err)
+		}
+		s.task = task
+		if task.Pid() != 0 {
+			t.Errorf("a task to restore has pid %d before Start, want 0 (as runc-v2)", task.Pid())
+		}
+		if s.exit, err = task.Wait(tc.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Start(ctx); err != nil {
+			t.Fatalf("start (restore): %v", err)
+		}
+		at := readCount(t, task.Pid())
+		if at < 5 {
+			t.Errorf("restored counter at %d, the dump was past 5: it started afresh", at)
+		}
+		waitCount(t, task.Pid(), at)
+		if st, err := task.Status(ctx); err != nil || st.Status != containerd.Running {
+			t.Errorf("restored task status %v (%v), want running", st.Status, err)
+		}
+		raw, err := os.ReadFile(hookLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pids []int
+		for _, line := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var st specs.State
+			if err := json.Unmarshal([]byte(line), &st); err != nil {
+				t.Fatalf("hook state %q: %v", line, err)
+			}
+			pids = append(pids, st.Pid)
+		}
+		if len(pids) != 2 || pids[1] != int(task.Pid()) {
+			t.Errorf("createRuntime hook saw pids %v, want the first init's and then the restored one's (%d)", pids, task.Pid())
+		}
+	})
+}
