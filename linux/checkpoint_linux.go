@@ -38,9 +38,6 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if c.InitPid <= 0 || c.cg == nil {
 		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
-	if c.Spec.Process.Terminal {
-		return fmt.Errorf("checkpoint %s: a container with a terminal cannot be checkpointed by this runtime yet: %w", c.ID, errdefs.ErrNotImplemented)
-	}
 	emptyNs, err := emptyNamespaceFlags(opts.EmptyNamespaces)
 	if err != nil {
 		return err
@@ -536,7 +533,19 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 
 	pid := 0
 	runHooks := c.createRuntimeHooks(ctx)
+	var console *os.File
+	defer func() {
+		if console != nil {
+			console.Close()
+		}
+	}()
 	notify := func(n criu.Notification) error {
+		if n.Script == "orphan-pts-master" && len(n.Files) > 0 && console == nil {
+			// The terminal's new master: CRIU made a pty pair whose
+			// slave the restored process holds, in place of the one
+			// whose master was the shim's.
+			console, n.Files = n.Files[0], n.Files[1:]
+		}
 		for _, f := range n.Files {
 			f.Close()
 		}
@@ -582,6 +591,12 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 	if pid <= 0 {
 		return fmt.Errorf("restore %s: CRIU did not say which process it restored", c.ID)
+	}
+	if c.Spec.Process.Terminal {
+		if console == nil {
+			return fmt.Errorf("restore %s: CRIU gave no terminal for a container with one (process.terminal)", c.ID)
+		}
+		c.Console, console = console, nil
 	}
 	c.InitPid = pid
 	c.restoreFrom = nil

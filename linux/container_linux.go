@@ -203,9 +203,6 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	}
 
 	if opts.Restore != nil {
-		if spec.Process.Terminal {
-			return nil, fmt.Errorf("restore %s: a container with a terminal cannot be restored by this runtime yet: %w", c.ID, errdefs.ErrNotImplemented)
-		}
 		c.restoreFrom = opts.Restore
 		return c, nil
 	}

@@ -485,6 +485,16 @@ func (r *restoreRunner) Start(ctx context.Context) (int, error) {
 	}
 	if r.pipes != nil {
 		r.pipes.Start()
+	} else {
+		// A terminal: the restored process got a new pty, whose master
+		// CRIU handed over.
+		io, err := attachIO(ctx, r.pr.stdio, nil, r.c.Console)
+		r.c.Console = nil
+		if err != nil {
+			_ = r.c.Signal(syscall.SIGKILL, true)
+			return 0, fmt.Errorf("terminal of restored %s: %w", r.pr.c.id, err)
+		}
+		r.pr.setIO(io)
 	}
 	pid := r.c.InitPid
 	if early, ok := r.s.register(pid, r.pr); ok {

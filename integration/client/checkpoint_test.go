@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -154,4 +155,66 @@ func TestClientCheckpointRestore(t *testing.T) {
 			t.Errorf("createRuntime hook saw pids %v, want the first init's and then the restored one's (%d)", pids, task.Pid())
 		}
 	})
+}
+
+// Issue 11: a container with a terminal is checkpointed and restored: the
+// restored shell keeps its counter and its terminal, a new pty whose
+// master CRIU hands to the shim, and its output reaches the new task's
+// stdout through it.
+func TestClientCheckpointRestoreTerminal(t *testing.T) {
+	if err := criuCheck(); err != nil {
+		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: %v", err)
+	}
+	forEachTarget(t, func(t *testing.T, tg target) {
+		tc := newCase(t, tg, "crtty")
+		var out syncBuffer
+		s := tc.start(cio.NewCreator(cio.WithStreams(nil, &out, nil), cio.WithTerminal), oci.WithTTY,
+			oci.WithProcessArgs("/bin/sh", "-c", "i=0; while true; do i=$((i+1)); echo tick $i $(tty); sleep 0.2; done"))
+		if !out.waitFor("tick 5 ", 20*time.Second) {
+			t.Fatalf("no ticks from the container: %q", out.String())
+		}
+		images := t.TempDir()
+		ctx, cancel := tc.callCtx()
+		defer cancel()
+		if _, err := s.task.Checkpoint(ctx, containerd.WithCheckpointImagePath(images), withCheckpointExit); err != nil {
+			t.Fatalf("checkpoint: %v", err)
+		}
+		<-s.exit
+		before := lastTick(out.String())
+		if _, err := s.task.Delete(ctx); err != nil {
+			t.Fatalf("delete the checkpointed task: %v", err)
+		}
+		s.task = nil
+
+		var out2 syncBuffer
+		task, err := s.container.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out2, nil), cio.WithTerminal), containerd.WithRestoreImagePath(images))
+		if err != nil {
+			t.Fatalf("new task from the checkpoint: %v", err)
+		}
+		s.task = task
+		if s.exit, err = task.Wait(tc.ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := task.Start(ctx); err != nil {
+			t.Fatalf("start (restore): %v", err)
+		}
+		if !out2.waitFor("tick "+strconv.Itoa(before+3)+" /dev/pts/", 20*time.Second) {
+			t.Fatalf("the restored shell did not go on from tick %d on its terminal: %q", before, out2.String())
+		}
+		if strings.Contains(out2.String(), "tick 1 ") {
+			t.Errorf("the restored shell started its count afresh: %q", out2.String())
+		}
+	})
+}
+
+// lastTick is the highest "tick N" in out.
+func lastTick(out string) int {
+	n := 0
+	for _, f := range strings.Split(out, "\n") {
+		var v int
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "tick %d", &v); err == nil && v > n {
+			n = v
+		}
+	}
+	return n
 }
