@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the integration suites (./integration, then the Go-client one in
-# ./integration/client), then hack/systemd-test.sh (the systemd cgroup
+# ./integration/client and the CRI's in ./integration/client/cri), then
+# hack/systemd-test.sh (the systemd cgroup
 # driver's cases against a private systemd), inside a KVM guest booted
 # with the cgroup v2 hierarchy only, since most hosts are pure v2 and the
 # one this may run on is not. The guest is the Debian kernel from /boot
@@ -177,10 +178,11 @@ main() {
 
 	# --- 2. Build on the host -------------------------------------------------
 	t0=$SECONDS
-	log "building integration.test, client.test and the shim"
+	log "building integration.test, client.test, cri.test and the shim"
 	(cd "$REPO" && go test -c -o "$share/integration.test" ./integration/)
 	# A module of its own (containerd's Go client): built from its directory.
 	(cd "$REPO/integration/client" && go test -c -o "$share/client.test" .)
+	(cd "$REPO/integration/client" && go test -c -o "$share/cri.test" ./cri/)
 	if [ -n "${MINI_SHIM_BIN:-}" ]; then
 		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
 		shim="$MINI_SHIM_BIN"
@@ -268,8 +270,9 @@ main() {
 	booted_at="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: guest up after \([0-9.]*\)s.*/\1/p' | head -n 1)"
 	tests_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: integration.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
 	client_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: client.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
+	cri_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: cri.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
 	sd_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: systemd-test.sh took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s, systemd-test.sh ${sd_took:-?}s)"
+	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s, cri.test ${cri_took:-?}s, systemd-test.sh ${sd_took:-?}s)"
 	if $no_boot && [ "$ACCEL" = kvm ]; then
 		# KVM that opens but cannot run this kernel is as good as none.
 		skip_loudly "the guest kernel did not reach /init within ${BOOT_TIMEOUT}s under KVM"

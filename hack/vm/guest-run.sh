@@ -86,6 +86,10 @@ run_suite integration.test "$VMTEST_WORKDIR" || rc=$?
 client_rc=0
 run_suite client.test "$VMTEST_WORKDIR/client" || client_rc=$?
 [ "$rc" != 0 ] || rc=$client_rc
+# And the CRI's (containerd 2.4 with its CRI plugins).
+cri_rc=0
+run_suite cri.test "$VMTEST_WORKDIR/client/cri" || cri_rc=$?
+[ "$rc" != 0 ] || rc=$cri_rc
 
 # The systemd driver on cgroup v2: hack/systemd-test.sh boots systemd as
 # PID 1 of private namespaces below this root cgroup and runs
