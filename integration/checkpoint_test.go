@@ -2,33 +2,17 @@ package integration
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
 
-// criuCheck is `criu check`'s verdict on this kernel, asked once.
-var criuCheck = sync.OnceValue(func() error {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "criu", "check").CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("criu check: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return nil
-})
-
-// requireCRIU skips t, loudly, where CRIU cannot run (Debian's 3.17 on
-// this host's 6.18 kernel); the cgroup v2 guest runs these cases.
+// requireCRIU skips t, loudly, where CRIU cannot run.
 func requireCRIU(t *testing.T) {
 	t.Helper()
-	if err := criuCheck(); err != nil {
-		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: %v", err)
+	if err := CRIUCheck(); err != nil {
+		t.Skipf("%s: %v", CRIUSkipMessage, err)
 	}
 }
 
@@ -41,17 +25,11 @@ const counterScript = "exec 3>/vol/count; i=0; while true; do i=$((i+1)); echo $
 // holds 1..n in order.
 func readCounter(t *testing.T, path string) int {
 	t.Helper()
-	data, err := os.ReadFile(path)
+	n, err := ReadCounterFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Fields(string(data))
-	for i, l := range lines {
-		if l != strconv.Itoa(i+1) {
-			t.Fatalf("%s: line %d is %q, want %d (the counter or its file offset was lost):\n%s", path, i+1, l, i+1, data)
-		}
-	}
-	return len(lines)
+	return n
 }
 
 // waitCounter waits until the counter passes n.
@@ -143,7 +121,7 @@ func TestCheckpointRestore(t *testing.T) {
 // is too new for Debian's CRIU), `ctr t checkpoint` fails with CRIU's
 // reason and the path of its log, and the container runs on as before.
 func TestCheckpointRefused(t *testing.T) {
-	if criuCheck() == nil {
+	if CRIUCheck() == nil {
 		t.Skip("CRIU works here: nothing refuses the dump")
 	}
 	forEachTarget(t, func(t *testing.T, tg target) {

@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,20 +17,9 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/minishim/containerd-shim-mini-v2/integration"
 )
-
-// criuCheck is `criu check`'s verdict on this kernel, asked once.
-var criuCheck = sync.OnceValue(func() error {
-	out, err := exec.Command("criu", "check").CombinedOutput()
-	if err != nil {
-		return &criuError{strings.TrimSpace(string(out))}
-	}
-	return nil
-})
-
-type criuError struct{ out string }
-
-func (e *criuError) Error() string { return "criu check: " + e.out }
 
 // withCheckpointExit ends the container with the dump.
 func withCheckpointExit(info *containerd.CheckpointTaskInfo) error {
@@ -45,25 +32,14 @@ func withCheckpointExit(info *containerd.CheckpointTaskInfo) error {
 	return nil
 }
 
-// readCount is the counter the container keeps in its tmpfs, after
-// checking the file holds 1..n in order.
+// readCount is the counter the container keeps in its tmpfs.
 func readCount(t *testing.T, pid uint32) int {
 	t.Helper()
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/root/tmp/count")
-	if os.IsNotExist(err) {
-		// Not yet made.
-		return 0
-	}
+	n, err := integration.ReadCounterFile("/proc/" + strconv.Itoa(int(pid)) + "/root/tmp/count")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Fields(string(data))
-	for i, l := range lines {
-		if l != strconv.Itoa(i+1) {
-			t.Fatalf("counter line %d is %q (the counter or its file offset was lost)", i+1, l)
-		}
-	}
-	return len(lines)
+	return n
 }
 
 func waitCount(t *testing.T, pid uint32, n int) int {
@@ -83,8 +59,8 @@ func waitCount(t *testing.T, pid uint32, n int) int {
 // brings it back, counting on from the dump's value (kept in a tmpfs,
 // through a descriptor at its offset).
 func TestClientCheckpointRestore(t *testing.T) {
-	if err := criuCheck(); err != nil {
-		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: %v", err)
+	if err := integration.CRIUCheck(); err != nil {
+		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
 	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "cr")
@@ -162,8 +138,8 @@ func TestClientCheckpointRestore(t *testing.T) {
 // master CRIU hands to the shim, and its output reaches the new task's
 // stdout through it.
 func TestClientCheckpointRestoreTerminal(t *testing.T) {
-	if err := criuCheck(); err != nil {
-		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: %v", err)
+	if err := integration.CRIUCheck(); err != nil {
+		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
 	}
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "crtty")

@@ -4,12 +4,12 @@ import (
 	"archive/tar"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/minishim/containerd-shim-mini-v2/integration"
 	runtime "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -18,8 +18,8 @@ import (
 // running) and the CRI writes the archive a kubelet keeps: CRIU's images
 // under checkpoint/, the spec and the container's config beside them.
 func TestCRICheckpointContainer(t *testing.T) {
-	if out, err := exec.Command("criu", "check").CombinedOutput(); err != nil {
-		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest: criu check: %v: %s", err, strings.TrimSpace(string(out)))
+	if err := integration.CRIUCheck(); err != nil {
+		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
 	}
 	forEachRuntime(t, func(t *testing.T, tg target) {
 		p := runPod(t, tg, "ckpt", false)
