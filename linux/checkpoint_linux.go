@@ -34,7 +34,7 @@ func (r *Runtime) criu() criu.Client {
 // as any); otherwise it runs on. A dump CRIU refuses
 // leaves the container as it was and fails naming CRIU's reason and its
 // log, copied into the bundle as criu-dump.log.
-func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) error {
+func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) (retErr error) {
 	if c.InitPid <= 0 || c.cg == nil {
 		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -53,9 +53,21 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if opts.ImagePath == "" {
 		return fmt.Errorf("checkpoint %s: no image path: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
+	// A failed dump leaves no half of itself: a directory this dump made
+	// or found empty is emptied again (one holding something else is not
+	// ours to clear).
+	fresh := false
+	if entries, err := os.ReadDir(opts.ImagePath); errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
+		fresh = true
+	}
 	if err := os.MkdirAll(opts.ImagePath, 0o700); err != nil {
 		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
 	}
+	defer func() {
+		if retErr != nil && fresh {
+			clearDir(opts.ImagePath)
+		}
+	}()
 	images, err := os.Open(opts.ImagePath)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
@@ -197,6 +209,17 @@ func (c *Container) stdioDescriptor(fd int, external []string) (string, []string
 	}
 	key := fmt.Sprintf("file[%x:%x]", mntID, st.Ino)
 	return key, append(external, key)
+}
+
+// clearDir removes what dir holds.
+func clearDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }
 
 // criuWorkDir opens dir, or a fresh one in the bundle that clean removes.

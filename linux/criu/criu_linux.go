@@ -93,6 +93,11 @@ func (c Client) CheckVersion(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("criu %s: version: %w", path, err)
 	}
+	return checkVersion(path, v)
+}
+
+// checkVersion refuses a criu older than MinVersion.
+func checkVersion(path string, v int) error {
 	if v < MinVersion {
 		return fmt.Errorf("criu %s is version %s; checkpoint and restore need CRIU %s or later: %w", path, VersionString(v), VersionString(MinVersion), errdefs.ErrFailedPrecondition)
 	}
