@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/containerd/cgroups/v3"
+	"github.com/containerd/errdefs"
 )
 
 // kernelDelegateList is where the kernel lists the files of a cgroup v2
@@ -17,12 +18,25 @@ import (
 const kernelDelegateList = "/sys/kernel/cgroup/delegate"
 
 // delegateContainerCgroup hands the cgroup of the container whose init is
-// initPid to the host uid of its process user uid. Only on cgroup v2: on
+// initPid to the host uid of its process user uid; mine says which of the
+// cgroup's processes are the container's. Only on cgroup v2: on
 // v1 (and beside v1, in a hybrid host's unified hierarchy) there is
 // nothing to hand, as with runc.
-func delegateContainerCgroup(cg Cgroup, initPid int, uid uint32) error {
+func delegateContainerCgroup(cg Cgroup, initPid int, uid uint32, mine func(pid int) bool) error {
 	if cgroups.Mode() != cgroups.Unified {
 		return nil
+	}
+	// A cgroup other processes share (one cgroupsPath for several
+	// containers) is not this container's to hand over: its root could
+	// move the others' processes.
+	pids, err := cg.Pids()
+	if err != nil {
+		return fmt.Errorf("cgroup delegation: %w", err)
+	}
+	for _, p := range pids {
+		if !mine(p) {
+			return fmt.Errorf("cgroup delegation (asked for by a cgroup namespace and a read-write /sys/fs/cgroup): cgroup %s holds process %d, which is not this container's: %w", cg.Path(), p, errdefs.ErrFailedPrecondition)
+		}
 	}
 	owner, err := cgroupDelegateOwner(initPid, uid)
 	if err == nil {

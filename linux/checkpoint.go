@@ -2,6 +2,7 @@ package linux
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -82,6 +83,11 @@ func writeCheckpointRecord(dir string, rec checkpointRecord) error {
 
 func readCheckpointRecord(dir string) (checkpointRecord, error) {
 	var rec checkpointRecord
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return rec, fmt.Errorf("checkpoint directory %s does not exist: %w", dir, errdefs.ErrNotFound)
+	} else if err != nil {
+		return rec, fmt.Errorf("checkpoint directory: %w", err)
+	}
 	data, err := os.ReadFile(filepath.Join(dir, checkpointRecordFile))
 	if os.IsNotExist(err) {
 		return rec, fmt.Errorf("%s holds no checkpoint made by this runtime (no %s): %w", dir, checkpointRecordFile, errdefs.ErrInvalidArgument)

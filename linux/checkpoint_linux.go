@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/containerd/cgroups/v3"
@@ -34,7 +35,7 @@ func (r *Runtime) criu() criu.Client {
 // as any); otherwise it runs on. A dump CRIU refuses
 // leaves the container as it was and fails naming CRIU's reason and its
 // log, copied into the bundle as criu-dump.log.
-func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) (retErr error) {
+func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) error {
 	if c.InitPid <= 0 || c.cg == nil {
 		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
@@ -63,11 +64,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if err := os.MkdirAll(opts.ImagePath, 0o700); err != nil {
 		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
 	}
-	defer func() {
-		if retErr != nil && fresh {
-			clearDir(opts.ImagePath)
-		}
-	}()
+
 	images, err := os.Open(opts.ImagePath)
 	if err != nil {
 		return fmt.Errorf("checkpoint %s: image path: %w", c.ID, err)
@@ -118,13 +115,18 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	}
 	cOpts.External = append(external, externalFiles...)
 	cOpts.ExtMnt = c.dumpExternalMounts()
-	if _, err := client.Do(ctx, criu.Request{Type: rpc.CriuReqType_DUMP, Opts: cOpts}); err != nil {
+	// Not cancelled halfway: a criu killed mid-dump would leave the
+	// container frozen (CRIU froze its cgroup) with parasite code in it.
+	if _, err := client.Do(context.WithoutCancel(ctx), criu.Request{Type: rpc.CriuReqType_DUMP, Opts: cOpts}); err != nil {
+		if fresh {
+			clearDir(opts.ImagePath)
+		}
 		return fmt.Errorf("checkpoint %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "dump.log", c.Bundle, "criu-dump.log"))
 	}
 	if err := writeCheckpointRecord(opts.ImagePath, rec); err != nil {
 		return err
 	}
-	if opts.CopyTo != "" && filepath.Clean(opts.CopyTo) != filepath.Clean(opts.ImagePath) {
+	if opts.CopyTo != "" && !sameDir(opts.CopyTo, opts.ImagePath) {
 		if err := copyImages(opts.ImagePath, opts.CopyTo); err != nil {
 			return fmt.Errorf("checkpoint %s: %w", c.ID, err)
 		}
@@ -132,8 +134,20 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	return nil
 }
 
-// copyImages copies a checkpoint's files (CRIU's image directory is flat)
-// into dst, linking where it can.
+// sameDir says whether a and b are one directory, however spelled.
+func sameDir(a, b string) bool {
+	if filepath.Clean(a) == filepath.Clean(b) {
+		return true
+	}
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
+}
+
+// copyImages copies a checkpoint's files into dst (CRIU's image directory
+// is flat, with a "parent" symlink for an incremental dump), linking
+// regular files where it can. What dst held under those names goes first:
+// writing through an old link would change the source.
 func copyImages(src, dst string) error {
 	if err := os.MkdirAll(dst, 0o700); err != nil {
 		return fmt.Errorf("image path %s: %w", dst, err)
@@ -143,15 +157,26 @@ func copyImages(src, dst string) error {
 		return err
 	}
 	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
 		from, to := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
-		if err := os.Link(from, to); err == nil {
-			continue
+		if err := os.RemoveAll(to); err != nil {
+			return fmt.Errorf("image path %s: %w", dst, err)
 		}
-		if err := copyImageFile(from, to); err != nil {
-			return fmt.Errorf("copy checkpoint file %s to %s: %w", e.Name(), dst, err)
+		switch {
+		case e.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(from)
+			if err == nil {
+				err = os.Symlink(target, to)
+			}
+			if err != nil {
+				return fmt.Errorf("copy checkpoint link %s to %s: %w", e.Name(), dst, err)
+			}
+		case e.Type().IsRegular():
+			if err := os.Link(from, to); err == nil {
+				continue
+			}
+			if err := copyImageFile(from, to); err != nil {
+				return fmt.Errorf("copy checkpoint file %s to %s: %w", e.Name(), dst, err)
+			}
 		}
 	}
 	return nil
@@ -469,6 +494,14 @@ func (c *Container) cgroupBinds() map[string]string {
 // place of the dumped pipes.
 func (c *Container) restore(ctx context.Context, client criu.Client) (retErr error) {
 	ro := c.restoreFrom
+	defer func() {
+		if retErr != nil && c.InitPid <= 0 {
+			// Whatever CRIU restored before the failure goes: the cgroup
+			// holds nothing else of the container's yet. Start may be
+			// tried again.
+			_ = killCgroup(c.cg, 5*time.Second, nil)
+		}
+	}()
 	if err := client.CheckVersion(ctx); err != nil {
 		return fmt.Errorf("restore %s: %w", c.ID, err)
 	}
@@ -555,7 +588,8 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 
 	pid := 0
-	runHooks := c.createRuntimeHooks(ctx)
+	hookPid := 0
+	runHooks := c.createRuntimeHooks(ctx, func() int { return hookPid })
 	var console *os.File
 	defer func() {
 		if console != nil {
@@ -578,7 +612,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 			// restored init's namespaces exist (a network plugin sets up
 			// the empty network namespace there).
 			if runHooks != nil {
-				c.InitPid = n.Pid
+				hookPid = n.Pid
 				return runHooks()
 			}
 		case "post-restore":
@@ -605,8 +639,6 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 		Started: started, Notify: notify,
 	})
 	if err != nil {
-		c.InitPid = 0
-		// CRIU kills what it restored when it fails.
 		return fmt.Errorf("restore %s: %w%s", c.ID, err, keepCriuLog(work.Name(), "restore.log", c.Bundle, "criu-restore.log"))
 	}
 	if pid == 0 {
@@ -615,27 +647,37 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	if pid <= 0 {
 		return fmt.Errorf("restore %s: CRIU did not say which process it restored", c.ID)
 	}
-	if c.Spec.Process.Terminal {
-		if console == nil {
-			return fmt.Errorf("restore %s: CRIU gave no terminal for a container with one (process.terminal)", c.ID)
-		}
-		c.Console, console = console, nil
+	if c.Spec.Process.Terminal && console == nil {
+		return fmt.Errorf("restore %s: CRIU gave no terminal for a container with one (process.terminal)", c.ID)
 	}
-	c.InitPid = pid
-	c.restoreFrom = nil
+	var pidNS uint64
 	if c.privatePid {
-		if c.pidNS, err = pidNamespaceOf(pid); err != nil {
+		if pidNS, err = pidNamespaceOf(pid); err != nil {
 			return fmt.Errorf("restore %s: %w", c.ID, err)
 		}
 	}
-	c.joinRestoredTimeNamespace()
+	if wantsCgroupDelegation(c.Spec) {
+		mine := func(p int) bool {
+			ino, err := pidNamespaceOf(p)
+			return pidNS == 0 || (err == nil && ino == pidNS)
+		}
+		if err := delegateContainerCgroup(c.cg, pid, c.Spec.Process.User.UID, mine); err != nil {
+			return fmt.Errorf("restore %s: %w", c.ID, err)
+		}
+	}
+	c.joinRestoredTimeNamespace(pid)
+	// Last: an exec may start once InitPid is set.
+	c.Console, console = console, nil
+	c.pidNS = pidNS
+	c.InitPid = pid
+	c.restoreFrom = nil
 	return writeState(c.Bundle, c.diskState())
 }
 
 // joinRestoredTimeNamespace: CRIU restores into a time namespace of its
 // own even where the spec asked for none; execs must join it too.
-func (c *Container) joinRestoredTimeNamespace() {
-	own, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", c.InitPid))
+func (c *Container) joinRestoredTimeNamespace(pid int) {
+	own, err1 := os.Readlink(fmt.Sprintf("/proc/%d/ns/time", pid))
 	host, err2 := os.Readlink("/proc/self/ns/time")
 	if err1 != nil || err2 != nil || own == host {
 		return

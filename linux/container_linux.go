@@ -255,7 +255,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			return writeState(c.Bundle, c.diskState())
 		},
 		seccompListener: c.seccompListener(specs.StateCreating),
-		hooks:           c.createRuntimeHooks(ctx),
+		hooks:           c.createRuntimeHooks(ctx, func() int { return c.InitPid }),
 		oomScoreAdj:     spec.Process.OOMScoreAdj,
 	})
 	if err != nil {
@@ -269,7 +269,8 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	// handed over. On v1 (and v1 hosts with a unified hierarchy beside)
 	// there is nothing to hand, as with runc.
 	if wantsCgroupDelegation(spec) {
-		if err := delegateContainerCgroup(c.cg, p.Pid, spec.Process.User.UID); err != nil {
+		// Nothing but init may be there yet.
+		if err := delegateContainerCgroup(c.cg, p.Pid, spec.Process.User.UID, func(pid int) bool { return pid == p.Pid }); err != nil {
 			return nil, err
 		}
 	}
@@ -279,13 +280,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 // createRuntimeHooks runs the prestart (deprecated, still what GPU
 // toolkits install) and then the createRuntime hooks, in the shim's
 // namespaces, once init's namespaces and mounts exist; nil without any.
-func (c *Container) createRuntimeHooks(ctx context.Context) func() error {
+func (c *Container) createRuntimeHooks(ctx context.Context, pid func() int) func() error {
 	h := c.Spec.Hooks
 	if h == nil || len(h.Prestart)+len(h.CreateRuntime) == 0 {
 		return nil
 	}
 	return func() error {
-		st := c.hookState(specs.StateCreating, c.InitPid)
+		st := c.hookState(specs.StateCreating, pid())
 		opts := c.hookOptions()
 		if err := hooks.Run(ctx, "prestart", h.Prestart, st, opts); err != nil {
 			return err

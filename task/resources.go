@@ -21,7 +21,11 @@ func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.E
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	if err := c.init.p.Pause(); err != nil {
+	// Not while a checkpoint runs: CRIU freezes and thaws the cgroup.
+	c.init.lifecycle.Lock()
+	err = c.init.p.Pause()
+	c.init.lifecycle.Unlock()
+	if err != nil {
 		return nil, toGRPC(err)
 	}
 	s.cfg.Publisher.Publish(ctx, topicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
@@ -34,7 +38,10 @@ func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	if err := c.init.p.Resume(); err != nil {
+	c.init.lifecycle.Lock()
+	err = c.init.p.Resume()
+	c.init.lifecycle.Unlock()
+	if err != nil {
 		return nil, toGRPC(err)
 	}
 	s.cfg.Publisher.Publish(ctx, topicResumed, &eventstypes.TaskResumed{ContainerID: c.id})

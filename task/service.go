@@ -615,9 +615,10 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 		return s.deleteExec(pr)
 	}
 	c := pr.c
-	if c.init.p.Status() == process.Created {
+	if c.init.p.Status() == process.Created && c.init.p.Pid() > 0 {
 		// containerd deletes a task it created but could not start; runc-v2
-		// kills such an init, and so do we.
+		// kills such an init, and so do we. One still to be restored from
+		// a checkpoint (pid 0) has no process to wait for.
 		if err := c.init.p.Kill(syscall.SIGKILL, false); err != nil && !errdefs.IsNotFound(err) {
 			return nil, toGRPC(err)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/containerd/v2/core/containers"
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
+	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/minishim/containerd-shim-mini-v2/integration"
@@ -92,6 +93,16 @@ func TestClientCheckpointRestore(t *testing.T) {
 			t.Fatalf("delete the checkpointed task: %v", err)
 		}
 		s.task = nil
+
+		// A task to restore that is deleted before its Start has nothing to
+		// wait for.
+		unstarted, err := s.container.NewTask(ctx, cio.NullIO, containerd.WithRestoreImagePath(images))
+		if err != nil {
+			t.Fatalf("new task from the checkpoint: %v", err)
+		}
+		if _, err := unstarted.Delete(ctx); err != nil {
+			t.Fatalf("delete a task to restore before its start: %v", err)
+		}
 
 		task, err := s.container.NewTask(ctx, cio.NullIO, containerd.WithRestoreImagePath(images))
 		if err != nil {
@@ -193,4 +204,50 @@ func lastTick(out string) int {
 		}
 	}
 	return n
+}
+
+// Issue 11, bad input: a restore from a directory that holds no checkpoint
+// of this runtime, or from none at all, fails at Start naming the path and
+// the cause (InvalidArgument, NotFound), and the task still deletes. CRIU
+// is asked for its version only, so this runs where it cannot dump.
+func TestClientRestoreBadInput(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		if tg.runtime != integration.MiniRuntime {
+			t.Skip("the messages are this runtime's")
+		}
+		cases := []struct {
+			name, path string
+			want       string
+			class      func(error) bool
+		}{
+			{"not-a-checkpoint", t.TempDir(), "holds no checkpoint made by this runtime", errdefs.IsInvalidArgument},
+			{"missing", filepath.Join(t.TempDir(), "none"), "does not exist", errdefs.IsNotFound},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				tc := newCase(t, tg, "rst"+c.name[:3])
+				ctx, cancel := tc.callCtx()
+				defer cancel()
+				cont, err := tc.client.NewContainer(ctx, tc.id, containerd.WithRuntime(tg.runtime, nil),
+					containerd.WithNewSpec(oci.WithRootFSPath(suite.Rootfs), oci.WithRootFSReadonly(), oci.WithProcessArgs("/bin/true")))
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := &started{container: cont}
+				t.Cleanup(func() { tc.remove(s) })
+				if s.task, err = cont.NewTask(ctx, cio.NullIO, containerd.WithRestoreImagePath(c.path)); err != nil {
+					t.Fatalf("new task: %v", err)
+				}
+				err = s.task.Start(ctx)
+				if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), c.path) || !c.class(err) {
+					t.Fatalf("start: %v, want an error of its class naming %s and %q", err, c.path, c.want)
+				}
+				t.Logf("%s on containerd %s says: %v", tg.runtime, tg.d.version.Name, err)
+				if _, err := s.task.Delete(ctx); err != nil {
+					t.Fatalf("delete the task whose restore failed: %v", err)
+				}
+				s.task = nil
+			})
+		}
+	})
 }

@@ -198,6 +198,10 @@ func converse(ctx context.Context, conn *os.File, req *rpc.CriuReq, notify func(
 	}
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(4*16))
+	// A notification the caller failed is refused; CRIU then undoes its
+	// work (kills what it restored, thaws what it froze) before its final
+	// answer, which is waited for.
+	var refused error
 	for ctx.Err() == nil {
 		n, oobn, _, _, err := unix.Recvmsg(int(conn.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
@@ -209,6 +213,12 @@ func converse(ctx context.Context, conn *os.File, req *rpc.CriuReq, notify func(
 		files, ferr := receivedFiles(oob[:oobn])
 		if n == 0 {
 			closeFiles(files)
+			if refused != nil {
+				return nil, refused
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			return nil, errors.New("criu closed the connection without an answer (it crashed?)")
 		}
 		if n == len(buf) {
@@ -223,6 +233,10 @@ func converse(ctx context.Context, conn *os.File, req *rpc.CriuReq, notify func(
 		if ferr != nil {
 			closeFiles(files)
 			return nil, ferr
+		}
+		if refused != nil && resp.GetType() != rpc.CriuReqType_NOTIFY {
+			closeFiles(files)
+			return nil, refused
 		}
 		if !resp.GetSuccess() {
 			closeFiles(files)
@@ -252,8 +266,8 @@ func converse(ctx context.Context, conn *os.File, req *rpc.CriuReq, notify func(
 		if _, err := conn.Write(ack); err != nil {
 			return nil, fmt.Errorf("answer criu's %s notification: %w", n2.Script, err)
 		}
-		if herr != nil {
-			return nil, fmt.Errorf("criu's %s notification: %w", n2.Script, herr)
+		if herr != nil && refused == nil {
+			refused = fmt.Errorf("criu's %s notification: %w", n2.Script, herr)
 		}
 	}
 	return nil, ctx.Err()
