@@ -35,6 +35,11 @@ func TestCRIUserNamespace(t *testing.T) {
 			t.Errorf("the CRI's Status does not report user namespaces for handler %s: %v", tg.handler, features)
 		}
 		p, err := runPodWith(t, tg, "userns", podUserns(usernsMapping, usernsMapping))
+		if err != nil && strings.Contains(err.Error(), "cannot be idmapped on this kernel") {
+			// The cgroup v2 guest's /tmp, where the snapshots live, is
+			// an overlay over 9p: the refusal is the one that says so.
+			t.Skipf("the image layers' filesystem cannot be idmapped here: %v", err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
