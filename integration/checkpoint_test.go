@@ -158,7 +158,7 @@ func TestCheckpointRefused(t *testing.T) {
 }
 
 // Issue 11: `ctr t checkpoint` of a paused container leaves it paused and
-// publishes TaskCheckpointed; containerd archives the images as a
+// (ours) publishes TaskCheckpointed; containerd archives the images as a
 // checkpoint image (ctr 1.6 sends no options to a runtime not named runc,
 // ctr 2.4 runc's).
 func TestCheckpointPaused(t *testing.T) {
@@ -181,10 +181,14 @@ func TestCheckpointPaused(t *testing.T) {
 		if res := tc.ctr("", "images", "list", "--quiet"); !strings.Contains(res.Stdout, ref) {
 			t.Errorf("no checkpoint image %q:\n%s", ref, res)
 		}
-		ctx, cancel := context.WithTimeout(tc.ctx, 10*time.Second)
-		defer cancel()
-		if _, err := tc.tg.d.events.WaitTopics(ctx, tc.c.Namespace, tc.id, "/tasks/checkpointed"); err != nil {
-			t.Errorf("no /tasks/checkpointed event: %v", err)
+		if tg.runtime == MiniRuntime {
+			// runc-v2 publishes none (containerd's runtime docs say a
+			// shim SHOULD).
+			ctx, cancel := context.WithTimeout(tc.ctx, 10*time.Second)
+			defer cancel()
+			if _, err := tc.tg.d.events.WaitTopics(ctx, tc.c.Namespace, tc.id, "/tasks/checkpointed"); err != nil {
+				t.Errorf("no /tasks/checkpointed event: %v", err)
+			}
 		}
 		if res := tc.ctr("", "tasks", "resume", tc.id); res.ExitCode != 0 {
 			t.Errorf("resume: %s", res)
