@@ -3,8 +3,12 @@ GO      ?= go
 PREFIX  ?= /usr/local
 BIN     := bin/containerd-shim-mini-v2
 # Stripped: smaller binary, fewer pages for each shim to map. Stack traces
-# keep their function names (pclntab stays).
-BUILDFLAGS := -trimpath -ldflags "-s -w"
+# keep their function names (pclntab stays). no_grpc leaves out the gRPC
+# service stubs of containerd/api's task package, and with them gRPC's
+# transport, x/net/trace and html/template: the shim speaks ttrpc only
+# (integration.ShimBuildTags says the same for the suites' own builds).
+BUILDTAGS  := no_grpc
+BUILDFLAGS := -trimpath -tags $(BUILDTAGS) -ldflags "-s -w"
 # Packages with goroutines run under the race detector.
 RACE_PKGS  := ./shim/... ./task/... ./process/... ./io/...
 PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/... ./runtimeopts/...
@@ -48,6 +52,8 @@ check-deps:
 
 vet:
 	$(GO) vet ./...
+	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2 | grep -qx google.golang.org/grpc; then \
+		echo "the shim links gRPC again: something beside containerd/api's task stubs imports google.golang.org/grpc"; exit 1; fi
 	cd $(CLIENT_DIR) && $(GO) vet ./...
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi

@@ -32,13 +32,16 @@ func RepoRoot() (string, error) {
 	}
 }
 
+// ShimBuildTags are the build tags the Makefile builds the shim with.
+const ShimBuildTags = "no_grpc"
+
 // BuildShim builds containerd-shim-mini-v2 (cgo on) into outDir and returns
 // its path. go's build cache keeps repeated builds cheap.
 func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
 	out := filepath.Join(outDir, ShimBinaryName(MiniRuntime))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-o", out, "./cmd/containerd-shim-mini-v2")
+	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-tags", ShimBuildTags, "-o", out, "./cmd/containerd-shim-mini-v2")
 	if cmd.ExitCode != 0 {
 		return "", fmt.Errorf("build %s: %s", out, cmd)
 	}
