@@ -32,9 +32,9 @@ func (r *Runtime) criu() criu.Client {
 
 // Checkpoint dumps container c with CRIU into opts.ImagePath. With
 // opts.Exit the container ends with the dump (its init's exit is reported
-// as any); otherwise it runs on. A dump CRIU refuses
-// leaves the container as it was and fails naming CRIU's reason and its
-// log, copied into the bundle as criu-dump.log.
+// as any); otherwise it runs on. A dump CRIU refuses leaves the container
+// as it was and fails naming CRIU's reason and its log, copied into the
+// bundle as criu-dump.log.
 func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointOpts) error {
 	if c.InitPid <= 0 || c.cg == nil {
 		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
@@ -422,14 +422,11 @@ func allDevicePaths(spec *specs.Spec) []string {
 	for _, d := range spec.Linux.Devices {
 		out = append(out, filepath.Clean(d.Path))
 	}
-	for _, d := range defaultDevicePaths {
-		out = append(out, d)
+	for _, d := range defaultDevices() {
+		out = append(out, d.Path)
 	}
 	return out
 }
-
-// defaultDevicePaths are the nodes createDevices makes in every container.
-var defaultDevicePaths = []string{"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"}
 
 // deviceBinds are the device nodes that are mounts (bound from the host
 // where mknod was not allowed).
