@@ -523,7 +523,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 	// CRIU wants the root to be a mount point whose parent is not
 	// mounted over: a bind of the rootfs of our own, for the restore only.
-	criuRoot := filepath.Join(c.Bundle, "criu-root")
+	criuRoot := filepath.Join(c.Bundle, criuRootDir)
 	if err := os.MkdirAll(criuRoot, 0o711); err != nil {
 		return fmt.Errorf("restore %s: %w", c.ID, err)
 	}
@@ -669,6 +669,23 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	c.InitPid = pid
 	c.restoreFrom = nil
 	return writeState(c.Bundle, c.diskState())
+}
+
+// criuRootDir, in the bundle, is where a restore binds the rootfs for
+// CRIU while it runs.
+const criuRootDir = "criu-root"
+
+// removeCriuRoot undoes a restore's rootfs bind that a shim dying
+// mid-restore left.
+func removeCriuRoot(bundle string) error {
+	dir := filepath.Join(bundle, criuRootDir)
+	if _, err := os.Lstat(dir); err != nil {
+		return nil
+	}
+	if err := UnmountRootfs(dir); err != nil {
+		return err
+	}
+	return os.Remove(dir)
 }
 
 // joinRestoredTimeNamespace: CRIU restores into a time namespace of its

@@ -100,3 +100,31 @@ func TestCheckpointRecord(t *testing.T) {
 		t.Errorf("read back %+v, %v; want %+v", got, err, want)
 	}
 }
+
+func TestRemoveCriuRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting needs root")
+	}
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	dir := filepath.Join(bundle, criuRootDir)
+	for _, d := range []string{rootfs, dir} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := unix.Mount(rootfs, dir, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if err := removeCriuRoot(bundle); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
+		t.Errorf("%s still there after removeCriuRoot: %v", dir, err)
+	}
+	// Nothing to do the second time, nor in a bundle that never restored.
+	if err := removeCriuRoot(bundle); err != nil {
+		t.Errorf("second call: %v", err)
+	}
+}

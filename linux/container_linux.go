@@ -468,6 +468,9 @@ func (c *Container) Destroy(ctx context.Context) error {
 			c.cg = nil
 		}
 	}
+	if err := removeCriuRoot(c.Bundle); err != nil {
+		errs = append(errs, err)
+	}
 	if c.rootfsMount != "" {
 		if err := UnmountRootfs(c.rootfsMount); err != nil {
 			errs = append(errs, err)
