@@ -352,6 +352,12 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", r.ID, err)
 	}
+	if r.ParentCheckpoint != "" {
+		// containerd never sends it; a restore follows the parent link
+		// CRIU keeps in the images, and a path given beside is refused
+		// rather than ignored.
+		return nil, fmt.Errorf("create %s: parent_checkpoint %q is not supported by this runtime's restore: %w", r.ID, r.ParentCheckpoint, errdefs.ErrNotImplemented)
+	}
 	checkpoint := r.Checkpoint
 	if checkpoint == "" {
 		// containerd 1.6 turns the options' CriuImagePath (the Go

@@ -82,6 +82,10 @@ func TestServiceErrors(t *testing.T) {
 			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noArgs})
 			return err
 		}, errdefs.IsInvalidArgument},
+		{"create with a parent checkpoint", func() error {
+			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noConfig, Checkpoint: "/x", ParentCheckpoint: "/y"})
+			return err
+		}, errdefs.IsNotImplemented},
 		{"create from checkpoint without config.json", func() error {
 			_, err := s.Create(ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: noConfig, Checkpoint: "/x"})
 			return err
