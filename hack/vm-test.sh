@@ -12,11 +12,11 @@
 # are built here: the guest has no Go toolchain.
 #
 #   hack/vm-test.sh [go test flags...]   e.g. hack/vm-test.sh -run TestRun
-#   (the flags are for the two suites; systemd-test.sh keeps -run Systemd)
+#   (the flags are for the three suites; systemd-test.sh keeps -run Systemd)
 #
 # Without a usable /dev/kvm it prints why, says the tests were SKIPPED and
 # exits 0. Otherwise it exits with the exit code of the first step that
-# failed (0 when all three passed), 124 on timeout and 125 when the guest
+# failed (0 when all passed), 124 on timeout and 125 when the guest
 # did not get as far as the tests.
 #
 # Environment:
@@ -181,8 +181,7 @@ main() {
 	log "building integration.test, client.test, cri.test and the shim"
 	(cd "$REPO" && go test -c -o "$share/integration.test" ./integration/)
 	# A module of its own (containerd's Go client): built from its directory.
-	(cd "$REPO/integration/client" && go test -c -o "$share/client.test" .)
-	(cd "$REPO/integration/client" && go test -c -o "$share/cri.test" ./cri/)
+	(cd "$REPO/integration/client" && go test -c -o "$share/" . ./cri/)
 	if [ -n "${MINI_SHIM_BIN:-}" ]; then
 		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
 		shim="$MINI_SHIM_BIN"
@@ -268,11 +267,14 @@ main() {
 	# --- 5. Verdict -----------------------------------------------------------
 	exit_line="$(tr -d '\r' <"$console" | grep -a -o 'VMTEST-EXIT=[0-9]*' | tail -n 1 || true)"
 	booted_at="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: guest up after \([0-9.]*\)s.*/\1/p' | head -n 1)"
-	tests_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: integration.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	client_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: client.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	cri_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: cri.test took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	sd_took="$(tr -d '\r' <"$console" | sed -n 's/^VMTEST-INFO: systemd-test.sh took \([0-9]*\)s.*/\1/p' | tail -n 1)"
-	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test ${tests_took:-?}s, client.test ${client_took:-?}s, cri.test ${cri_took:-?}s, systemd-test.sh ${sd_took:-?}s)"
+	# took STEP: how long the guest said STEP took, in seconds ("?": it
+	# did not say).
+	took() {
+		local s
+		s="$(tr -d '\r' <"$console" | sed -n "s/^VMTEST-INFO: $1 took \([0-9]*\)s.*/\1/p" | tail -n 1)"
+		echo "${s:-?}"
+	}
+	log "timings: build ${t_build}s, initramfs ${t_initramfs}s, vm ${t_vm}s (guest ready after ${booted_at:-?}s, integration.test $(took integration.test)s, client.test $(took client.test)s, cri.test $(took cri.test)s, systemd-test.sh $(took systemd-test.sh)s)"
 	if $no_boot && [ "$ACCEL" = kvm ]; then
 		# KVM that opens but cannot run this kernel is as good as none.
 		skip_loudly "the guest kernel did not reach /init within ${BOOT_TIMEOUT}s under KVM"

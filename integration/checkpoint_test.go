@@ -8,19 +8,6 @@ import (
 	"time"
 )
 
-// requireCRIU skips t, loudly, where CRIU cannot run.
-func requireCRIU(t *testing.T) {
-	t.Helper()
-	if err := CRIUCheck(); err != nil {
-		t.Skipf("%s: %v", CRIUSkipMessage, err)
-	}
-}
-
-// counterScript counts in the shell's memory, writing each value through
-// a descriptor opened once: a restore that lost the counter starts again
-// at 1, one that lost the descriptor's offset writes over the first lines.
-const counterScript = "exec 3>/vol/count; i=0; while true; do i=$((i+1)); echo $i >&3; sleep 0.1; done"
-
 // readCounter is the counter's last value, after checking that the file
 // holds 1..n in order.
 func readCounter(t *testing.T, path string) int {
@@ -32,20 +19,6 @@ func readCounter(t *testing.T, path string) int {
 	return n
 }
 
-// waitCounter waits until the counter passes n.
-func waitCounter(t *testing.T, path string, n int) int {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if c := readCounter(t, path); c > n {
-			return c
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("the counter in %s did not pass %d within 30s", path, n)
-	return 0
-}
-
 // Issue 11: `ctr c checkpoint --task` of a running container (ctr pauses
 // it, the dump leaves it running, ctr resumes it), then the container is
 // removed and `ctr c restore --live` brings it back from the checkpoint
@@ -54,7 +27,7 @@ func waitCounter(t *testing.T, path string, n int) int {
 // directory is bound again, the restored init is the task's pid, and it
 // execs, pauses and is killed like any other.
 func TestCheckpointRestore(t *testing.T) {
-	requireCRIU(t)
+	RequireCRIU(t)
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "cr")
 		data := SharedDir(t, suite.Dir, "data-", 0o755)
@@ -64,9 +37,9 @@ func TestCheckpointRestore(t *testing.T) {
 		pid := tc.startDetachedArgs(tc.runArgs([]string{"--detach",
 			"--mount", "type=tmpfs,src=tmpfs,dst=/vol,options=rw",
 			"--mount", "type=bind,src=" + data + ",dst=/data,options=rbind:ro",
-		}, testImage, "/bin/sh", "-c", counterScript))
+		}, testImage, "/bin/sh", "-c", CounterScript("/vol/count")))
 		count := func() string { return "/proc/" + pid + "/root/vol/count" }
-		waitCounter(t, count(), 5)
+		WaitCounter(t, count(), 5)
 
 		ref := "localhost/checkpoint/" + tc.id + ":1"
 		if res := tc.ctr("", "containers", "checkpoint", "--task", tc.id, ref); res.ExitCode != 0 {
@@ -78,7 +51,7 @@ func TestCheckpointRestore(t *testing.T) {
 			t.Fatalf("after a checkpoint that leaves it running: pid %q, want %s", got, pid)
 		}
 		atDump := readCounter(t, count())
-		waitCounter(t, count(), atDump)
+		WaitCounter(t, count(), atDump)
 
 		if res := tc.ctr("", "tasks", "kill", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {
 			t.Fatalf("kill: %s", res)
@@ -105,7 +78,7 @@ func TestCheckpointRestore(t *testing.T) {
 		if now := readCounter(t, count()); now < atDump-10 {
 			t.Fatalf("after the restore the counter is at %d, at the dump it was about %d: the process started afresh", now, atDump)
 		}
-		waitCounter(t, count(), atDump)
+		WaitCounter(t, count(), atDump)
 		if res := tc.exec("e1", "/bin/cat", "/data/marker"); res.ExitCode != 0 || res.Stdout != "host\n" {
 			t.Errorf("the host directory bound at /data after the restore: %s", res)
 		}
@@ -162,7 +135,7 @@ func TestCheckpointRefused(t *testing.T) {
 // checkpoint image (ctr 1.6 sends no options to a runtime not named runc,
 // ctr 2.4 runc's).
 func TestCheckpointPaused(t *testing.T) {
-	requireCRIU(t)
+	RequireCRIU(t)
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "crp")
 		pid := tc.startDetachedArgs(tc.runArgs([]string{"--detach"}, testImage, "/bin/sleep", "1000"))

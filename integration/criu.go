@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 )
 
@@ -24,8 +25,37 @@ var CRIUCheck = sync.OnceValue(func() error {
 	return nil
 })
 
-// CRIUSkipMessage is what a checkpoint case says when it skips.
-const CRIUSkipMessage = "SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest (make test-guest-focus)"
+// RequireCRIU skips t, loudly, where CRIU cannot run.
+func RequireCRIU(t testing.TB) {
+	t.Helper()
+	if err := CRIUCheck(); err != nil {
+		t.Skipf("SKIPPED: CRIU cannot run on this host, the checkpoint cases run in the cgroup v2 guest (make test-guest-focus): %v", err)
+	}
+}
+
+// CounterScript counts in the shell's memory, writing each value through
+// a descriptor opened once on path: a restore that lost the counter starts
+// again at 1, one that lost the descriptor's offset writes over the first
+// lines (ReadCounterFile tells).
+func CounterScript(path string) string {
+	return "exec 3>" + path + "; i=0; while true; do i=$((i+1)); echo $i >&3; sleep 0.1; done"
+}
+
+// WaitCounter waits until the counter in path passes n, and returns it.
+func WaitCounter(t testing.TB, path string, n int) int {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		c, err := ReadCounterFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c > n {
+			return c
+		}
+	}
+	t.Fatalf("the counter in %s did not pass %d within 30s", path, n)
+	return 0
+}
 
 // ReadCounterFile reads a file a container's counter writes one number a
 // line to, 1, 2, 3, ...: the count, or an error where a line is out of

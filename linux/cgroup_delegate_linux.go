@@ -52,11 +52,7 @@ func delegateContainerCgroup(cg Cgroup, initPid int, uid uint32, mine func(pid i
 // (uid, inside the container) is, read from init's uid_map: right for a
 // new user namespace, a joined one, and none (the identity map).
 func cgroupDelegateOwner(initPid int, uid uint32) (int, error) {
-	text, err := os.ReadFile("/proc/" + strconv.Itoa(initPid) + "/uid_map")
-	if err != nil {
-		return 0, fmt.Errorf("read init's uid_map: %w", err)
-	}
-	ranges, err := parseIDMapText(string(text))
+	ranges, err := readIDMap(strconv.Itoa(initPid), "uid_map")
 	if err != nil {
 		return 0, fmt.Errorf("init's uid_map: %w", err)
 	}

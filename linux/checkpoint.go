@@ -13,6 +13,7 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"google.golang.org/protobuf/proto"
 )
 
 // CheckpointOpts is what a checkpoint request asks for: containerd's runc
@@ -70,6 +71,26 @@ type checkpointRecord struct {
 	EmptyNs        uint32    `json:"empty_ns,omitempty"`
 }
 
+// criuOpts are the CRIU options a dump and its restore share: where the
+// images, the work dir and the log are, the root, and the dump's choices.
+func (rec checkpointRecord) criuOpts(images, work *os.File, logFile, root string) *rpc.CriuOpts {
+	return &rpc.CriuOpts{
+		ImagesDirFd:     proto.Int32(int32(images.Fd())),
+		WorkDirFd:       proto.Int32(int32(work.Fd())),
+		LogLevel:        proto.Int32(criuLogLevel),
+		LogFile:         proto.String(logFile),
+		Root:            proto.String(root),
+		ManageCgroups:   proto.Bool(true),
+		NotifyScripts:   proto.Bool(true),
+		OrphanPtsMaster: proto.Bool(true),
+		ShellJob:        proto.Bool(rec.ShellJob),
+		TcpEstablished:  proto.Bool(rec.TCPEstablished),
+		ExtUnixSk:       proto.Bool(rec.ExtUnixSk),
+		FileLocks:       proto.Bool(rec.FileLocks),
+		EmptyNs:         proto.Uint32(rec.EmptyNs),
+	}
+}
+
 func writeCheckpointRecord(dir string, rec checkpointRecord) error {
 	data, err := json.Marshal(rec)
 	if err != nil {
@@ -106,16 +127,12 @@ func readCheckpointRecord(dir string) (checkpointRecord, error) {
 // always is: its devices and rules are the network plugin's to set up
 // (runc's checkpoint always asks so), and dumping them needs iptables.
 func emptyNamespaceFlags(names []string) (uint32, error) {
-	mask := uint32(unix.CLONE_NEWNET)
 	for _, n := range names {
-		switch n {
-		case "network":
-			mask |= unix.CLONE_NEWNET
-		default:
+		if n != "network" {
 			return 0, fmt.Errorf("checkpoint options: empty namespace %q: only \"network\" can be restored empty: %w", n, errdefs.ErrInvalidArgument)
 		}
 	}
-	return mask, nil
+	return unix.CLONE_NEWNET, nil
 }
 
 // cgroupsMode maps CheckpointOpts.CgroupsMode to CRIU's; nil: CRIU's

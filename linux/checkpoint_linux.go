@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -25,9 +26,9 @@ import (
 // be understood.
 const criuLogLevel = 4
 
-func (r *Runtime) criu() criu.Client {
-	return criu.Client{Start: criu.Starter(r.start)}
-}
+// criu is the CRIU client of the container, whose criu processes the
+// shim's reaper collects.
+func (c *Container) criu() criu.Client { return criu.Client{Start: c.start} }
 
 // Checkpoint dumps container c with CRIU into opts.ImagePath. With
 // opts.Exit the container ends with the dump (its init's exit is reported
@@ -38,6 +39,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if c.InitPid <= 0 || c.cg == nil {
 		return fmt.Errorf("checkpoint %s: the container is not running: %w", c.ID, errdefs.ErrFailedPrecondition)
 	}
+	if opts.ImagePath == "" {
+		return fmt.Errorf("checkpoint %s: no image path: %w", c.ID, errdefs.ErrInvalidArgument)
+	}
 	emptyNs, err := emptyNamespaceFlags(opts.EmptyNamespaces)
 	if err != nil {
 		return err
@@ -46,12 +50,9 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	if err != nil {
 		return err
 	}
-	client := r.criu()
+	client := c.criu()
 	if err := client.CheckVersion(ctx); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
-	}
-	if opts.ImagePath == "" {
-		return fmt.Errorf("checkpoint %s: no image path: %w", c.ID, errdefs.ErrInvalidArgument)
 	}
 	// A failed dump leaves no half of itself: a directory this dump made
 	// or found empty is emptied again (one holding something else is not
@@ -79,31 +80,18 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 		FileLocks: opts.FileLocks, TCPEstablished: opts.OpenTCP, ExtUnixSk: opts.ExternalUnixSockets,
 		ShellJob: opts.Terminal, EmptyNs: emptyNs,
 	}
+	// Init's mounts, read once: which of its stdio files lie outside the
+	// container, and which of its paths are mounts.
+	mounts, _ := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
 	var externalFiles []string
 	for fd := range rec.Descriptors {
-		rec.Descriptors[fd], externalFiles = c.stdioDescriptor(fd, externalFiles)
+		rec.Descriptors[fd], externalFiles = c.stdioDescriptor(fd, mounts, externalFiles)
 	}
-	cOpts := &rpc.CriuOpts{
-		ImagesDirFd:     proto.Int32(int32(images.Fd())),
-		WorkDirFd:       proto.Int32(int32(work.Fd())),
-		LogLevel:        proto.Int32(criuLogLevel),
-		LogFile:         proto.String("dump.log"),
-		Root:            proto.String(RootfsPath(c.Spec, c.Bundle)),
-		Pid:             proto.Int32(int32(c.InitPid)),
-		ManageCgroups:   proto.Bool(true),
-		NotifyScripts:   proto.Bool(true),
-		OrphanPtsMaster: proto.Bool(true),
-		LeaveRunning:    proto.Bool(!opts.Exit),
-		ShellJob:        proto.Bool(opts.Terminal),
-		TcpEstablished:  proto.Bool(opts.OpenTCP),
-		ExtUnixSk:       proto.Bool(opts.ExternalUnixSockets),
-		FileLocks:       proto.Bool(opts.FileLocks),
-		EmptyNs:         proto.Uint32(emptyNs),
-		FreezeCgroup:    proto.String(c.freezerPath()),
-	}
-	if cgMode != nil {
-		cOpts.ManageCgroupsMode = cgMode
-	}
+	cOpts := rec.criuOpts(images, work, "dump.log", RootfsPath(c.Spec, c.Bundle))
+	cOpts.Pid = proto.Int32(int32(c.InitPid))
+	cOpts.LeaveRunning = proto.Bool(!opts.Exit)
+	cOpts.FreezeCgroup = proto.String(c.freezerPath())
+	cOpts.ManageCgroupsMode = cgMode
 	if opts.ParentPath != "" {
 		cOpts.ParentImg = proto.String(opts.ParentPath)
 		cOpts.TrackMem = proto.Bool(true)
@@ -113,7 +101,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 		return fmt.Errorf("checkpoint %s: %w", c.ID, err)
 	}
 	cOpts.External = append(external, externalFiles...)
-	cOpts.ExtMnt = c.dumpExternalMounts()
+	cOpts.ExtMnt = c.dumpExternalMounts(mounts)
 	// Not cancelled halfway: a criu killed mid-dump would leave the
 	// container frozen (CRIU froze its cgroup) with parasite code in it.
 	if _, err := client.Do(context.WithoutCancel(ctx), criu.Request{Type: rpc.CriuReqType_DUMP, Opts: cOpts}); err != nil {
@@ -203,9 +191,9 @@ func copyImageFile(from, to string) error {
 // shim's /dev/null for a task without that stream) is made external to
 // CRIU, which could not reopen it, by "file[mnt_id:inode]", the name it
 // is handed back by. Others (a file inside the container) CRIU reopens.
-func (c *Container) stdioDescriptor(fd int, external []string) (string, []string) {
+func (c *Container) stdioDescriptor(fd int, initMounts []MountinfoEntry, external []string) (string, []string) {
 	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd))
-	if err != nil || strings.HasPrefix(link, "pipe:") || strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "anon_inode:") {
+	if err != nil || initMounts == nil || strings.HasPrefix(link, "pipe:") || strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "anon_inode:") {
 		return link, external
 	}
 	info, err := os.ReadFile(fmt.Sprintf("/proc/%d/fdinfo/%d", c.InitPid, fd))
@@ -218,14 +206,8 @@ func (c *Container) stdioDescriptor(fd int, external []string) (string, []string
 			mntID, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	mounts, err := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
-	if err != nil || mntID < 0 {
+	if mntID < 0 || slices.ContainsFunc(initMounts, func(m MountinfoEntry) bool { return m.ID == mntID }) {
 		return link, external
-	}
-	for _, m := range mounts {
-		if m.ID == mntID {
-			return link, external
-		}
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd), &st); err != nil {
@@ -356,7 +338,7 @@ func externalNamespaceName(t specs.LinuxNamespaceType) (name, key string) {
 // binds, masked files (binds of /dev/null), device nodes bound from the
 // host, and on cgroup v1 without a cgroup namespace the container's
 // cgroup directories bound from the host.
-func (c *Container) dumpExternalMounts() []*rpc.ExtMountMap {
+func (c *Container) dumpExternalMounts(initMounts []MountinfoEntry) []*rpc.ExtMountMap {
 	var out []*rpc.ExtMountMap
 	add := func(key, val string) {
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(key), Val: proto.String(val)})
@@ -364,31 +346,25 @@ func (c *Container) dumpExternalMounts() []*rpc.ExtMountMap {
 	for dest := range externalBindMounts(c.Spec) {
 		add(dest, dest)
 	}
-	mounted := c.initMountpoints()
+	mounted := map[string]bool{}
+	for _, m := range initMounts {
+		mounted[m.MountPoint] = true
+	}
 	for _, p := range c.Spec.Linux.MaskedPaths {
 		fi, err := os.Stat(fmt.Sprintf("/proc/%d/root%s", c.InitPid, p))
 		if err == nil && !fi.IsDir() && mounted[p] {
 			add(p, "/dev/null")
 		}
 	}
-	for _, d := range c.deviceBinds(mounted) {
-		add(d, d)
+	// Device nodes that are mounts: bound from the host where mknod was
+	// not allowed.
+	for _, d := range allDevicePaths(c.Spec) {
+		if mounted[d] {
+			add(d, d)
+		}
 	}
 	for dest := range c.cgroupBinds() {
 		add(dest, dest)
-	}
-	return out
-}
-
-// initMountpoints are the mount points init sees.
-func (c *Container) initMountpoints() map[string]bool {
-	out := map[string]bool{}
-	mounts, err := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
-	if err != nil {
-		return out
-	}
-	for _, m := range mounts {
-		out[m.MountPoint] = true
 	}
 	return out
 }
@@ -401,18 +377,6 @@ func allDevicePaths(spec *specs.Spec) []string {
 	}
 	for _, d := range defaultDevices() {
 		out = append(out, d.Path)
-	}
-	return out
-}
-
-// deviceBinds are the device nodes that are mounts (bound from the host
-// where mknod was not allowed).
-func (c *Container) deviceBinds(mounted map[string]bool) []string {
-	var out []string
-	for _, d := range allDevicePaths(c.Spec) {
-		if mounted[d] {
-			out = append(out, d)
-		}
 	}
 	return out
 }

@@ -16,7 +16,6 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/minishim/containerd-shim-mini-v2/linux/criu"
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
@@ -359,7 +358,7 @@ func (c *Container) diskState() diskState {
 // fails Start.
 func (c *Container) Start(ctx context.Context) error {
 	if c.restoreFrom != nil {
-		return c.restore(ctx, criu.Client{Start: criu.Starter(c.start)})
+		return c.restore(ctx, c.criu())
 	}
 	if c.init == nil {
 		return fmt.Errorf("container %s: init is not waiting for start: %w", c.ID, errdefs.ErrFailedPrecondition)
@@ -427,12 +426,18 @@ func (c *Container) KillAll() error {
 // of its cgroup (as runc kills them all). Another container may share the
 // cgroup (one cgroupsPath for several, as ctr's `oci spec` writes), and its
 // processes are not ours to kill.
-func (c *Container) ownsPid(pid int) bool {
-	if c.pidNS == 0 {
-		return true
+func (c *Container) ownsPid(pid int) bool { return inPidNamespace(c.pidNS)(pid) }
+
+// inPidNamespace says of a pid whether it is in the pid namespace of inode
+// ns; every pid is, for ns 0 (no namespace of the container's own).
+func inPidNamespace(ns uint64) func(pid int) bool {
+	return func(pid int) bool {
+		if ns == 0 {
+			return true
+		}
+		ino, err := pidNamespaceOf(pid)
+		return err == nil && ino == ns
 	}
-	ino, err := pidNamespaceOf(pid)
-	return err == nil && ino == c.pidNS
 }
 
 // pidNamespaceOf is the inode of pid's pid namespace.

@@ -28,7 +28,7 @@ func Features() *features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		Hooks:         hooks.Names(),
-		MountOptions:  mountOptionNames(),
+		MountOptions:  mountOptionNames(idmap),
 		Linux: &features.Linux{
 			Namespaces:   implementedNamespaces(),
 			Capabilities: capabilityNames[:],
@@ -62,11 +62,12 @@ func implementedNamespaces() []string {
 }
 
 // mountOptionNames are the options a spec mount may carry, sorted; the
-// recursive and idmap ones only where the kernel has mount_setattr(2).
-func mountOptionNames() []string {
+// recursive and idmap ones only where the kernel has mount_setattr(2)
+// (setattr).
+func mountOptionNames(setattr bool) []string {
 	names := slices.Collect(maps.Keys(flagOptions))
 	names = slices.AppendSeq(names, maps.Keys(propagationOptions))
-	if mountSetattrWorks() {
+	if setattr {
 		names = slices.AppendSeq(names, maps.Keys(recursiveOptions))
 		names = append(names, "idmap", "ridmap")
 	}

@@ -54,7 +54,7 @@ func idmappedMounts(spec *specs.Spec) ([]idmappedMount, error) {
 			return fmt.Errorf("config.json: mounts[%d] (%s): "+format+": %w", append(append([]any{i, m.Destination}, args...), errdefs.ErrInvalidArgument)...)
 		}
 		flags, _, _ := ParseMountOptions(m.Options)
-		if m.Type != "bind" && flags&unix.MS_BIND == 0 {
+		if !isBindMount(m) {
 			return nil, invalid("idmapped mounts are only supported for bind mounts, not type %q", m.Type)
 		}
 		im := idmappedMount{index: i, uid: m.UIDMappings, gid: m.GIDMappings, tree: flags&unix.MS_REC != 0, recursive: ridmap}
@@ -167,9 +167,6 @@ func (r *Runtime) newUserNamespace(ctx context.Context, uid, gid []specs.LinuxID
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
 	// Closing our end lets the helper go (it exits when it reads EOF).
-	if dl, ok := ctx.Deadline(); ok {
-		_ = parent.SetDeadline(dl)
-	}
 	boot := namespaces{unshare: unix.CLONE_NEWUSER}
 	if err := writeBootstrap(parent, boot.bootstrap()); err != nil {
 		return -1, fmt.Errorf("user namespace helper: %w", err)

@@ -2,13 +2,11 @@ package linux
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/containerd/errdefs"
@@ -30,7 +28,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 			// Whatever CRIU restored before the failure goes: the cgroup
 			// holds nothing else of the container's yet. Start may be
 			// tried again.
-			_ = killCgroup(c.cg, 5*time.Second, nil)
+			_ = c.KillAll()
 		}
 	}()
 	if err := client.CheckVersion(ctx); err != nil {
@@ -67,24 +65,10 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 	defer func() { _ = unix.Unmount(criuRoot, unix.MNT_DETACH) }()
 
-	cOpts := &rpc.CriuOpts{
-		ImagesDirFd:     proto.Int32(int32(images.Fd())),
-		WorkDirFd:       proto.Int32(int32(work.Fd())),
-		LogLevel:        proto.Int32(criuLogLevel),
-		LogFile:         proto.String("restore.log"),
-		Root:            proto.String(criuRoot),
-		RstSibling:      proto.Bool(true),
-		EvasiveDevices:  proto.Bool(true),
-		ManageCgroups:   proto.Bool(true),
-		NotifyScripts:   proto.Bool(true),
-		OrphanPtsMaster: proto.Bool(true),
-		ShellJob:        proto.Bool(rec.ShellJob),
-		TcpEstablished:  proto.Bool(rec.TCPEstablished),
-		ExtUnixSk:       proto.Bool(rec.ExtUnixSk),
-		FileLocks:       proto.Bool(rec.FileLocks),
-		EmptyNs:         proto.Uint32(rec.EmptyNs),
-		ExtMnt:          c.restoreExternalMounts(),
-	}
+	cOpts := rec.criuOpts(images, work, "restore.log", criuRoot)
+	cOpts.RstSibling = proto.Bool(true)
+	cOpts.EvasiveDevices = proto.Bool(true)
+	cOpts.ExtMnt = c.restoreExternalMounts()
 	stdio := [3]*os.File{ro.Stdin, ro.Stdout, ro.Stderr}
 	for fd, name := range rec.Descriptors {
 		if (strings.HasPrefix(name, "pipe:") || strings.HasPrefix(name, "file[")) && stdio[fd] != nil {
@@ -111,8 +95,8 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 			cOpts.InheritFd = append(cOpts.InheritFd, &rpc.InheritFd{Key: proto.String(key), Fd: proto.Int32(int32(3 + len(extra)))})
 			continue
 		}
-		if name, ok := nsFiles[n.Type]; ok && (n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace) {
-			cOpts.JoinNs = append(cOpts.JoinNs, &rpc.JoinNamespace{Ns: proto.String(name), NsFile: proto.String(n.Path)})
+		if n.Type == specs.UTSNamespace || n.Type == specs.IPCNamespace {
+			cOpts.JoinNs = append(cOpts.JoinNs, &rpc.JoinNamespace{Ns: proto.String(nsFiles[n.Type]), NsFile: proto.String(n.Path)})
 			continue
 		}
 		return fmt.Errorf("restore %s: CRIU cannot join the %s namespace %s: %w", c.ID, n.Type, n.Path, errdefs.ErrNotImplemented)
@@ -188,11 +172,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 		}
 	}
 	if wantsCgroupDelegation(c.Spec) {
-		mine := func(p int) bool {
-			ino, err := pidNamespaceOf(p)
-			return pidNS == 0 || (err == nil && ino == pidNS)
-		}
-		if err := delegateContainerCgroup(c.cg, pid, c.Spec.Process.User.UID, mine); err != nil {
+		if err := delegateContainerCgroup(c.cg, pid, c.Spec.Process.User.UID, inPidNamespace(pidNS)); err != nil {
 			return fmt.Errorf("restore %s: %w", c.ID, err)
 		}
 	}
@@ -244,17 +224,13 @@ func (c *Container) joinRestoredTimeNamespace(pid int) {
 
 // cgroupRootsOf tells CRIU the cgroup of each hierarchy pid is in.
 func cgroupRootsOf(pid int) ([]*rpc.CgroupRoot, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	hierarchies, err := cgroupsOf(strconv.Itoa(pid))
 	if err != nil {
 		return nil, err
 	}
-	var out []*rpc.CgroupRoot
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		out = append(out, &rpc.CgroupRoot{Ctrl: proto.String(parts[1]), Path: proto.String(parts[2])})
+	out := make([]*rpc.CgroupRoot, 0, len(hierarchies))
+	for _, h := range hierarchies {
+		out = append(out, &rpc.CgroupRoot{Ctrl: proto.String(h.controllers), Path: proto.String(h.path)})
 	}
 	return out, nil
 }
@@ -263,29 +239,14 @@ func cgroupRootsOf(pid int) ([]*rpc.CgroupRoot, error) {
 // rootfs (a fresh snapshot lacks those the first run made).
 func prepareRestoreMountpoints(spec *specs.Spec, rootfs string) error {
 	dirs, files := restoreMountpoints(spec)
-	for _, d := range dirs {
-		p, err := resolveInRoot(rootfs, d)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return fmt.Errorf("mount point %s: %w", d, err)
-		}
-	}
-	for _, f := range files {
-		p, err := resolveInRoot(rootfs, f)
-		if err != nil {
-			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			return fmt.Errorf("mount point %s: %w", f, err)
-		}
-		fd, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil && !errors.Is(err, unix.EISDIR) {
-			return fmt.Errorf("mount point %s: %w", f, err)
-		}
-		if fd != nil {
-			fd.Close()
+	for _, m := range []struct {
+		paths []string
+		dir   bool
+	}{{dirs, true}, {files, false}} {
+		for _, p := range m.paths {
+			if _, err := createMountPoint(rootfs, p, m.dir); err != nil {
+				return fmt.Errorf("mount point %s: %w", p, err)
+			}
 		}
 	}
 	return nil

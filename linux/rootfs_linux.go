@@ -617,7 +617,7 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 		// A user namespace gets no fresh cgroup2 without a cgroup
 		// namespace it owns: show the host's tree, as runc does.
 		return mountAt(root, dest, true, func(target string) error {
-			return unix.Mount("/sys/fs/cgroup", target, "", unix.MS_BIND|unix.MS_REC, "")
+			return unix.Mount(cgroupRoot, target, "", unix.MS_BIND|unix.MS_REC, "")
 		}, flags, nil, nil)
 	}
 	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
@@ -666,8 +666,11 @@ type cgroupHierarchy struct {
 	path        string
 }
 
-func ownCgroups() ([]cgroupHierarchy, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
+func ownCgroups() ([]cgroupHierarchy, error) { return cgroupsOf("self") }
+
+// cgroupsOf is /proc/<pid>/cgroup ("self" for this process).
+func cgroupsOf(pid string) ([]cgroupHierarchy, error) {
+	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
 	if err != nil {
 		return nil, err
 	}

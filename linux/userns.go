@@ -1,6 +1,7 @@
 package linux
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math"
@@ -125,17 +126,13 @@ func idMapText(ranges []specs.LinuxIDMapping) string {
 
 // sameIDMaps compares mappings as sets of ranges.
 func sameIDMaps(a, b []specs.LinuxIDMapping) bool {
-	key := func(m specs.LinuxIDMapping) string { return fmt.Sprint(m.ContainerID, m.HostID, m.Size) }
-	ka, kb := make([]string, len(a)), make([]string, len(b))
-	for i := range a {
-		ka[i] = key(a[i])
+	byRange := func(x, y specs.LinuxIDMapping) int {
+		return cmp.Or(cmp.Compare(x.ContainerID, y.ContainerID), cmp.Compare(x.HostID, y.HostID), cmp.Compare(x.Size, y.Size))
 	}
-	for i := range b {
-		kb[i] = key(b[i])
-	}
-	slices.Sort(ka)
-	slices.Sort(kb)
-	return slices.Equal(ka, kb)
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.SortFunc(a, byRange)
+	slices.SortFunc(b, byRange)
+	return slices.Equal(a, b)
 }
 
 // parseIDMapText reads a /proc/PID/uid_map.

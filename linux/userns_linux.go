@@ -49,14 +49,10 @@ func checkJoinedIDMaps(path string, lx *specs.Linux) error {
 		if len(c.want) == 0 {
 			continue
 		}
-		text, err := os.ReadFile("/proc/" + m[1] + "/" + c.file)
+		have, err := readIDMap(m[1], c.file)
 		if errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("config.json: linux.namespaces: user namespace %s: process %s is gone: %w", path, m[1], errdefs.ErrNotFound)
 		}
-		if err != nil {
-			return fmt.Errorf("config.json: linux.namespaces: read the id maps of user namespace %s: %w", path, err)
-		}
-		have, err := parseIDMapText(string(text))
 		if err != nil {
 			return fmt.Errorf("config.json: linux.namespaces: user namespace %s: %w", path, err)
 		}
@@ -66,6 +62,15 @@ func checkJoinedIDMaps(path string, lx *specs.Linux) error {
 		}
 	}
 	return nil
+}
+
+// readIDMap reads process pid's uid_map or gid_map (file).
+func readIDMap(pid, file string) ([]specs.LinuxIDMapping, error) {
+	text, err := os.ReadFile("/proc/" + pid + "/" + file)
+	if err != nil {
+		return nil, err
+	}
+	return parseIDMapText(string(text))
 }
 
 // writeIDMaps maps the ids of the new user namespace process pid created.

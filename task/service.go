@@ -328,7 +328,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	s.mu.Lock()
 	if s.shuttingDown {
 		s.mu.Unlock()
-		return nil, fmt.Errorf("create %s: this shim (pid %d) is shutting down: %w", r.ID, os.Getpid(), errdefs.ErrUnavailable)
+		return nil, fmt.Errorf("create %s: this shim (pid %d) is shutting down: %w", r.ID, s.cfg.ShimPid, errdefs.ErrUnavailable)
 	}
 	if _, ok := s.containers[r.ID]; ok {
 		s.mu.Unlock()
@@ -429,7 +429,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	var runner process.Runner = initRunner{lc}
 	if checkpoint != "" {
-		runner = &restoreRunner{s: s, pr: c.init, c: lc, pipes: pipes}
+		runner = &restoreRunner{initRunner: initRunner{lc}, s: s, pr: c.init, pipes: pipes}
 	}
 	c.init.p = process.NewInit(r.ID, lc.InitPid, runner)
 	c.init.lifecycle.Lock()
@@ -474,46 +474,35 @@ func (r initRunner) Start(ctx context.Context) (int, error) {
 // restoreRunner brings a container's init back from a checkpoint at Start,
 // and is its init's runner from then on.
 type restoreRunner struct {
+	initRunner
 	s     *Service
 	pr    *proc
-	c     *linux.Container
 	pipes *shimio.Pipes // nil: no pipes (a terminal)
 }
 
 // Start restores the container (CRIU hands the new stdio to the restored
-// tree), starts copying its output and registers its pid; an exit that
-// comes first is kept while the restore is under way.
+// tree), starts copying its output, or a terminal's on the new pty master
+// CRIU handed over, and registers its pid; an exit that comes first is
+// kept while the restore is under way.
 func (r *restoreRunner) Start(ctx context.Context) (int, error) {
 	r.s.beginSpawn()
 	defer r.s.endSpawn()
 	if err := r.c.Start(ctx); err != nil {
 		return 0, err
 	}
-	if r.pipes != nil {
-		r.pipes.Start()
-	} else {
-		// A terminal: the restored process got a new pty, whose master
-		// CRIU handed over.
-		io, err := attachIO(ctx, r.pr.stdio, nil, r.c.Console)
-		r.c.Console = nil
-		if err != nil {
-			_ = r.c.Signal(syscall.SIGKILL, true)
-			return 0, fmt.Errorf("terminal of restored %s: %w", r.pr.c.id, err)
-		}
-		r.pr.setIO(io)
+	io, err := attachIO(ctx, r.pr.stdio, r.pipes, r.c.Console)
+	r.c.Console = nil
+	if err != nil {
+		_ = r.c.Signal(syscall.SIGKILL, true)
+		return 0, fmt.Errorf("terminal of restored %s: %w", r.pr.c.id, err)
 	}
+	r.pr.setIO(io)
 	pid := r.c.InitPid
 	if early, ok := r.s.register(pid, r.pr); ok {
 		go r.s.handleExit(context.WithoutCancel(ctx), r.pr, early)
 	}
 	return pid, nil
 }
-
-func (r *restoreRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
-
-func (r *restoreRunner) Pause() error { return r.c.Pause() }
-
-func (r *restoreRunner) Resume() error { return r.c.Resume() }
 
 func (r initRunner) Signal(sig syscall.Signal, all bool) error { return r.c.Signal(sig, all) }
 

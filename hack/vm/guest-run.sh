@@ -2,7 +2,7 @@
 # Second stage in the cgroup v2 guest, started by hack/vm/init after
 # switch_root: the root is the host's (copy-on-write), /vmtest is the host
 # directory hack/vm-test.sh prepared (test binaries, shim, env). Runs the
-# integration suites (integration.test, then client.test), then the systemd
+# integration suites (integration.test, client.test, cri.test), then the systemd
 # cgroup driver's cases against a private systemd (systemd-test.sh), and
 # reports "VMTEST-EXIT=<code>" on the console, the first failing step's
 # code or 0, then powers the guest off. Never returns: init must not exit.
@@ -79,17 +79,14 @@ run_suite() {
 	return "$rc"
 }
 
+# Every suite runs even when one before failed: its result is worth
+# having; the first failure's code is the one reported.
 rc=0
-run_suite integration.test "$VMTEST_WORKDIR" || rc=$?
-# The Go-client suite runs even when the first failed: its result is
-# worth having; the first failure's code is the one reported.
-client_rc=0
-run_suite client.test "$VMTEST_WORKDIR/client" || client_rc=$?
-[ "$rc" != 0 ] || rc=$client_rc
-# And the CRI's (containerd 2.4 with its CRI plugins).
-cri_rc=0
-run_suite cri.test "$VMTEST_WORKDIR/client/cri" || cri_rc=$?
-[ "$rc" != 0 ] || rc=$cri_rc
+keep_first() { [ "$rc" != 0 ] || rc=$1; }
+run_suite integration.test "$VMTEST_WORKDIR" || keep_first $?
+run_suite client.test "$VMTEST_WORKDIR/client" || keep_first $?
+# The CRI's: containerd 2.4 with its CRI plugins.
+run_suite cri.test "$VMTEST_WORKDIR/client/cri" || keep_first $?
 
 # The systemd driver on cgroup v2: hack/systemd-test.sh boots systemd as
 # PID 1 of private namespaces below this root cgroup and runs
@@ -99,14 +96,14 @@ run_suite cri.test "$VMTEST_WORKDIR/client/cri" || cri_rc=$?
 # breakage. systemd boots in about 4s under emulation; the boot timeout
 # leaves it room on a slow host.
 # A focused run (VMTEST_SYSTEMD=0) leaves it out.
-if [ "${VMTEST_SYSTEMD:-1}" != 0 ]; then
+if [ "$VMTEST_SYSTEMD" != 0 ]; then
 	echo "VMTEST-INFO: running systemd-test.sh (MINI_TEST_CONTAINERD=$MINI_TEST_CONTAINERD MINI_TEST_RUNTIMES=$MINI_TEST_RUNTIMES)"
 	start=$(date +%s)
 	SDTEST_REQUIRE=1 SDTEST_BOOT_TIMEOUT=180 SDTEST_TEST_BIN=/vmtest/integration.test \
 		SDTEST_REPO="$VMTEST_REPO" bash /vmtest/systemd-test.sh </dev/null 2>&1 | tee -a /vmtest/test.log
 	sd_rc=${PIPESTATUS[0]}
 	echo "VMTEST-INFO: systemd-test.sh took $(($(date +%s) - start))s"
-	[ "$rc" != 0 ] || rc=$sd_rc
+	keep_first "$sd_rc"
 fi
 
 # The suites remove what they made; anything left in the cgroup tree is a

@@ -33,25 +33,9 @@ func withCheckpointExit(info *containerd.CheckpointTaskInfo) error {
 	return nil
 }
 
-// readCount is the counter the container keeps in its tmpfs.
-func readCount(t *testing.T, pid uint32) int {
-	t.Helper()
-	n, err := integration.ReadCounterFile("/proc/" + strconv.Itoa(int(pid)) + "/root/tmp/count")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func waitCount(t *testing.T, pid uint32, n int) int {
-	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-		if c := readCount(t, pid); c > n {
-			return c
-		}
-	}
-	t.Fatalf("the counter did not pass %d within 30s", n)
-	return 0
+// countFile is where the container's counter writes, seen from the host.
+func countFile(pid uint32) string {
+	return "/proc/" + strconv.Itoa(int(pid)) + "/root/tmp/count"
 }
 
 // Issue 11, through the Go client: task.Checkpoint with
@@ -60,9 +44,7 @@ func waitCount(t *testing.T, pid uint32, n int) int {
 // brings it back, counting on from the dump's value (kept in a tmpfs,
 // through a descriptor at its offset).
 func TestClientCheckpointRestore(t *testing.T) {
-	if err := integration.CRIUCheck(); err != nil {
-		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
-	}
+	integration.RequireCRIU(t)
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "cr")
 		// A createRuntime hook logs the state it gets: at the create, and
@@ -74,8 +56,8 @@ func TestClientCheckpointRestore(t *testing.T) {
 		}
 		s := tc.start(cio.NullIO, withHook,
 			oci.WithMounts([]specs.Mount{{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"}}),
-			oci.WithProcessArgs("/bin/sh", "-c", "exec 3>/tmp/count; i=0; while true; do i=$((i+1)); echo $i >&3; sleep 0.1; done"))
-		waitCount(t, s.task.Pid(), 5)
+			oci.WithProcessArgs("/bin/sh", "-c", integration.CounterScript("/tmp/count")))
+		integration.WaitCounter(t, countFile(s.task.Pid()), 5)
 
 		images := t.TempDir()
 		ctx, cancel := tc.callCtx()
@@ -118,11 +100,14 @@ func TestClientCheckpointRestore(t *testing.T) {
 		if err := task.Start(ctx); err != nil {
 			t.Fatalf("start (restore): %v", err)
 		}
-		at := readCount(t, task.Pid())
+		at, err := integration.ReadCounterFile(countFile(task.Pid()))
+		if err != nil {
+			t.Fatal(err)
+		}
 		if at < 5 {
 			t.Errorf("restored counter at %d, the dump was past 5: it started afresh", at)
 		}
-		waitCount(t, task.Pid(), at)
+		integration.WaitCounter(t, countFile(task.Pid()), at)
 		if st, err := task.Status(ctx); err != nil || st.Status != containerd.Running {
 			t.Errorf("restored task status %v (%v), want running", st.Status, err)
 		}
@@ -149,9 +134,7 @@ func TestClientCheckpointRestore(t *testing.T) {
 // master CRIU hands to the shim, and its output reaches the new task's
 // stdout through it.
 func TestClientCheckpointRestoreTerminal(t *testing.T) {
-	if err := integration.CRIUCheck(); err != nil {
-		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
-	}
+	integration.RequireCRIU(t)
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "crtty")
 		var out syncBuffer

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -46,12 +45,12 @@ func TestClientUserTimeNamespaces(t *testing.T) {
 		if !strings.Contains(out.String(), "map 0 100000 65536") {
 			t.Errorf("the container's uid_map: %q, want 0 100000 65536", out.String())
 		}
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.task.Pid()))
+		uid, err := integration.ProcStatusField(int(s.task.Pid()), "Uid")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !strings.Contains(string(status), "\nUid:\t100000\t") {
-			t.Errorf("init is not host uid 100000:\n%s", status)
+		if !strings.HasPrefix(uid, "100000\t") {
+			t.Errorf("init is not host uid 100000: Uid: %s", uid)
 		}
 		if !timens {
 			return

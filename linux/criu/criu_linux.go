@@ -28,8 +28,9 @@ import (
 const MinVersion = 31400
 
 // Starter starts cmd and delivers its exit status; the shim's reaper
-// provides it (nothing here may call cmd.Wait).
-type Starter func(cmd *exec.Cmd) (<-chan int, error)
+// provides it (nothing here may call cmd.Wait). An alias, so linux's
+// starter fits as it is.
+type Starter = func(cmd *exec.Cmd) (<-chan int, error)
 
 // Client runs criu.
 type Client struct {

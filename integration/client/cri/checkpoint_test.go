@@ -18,9 +18,7 @@ import (
 // running) and the CRI writes the archive a kubelet keeps: CRIU's images
 // under checkpoint/, the spec and the container's config beside them.
 func TestCRICheckpointContainer(t *testing.T) {
-	if err := integration.CRIUCheck(); err != nil {
-		t.Skipf("%s: %v", integration.CRIUSkipMessage, err)
-	}
+	integration.RequireCRIU(t)
 	forEachRuntime(t, func(t *testing.T, tg target) {
 		p := runPod(t, tg, "ckpt", false)
 		c := p.start("counter", &runtime.ContainerConfig{

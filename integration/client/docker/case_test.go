@@ -102,22 +102,20 @@ func createBox(t *testing.T, ctx context.Context, d *dockerd, tg target, cfg *co
 	view := *suite.c
 	view.Namespace = d.opts.namespace
 	b := &box{t: t, d: d, c: &view, tg: tg, id: res.ID}
+	// The harness's leak check runs after the removal, registered next.
+	view.WatchCase(t, integration.ShimBinaryName(tg.runtime), b.id, suite.Rootfs, func() {})
 	t.Cleanup(b.remove)
 	return b
 }
 
-// remove removes the container and checks that nothing of it is left.
+// remove removes the container and checks that dockerd left no mount of
+// it; WatchCase checks the rest.
 func (b *box) remove() {
 	t := b.t
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if _, err := b.d.client.ContainerRemove(ctx, b.id, client.ContainerRemoveOptions{Force: true}); err != nil && !errdefs.IsNotFound(err) {
 		t.Errorf("remove container %s: %v", b.id, err)
-	}
-	shim := integration.ShimBinaryName(b.tg.runtime)
-	if leaks := b.c.WaitNoLeaks(ctx, shim, b.id, 10*time.Second); len(leaks) > 0 {
-		t.Errorf("container %s left behind: %v", b.id, leaks)
-		b.c.ForceCleanup(ctx, shim, b.id)
 	}
 	mounts, err := integration.MountsUnder(b.d.opts.dir)
 	if err != nil {

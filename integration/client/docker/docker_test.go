@@ -190,7 +190,6 @@ func TestDockerStopKillRestartPause(t *testing.T) {
 			t.Errorf("after a graceful stop: state %+v, want exit code 42 (the TERM trap)", st)
 		}
 
-		firstPid := 0
 		if _, err := suite.docker.client.ContainerRestart(ctx, b.id, client.ContainerRestartOptions{Timeout: &timeout}); err != nil {
 			t.Fatalf("restart: %v", err)
 		}
@@ -198,7 +197,7 @@ func TestDockerStopKillRestartPause(t *testing.T) {
 		if !st.Running || st.Pid <= 0 {
 			t.Fatalf("after restart: state %+v, want running", st)
 		}
-		firstPid = st.Pid
+		firstPid := st.Pid
 		waitLog(t, b, "ready", 2)
 		// Restart again while it runs: stopped (TERM) and started anew.
 		if _, err := suite.docker.client.ContainerRestart(ctx, b.id, client.ContainerRestartOptions{Timeout: &timeout}); err != nil {

@@ -46,7 +46,6 @@ type dockerd struct {
 	host   string // unix://.../d.sock
 	log    string
 	client *client.Client
-	shared bool // opts.dir is bound onto itself, shared with the daemon's mount namespace
 
 	cmd  *exec.Cmd
 	done chan struct{}
@@ -189,7 +188,6 @@ func (d *dockerd) remapCommand(args []string) ([]string, error) {
 	if err := unix.Mount(o.dir, o.dir, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("bind %s: %w", o.dir, err)
 	}
-	d.shared = true
 	if err := unix.Mount("", o.dir, "", unix.MS_SHARED, ""); err != nil {
 		return nil, fmt.Errorf("make %s shared: %w", o.dir, err)
 	}
@@ -228,9 +226,8 @@ func (d *dockerd) stop() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// Deepest first; the dir's own bind last.
-	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
-	for _, m := range mounts {
+	// Innermost first; the dir's own bind last.
+	for _, m := range slices.Backward(mounts) {
 		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
 			errs = append(errs, fmt.Errorf("unmount %s: %w", m, err))
 		}
@@ -248,22 +245,4 @@ func (d *dockerd) logTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// logAbout is the daemon's log lines that mention s, at most max of them.
-func (d *dockerd) logAbout(s string, max int) string {
-	raw, err := os.ReadFile(d.log)
-	if err != nil {
-		return err.Error()
-	}
-	var out []string
-	for _, l := range strings.Split(string(raw), "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	if len(out) > max {
-		out = out[len(out)-max:]
-	}
-	return strings.Join(out, "\n")
 }
