@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	runtimeoptions "github.com/containerd/containerd/api/types/runtimeoptions/v1"
@@ -122,7 +123,9 @@ const maxOptionsFile = 1 << 20
 // readOptionsFile reads the file containerd's config names as ConfigPath:
 // a regular file, of sane size.
 func readOptionsFile(p string) ([]byte, error) {
-	f, err := os.Open(p)
+	// Non-blocking: a fifo named here must fail the regular-file check,
+	// not hang the open.
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		var class error = errdefs.ErrInvalidArgument
 		if errors.Is(err, os.ErrNotExist) {

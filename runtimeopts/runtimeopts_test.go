@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -73,6 +74,10 @@ func TestGenericRuntimeOptions(t *testing.T) {
 	if err := os.WriteFile(file, []byte("NoNewKeyring = true\nShimCgroup = \"/x\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	anyOf := func(o *runtimeoptions.Options) *anypb.Any {
 		a, err := anypb.New(o)
 		if err != nil {
@@ -95,6 +100,8 @@ func TestGenericRuntimeOptions(t *testing.T) {
 		{name: "unknown key", opts: &runtimeoptions.Options{ConfigBody: []byte("NoNewKeyring = true\nBogus = 1\n")}, class: errdefs.IsInvalidArgument, want: "Bogus"},
 		{name: "wrong type", opts: &runtimeoptions.Options{ConfigBody: []byte("IoUid = \"x\"\n")}, class: errdefs.IsInvalidArgument, want: "options table"},
 		{name: "missing file", opts: &runtimeoptions.Options{ConfigPath: file + ".nope"}, class: errdefs.IsNotFound, want: ".nope"},
+		// Refused at once: a fifo with no writer must not hang the open.
+		{name: "fifo", opts: &runtimeoptions.Options{ConfigPath: fifo}, class: errdefs.IsInvalidArgument, want: "not a regular file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
