@@ -41,6 +41,8 @@ type config struct {
 	// load, counting lost output.
 	load     bool
 	loadRuns int
+	// direct: only the runtime-level figures (see direct.go).
+	direct bool
 }
 
 func main() {
@@ -57,6 +59,7 @@ func main() {
 	flag.IntVar(&cfg.execs, "execs", 5000, "with -soak: execs into one container per runtime")
 	flag.BoolVar(&cfg.load, "load", false, "load instead: concurrent runs printing 2000 lines each under cpu burners, lost output counted")
 	flag.IntVar(&cfg.loadRuns, "load-runs", 200, "with -load: runs per runtime")
+	flag.BoolVar(&cfg.direct, "direct", false, "only the runtime-level figures: each shim driven over ttrpc, no containerd in the path")
 	flag.Parse()
 	cfg.versions = strings.Split(versions, ",")
 	if cfg.runs < 1 {
@@ -98,6 +101,10 @@ func run(cfg config) error {
 			on = soakOn
 		case cfg.load:
 			on = loadOn
+		case cfg.direct:
+			on = func(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
+				return directBenchOn(ctx, cfg, c, directRuntimes(cfg, shimDir, v), rootfs)
+			}
 		}
 		if err := withContainerd(ctx, v, shimDir, func(c *integration.Containerd) error { return on(ctx, cfg, c, v, rootfs) }); err != nil {
 			return err
@@ -285,29 +292,38 @@ func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v int
 	return execs, floor, nil
 }
 
-// interleave runs every cell once per round, cfg.warmup rounds unmeasured
-// and then cfg.runs measured ones, in reverse order every other measured
-// round, so no cell always goes first (on a warmer cache) or always follows
-// the same other one. times[k] are cell k's measured durations.
+// interleave runs every cell once per round (see rounds); times[k] are
+// cell k's measured durations.
 func interleave(cfg config, cells []func() (time.Duration, error)) (times [][]time.Duration, err error) {
 	times = make([][]time.Duration, len(cells))
+	err = rounds(cfg, len(cells), func(k int, measured bool) error {
+		d, err := cells[k]()
+		if err == nil && measured {
+			times[k] = append(times[k], d)
+		}
+		return err
+	})
+	return times, err
+}
+
+// rounds calls cell(k, measured) for every k < cells once per round,
+// cfg.warmup rounds unmeasured and then cfg.runs measured ones, in reverse
+// order every other measured round, so no cell always goes first (on a
+// warmer cache) or always follows the same other one.
+func rounds(cfg config, cells int, cell func(k int, measured bool) error) error {
 	for i := 0; i < cfg.warmup+cfg.runs; i++ {
 		measured := i >= cfg.warmup
-		for j := range cells {
+		for j := 0; j < cells; j++ {
 			k := j
 			if measured && (i-cfg.warmup)%2 == 1 {
-				k = len(cells) - 1 - j
+				k = cells - 1 - j
 			}
-			d, err := cells[k]()
-			if err != nil {
-				return nil, err
-			}
-			if measured {
-				times[k] = append(times[k], d)
+			if err := cell(k, measured); err != nil {
+				return err
 			}
 		}
 	}
-	return times, nil
+	return nil
 }
 
 func label(slot, runtime string) string {

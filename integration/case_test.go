@@ -56,8 +56,15 @@ type tcase struct {
 // the cgroup tree are shared between them) and registers its cleanups.
 func newCase(t *testing.T, tg target, label string) *tcase {
 	t.Helper()
+	return newCaseIn(t, tg, tg.d.c, fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), RuntimeTag(tg.runtime), RandomSuffix()))
+}
+
+// newCaseIn is a case of container id driven through c: tg's daemon seen
+// from another namespace, say.
+func newCaseIn(t *testing.T, tg target, c *Containerd, id string) *tcase {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	tc := &tcase{t: t, tg: tg, c: tg.d.c, ctx: ctx, id: fmt.Sprintf("%s-%s-%s-%s", label, tg.d.version.Tag(), RuntimeTag(tg.runtime), RandomSuffix())}
+	tc := &tcase{t: t, tg: tg, c: c, ctx: ctx, id: id}
 	tc.c.WatchCase(t, ShimBinaryName(tg.runtime), tc.id, suite.Rootfs, cancel)
 	return tc
 }

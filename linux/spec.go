@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -232,30 +233,58 @@ func (ns namespaces) bootstrap() []byte {
 	return []byte(b.String())
 }
 
-// ShimGroup is the key a container's shim socket is named by: its group
-// annotation in bundle/config.json, else its own id.
-func ShimGroup(bundle, id string) (string, error) {
+// ShimGroupAnnotation chooses a container's shim grouping (a value of
+// runtimeopts.ShimGroupModes) over the runtime options' ShimGroup.
+const ShimGroupAnnotation = "io.containerd.mini.v2.shim-group"
+
+// Group names the shim a container belongs to.
+type Group struct {
+	// Name keys the shim's socket.
+	Name string
+	// AllNamespaces: one shim serves every containerd namespace (the node
+	// grouping), so its socket is named without the namespace.
+	AllNamespaces bool
+}
+
+// ShimGroup is the shim a container's socket is named by, from its
+// annotations in bundle/config.json and the grouping mode of the runtime
+// options: by pod (the default), the runc-v2 group annotation, else the
+// CRI sandbox id, else the container's own id; by namespace or by node, one
+// name for all. Group names made here hold a colon, which no container id
+// does, so they never meet a pod's.
+func ShimGroup(bundle, id, mode string) (Group, error) {
 	path := filepath.Join(bundle, "config.json")
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return id, nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
 	var spec struct {
 		Annotations map[string]string `json:"annotations"`
 	}
-	if err := json.Unmarshal(b, &spec); err != nil {
-		return "", fmt.Errorf("parse %s: %w", path, err)
-	}
-	// These put several containers in one shim, in this order of
-	// preference: the keys containerd's runc shim honours, so a pod keeps
-	// one shim whichever runtime serves it.
-	for _, key := range []string{"io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"} {
-		if g := spec.Annotations[key]; g != "" {
-			return g, nil
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return Group{}, fmt.Errorf("read %s: %w", path, err)
+	default:
+		if err := json.Unmarshal(b, &spec); err != nil {
+			return Group{}, fmt.Errorf("parse %s: %w", path, err)
 		}
 	}
-	return id, nil
+	if m, ok := spec.Annotations[ShimGroupAnnotation]; ok {
+		if err := runtimeopts.CheckShimGroup(path+": annotation "+ShimGroupAnnotation, m); err != nil {
+			return Group{}, err
+		}
+		mode = m
+	}
+	switch mode {
+	case "namespace":
+		return Group{Name: "mini:namespace"}, nil
+	case "node":
+		return Group{Name: "mini:node", AllNamespaces: true}, nil
+	}
+	// The keys containerd's runc shim honours, in its order of
+	// preference, so a pod keeps one shim whichever runtime serves it.
+	for _, key := range []string{"io.containerd.runc.v2.group", "io.kubernetes.cri.sandbox-id"} {
+		if g := spec.Annotations[key]; g != "" {
+			return Group{Name: g}, nil
+		}
+	}
+	return Group{Name: id}, nil
 }

@@ -109,12 +109,20 @@ func TestSpecShimGroup(t *testing.T) {
 	tests := []struct {
 		name   string
 		config string // "" means no config.json
-		want   string
+		mode   string
+		want   Group
+		bad    bool
 	}{
-		{name: "no config", want: "c1"},
-		{name: "no annotations", config: `{"ociVersion":"1.0.2"}`, want: "c1"},
-		{name: "sandbox id", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}`, want: "pod"},
-		{name: "explicit group wins", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.containerd.runc.v2.group":"g"}}`, want: "g"},
+		{name: "no config", want: Group{Name: "c1"}},
+		{name: "no annotations", config: `{"ociVersion":"1.0.2"}`, want: Group{Name: "c1"}},
+		{name: "sandbox id", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}`, want: Group{Name: "pod"}},
+		{name: "explicit group wins", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod","io.containerd.runc.v2.group":"g"}}`, want: Group{Name: "g"}},
+		{name: "pod mode", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}`, mode: "pod", want: Group{Name: "pod"}},
+		{name: "namespace mode", config: `{"annotations":{"io.kubernetes.cri.sandbox-id":"pod"}}`, mode: "namespace", want: Group{Name: "mini:namespace"}},
+		{name: "node mode, no config", mode: "node", want: Group{Name: "mini:node", AllNamespaces: true}},
+		{name: "annotation wins", config: `{"annotations":{"io.containerd.mini.v2.shim-group":"namespace"}}`, mode: "node", want: Group{Name: "mini:namespace"}},
+		{name: "annotation back to pod", config: `{"annotations":{"io.containerd.mini.v2.shim-group":"pod"}}`, mode: "node", want: Group{Name: "c1"}},
+		{name: "bad annotation", config: `{"annotations":{"io.containerd.mini.v2.shim-group":"rack"}}`, bad: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -124,12 +132,18 @@ func TestSpecShimGroup(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := ShimGroup(dir, "c1")
+			got, err := ShimGroup(dir, "c1", tt.mode)
+			if tt.bad {
+				if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), ShimGroupAnnotation) {
+					t.Fatalf("got %+v, %v; want InvalidArgument naming the annotation", got, err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tt.want {
-				t.Fatalf("group = %q, want %q", got, tt.want)
+				t.Fatalf("group = %+v, want %+v", got, tt.want)
 			}
 		})
 	}

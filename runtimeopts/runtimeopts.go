@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"syscall"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -18,6 +20,20 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
+// Options are the runtime options this runtime reads: runc's, and how
+// containers share a shim, which only the generic options' TOML carries.
+type Options struct {
+	*runcoptions.Options
+	// ShimGroup is "" or one of ShimGroupModes.
+	ShimGroup string
+}
+
+// ShimGroupModes are the values the ShimGroup option (and the
+// io.containerd.mini.v2.shim-group annotation) take: one shim per pod
+// (runc-v2's grouping, the default), per containerd namespace, or per
+// node (every namespace of one containerd).
+var ShimGroupModes = []string{"pod", "namespace", "node"}
+
 // Decode reads the runtime options containerd sent, in either form it
 // uses for this runtime:
 //
@@ -26,8 +42,8 @@ import (
 //   - CRI's generic type (runtimeoptions.v1.Options): what CRI sends for
 //     any other runtime_type, the runtime's `options` table as TOML in
 //     ConfigBody, or a TOML file at ConfigPath. Its keys are runc's
-//     options' names (SystemdCgroup, NoNewKeyring, ...); one that is not
-//     is refused, never skipped.
+//     options' names (SystemdCgroup, NoNewKeyring, ...) and ShimGroup; one
+//     that is not is refused, never skipped.
 //
 // Options of any other type are refused (InvalidArgument, naming the
 // type), never skipped. Of the options, SystemdCgroup, NoPivotRoot,
@@ -36,12 +52,12 @@ import (
 // CriuImagePath and CriuWorkPath are a restore's directories (README,
 // "Options shared with runc-v2"); TaskApiAddress and TaskApiVersion (a
 // sandbox's task API) are refused with Unimplemented when set.
-func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
+func Decode(opts *anypb.Any) (*Options, error) {
 	var runc runcoptions.Options
 	var generic runtimeoptions.Options
 	switch {
 	case opts == nil || (opts.GetTypeUrl() == "" && len(opts.GetValue()) == 0):
-		return &runc, nil
+		return &Options{Options: &runc}, nil
 	case opts.MessageIs(&runc):
 		if err := opts.UnmarshalTo(&runc); err != nil {
 			return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
@@ -49,7 +65,7 @@ func Decode(opts *anypb.Any) (*runcoptions.Options, error) {
 		if err := checkUnsupported(&runc); err != nil {
 			return nil, err
 		}
-		return &runc, nil
+		return &Options{Options: &runc}, nil
 	case opts.MessageIs(&generic):
 		if err := opts.UnmarshalTo(&generic); err != nil {
 			return nil, fmt.Errorf("runtime options %s: %v: %w", opts.GetTypeUrl(), err, errdefs.ErrInvalidArgument)
@@ -76,8 +92,9 @@ func checkUnsupported(o *runcoptions.Options) error {
 }
 
 // tomlOptions are the keys the generic options take: runc's options'
-// names, as containerd's config writes them for runc.
+// names, as containerd's config writes them for runc, and ShimGroup.
 type tomlOptions struct {
+	ShimGroup     string
 	SystemdCgroup bool
 	NoPivotRoot   bool
 	NoNewKeyring  bool
@@ -91,7 +108,7 @@ type tomlOptions struct {
 }
 
 // genericOptions decodes CRI's generic options.
-func genericOptions(g *runtimeoptions.Options) (*runcoptions.Options, error) {
+func genericOptions(g *runtimeoptions.Options) (*Options, error) {
 	body, where := g.GetConfigBody(), "the runtime's options table (ConfigBody)"
 	if p := g.GetConfigPath(); p != "" {
 		data, err := readOptionsFile(p)
@@ -110,11 +127,23 @@ func genericOptions(g *runtimeoptions.Options) (*runcoptions.Options, error) {
 		}
 		return nil, fmt.Errorf("%s: %v: %w", where, err, errdefs.ErrInvalidArgument)
 	}
-	return &runcoptions.Options{
+	if err := CheckShimGroup(where+": ShimGroup", t.ShimGroup); err != nil {
+		return nil, err
+	}
+	return &Options{Options: &runcoptions.Options{
 		SystemdCgroup: t.SystemdCgroup, NoPivotRoot: t.NoPivotRoot, NoNewKeyring: t.NoNewKeyring,
 		ShimCgroup: t.ShimCgroup, IoUid: t.IoUid, IoGid: t.IoGid, BinaryName: t.BinaryName, Root: t.Root,
 		CriuImagePath: t.CriuImagePath, CriuWorkPath: t.CriuWorkPath,
-	}, nil
+	}, ShimGroup: t.ShimGroup}, nil
+}
+
+// CheckShimGroup refuses a shim grouping that is not one of
+// ShimGroupModes (or empty), naming where it came from.
+func CheckShimGroup(where, mode string) error {
+	if mode == "" || slices.Contains(ShimGroupModes, mode) {
+		return nil
+	}
+	return fmt.Errorf("%s %q: want one of %s: %w", where, mode, strings.Join(ShimGroupModes, ", "), errdefs.ErrInvalidArgument)
 }
 
 // maxOptionsFile bounds the options file: a table of a dozen keys.

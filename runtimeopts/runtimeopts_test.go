@@ -88,15 +88,18 @@ func TestGenericRuntimeOptions(t *testing.T) {
 	tests := []struct {
 		name  string
 		opts  *runtimeoptions.Options
-		check func(*runcoptions.Options) bool
+		check func(*Options) bool
 		class func(error) bool
 		want  string
 	}{
 		{name: "body", opts: &runtimeoptions.Options{ConfigBody: []byte("SystemdCgroup = true\nIoUid = 7\nBinaryName = \"runc\"\n")},
-			check: func(o *runcoptions.Options) bool { return o.SystemdCgroup && o.IoUid == 7 && !o.NoNewKeyring }},
-		{name: "empty body", opts: &runtimeoptions.Options{}, check: func(o *runcoptions.Options) bool { return !o.SystemdCgroup }},
+			check: func(o *Options) bool { return o.SystemdCgroup && o.IoUid == 7 && !o.NoNewKeyring }},
+		{name: "empty body", opts: &runtimeoptions.Options{}, check: func(o *Options) bool { return !o.SystemdCgroup }},
 		{name: "path wins", opts: &runtimeoptions.Options{ConfigPath: file, ConfigBody: []byte("SystemdCgroup = true\n")},
-			check: func(o *runcoptions.Options) bool { return o.NoNewKeyring && o.ShimCgroup == "/x" && !o.SystemdCgroup }},
+			check: func(o *Options) bool { return o.NoNewKeyring && o.ShimCgroup == "/x" && !o.SystemdCgroup }},
+		{name: "shim group", opts: &runtimeoptions.Options{ConfigBody: []byte("ShimGroup = \"node\"\n")},
+			check: func(o *Options) bool { return o.ShimGroup == "node" && !o.SystemdCgroup }},
+		{name: "bad shim group", opts: &runtimeoptions.Options{ConfigBody: []byte("ShimGroup = \"cluster\"\n")}, class: errdefs.IsInvalidArgument, want: "ShimGroup \"cluster\""},
 		{name: "unknown key", opts: &runtimeoptions.Options{ConfigBody: []byte("NoNewKeyring = true\nBogus = 1\n")}, class: errdefs.IsInvalidArgument, want: "Bogus"},
 		{name: "wrong type", opts: &runtimeoptions.Options{ConfigBody: []byte("IoUid = \"x\"\n")}, class: errdefs.IsInvalidArgument, want: "options table"},
 		{name: "missing file", opts: &runtimeoptions.Options{ConfigPath: file + ".nope"}, class: errdefs.IsNotFound, want: ".nope"},

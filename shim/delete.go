@@ -51,11 +51,17 @@ func deadShimSocket(o *options, bundle string) string {
 			return socketPathOf(a)
 		}
 	}
-	group, err := task.ShimGroup(bundle, o.id)
+	// Only start saw the runtime options: their grouping is not known
+	// here, the annotations' is.
+	group, err := task.ShimGroup(bundle, o.id, "")
 	if err != nil {
-		group = o.id
+		group.Name, group.AllNamespaces = o.id, false
 	}
-	p, err := socketPath(defaultSocketDir, o.address, o.namespace, group)
+	namespace := o.namespace
+	if group.AllNamespaces {
+		namespace = ""
+	}
+	p, err := socketPath(defaultSocketDir, o.address, namespace, group.Name)
 	if err != nil {
 		return ""
 	}

@@ -23,7 +23,7 @@ type PublisherConfig struct {
 	// Address is containerd's ttrpc address ($TTRPC_ADDRESS), with or
 	// without the unix:// prefix.
 	Address string
-	// Namespace stamps every envelope.
+	// Namespace stamps every envelope that names none of its own.
 	Namespace string
 	Logger    *slog.Logger
 	// MaxAge bounds how long one event is retried after it was published
@@ -97,8 +97,12 @@ func NewPublisher(cfg PublisherConfig) *Publisher {
 	return p
 }
 
-// Publish queues event under topic and returns at once.
-func (p *Publisher) Publish(ctx context.Context, topic string, event proto.Message) {
+// Publish queues event of namespace (the publisher's own when empty) under
+// topic and returns at once.
+func (p *Publisher) Publish(ctx context.Context, namespace, topic string, event proto.Message) {
+	if namespace == "" {
+		namespace = p.cfg.Namespace
+	}
 	evt, err := typeurl.MarshalAnyToProto(event)
 	if err != nil {
 		p.log.Error("drop event: marshal", "topic", topic, "error", err)
@@ -107,7 +111,7 @@ func (p *Publisher) Publish(ctx context.Context, topic string, event proto.Messa
 	pe := &pendingEvent{
 		env: &types.Envelope{
 			Timestamp: timestamppb.Now(),
-			Namespace: p.cfg.Namespace,
+			Namespace: namespace,
 			Topic:     topic,
 			Event:     evt,
 		},

@@ -156,7 +156,7 @@ func (f *fakeEvents) waitForUnique(t *testing.T, n int, within time.Duration) []
 
 func publishExits(p *Publisher, from, to int) {
 	for i := from; i < to; i++ {
-		p.Publish(context.Background(), "/tasks/exit", &eventsv1.TaskExit{ContainerID: fmt.Sprint("c", i), Pid: uint32(i)})
+		p.Publish(context.Background(), "", "/tasks/exit", &eventsv1.TaskExit{ContainerID: fmt.Sprint("c", i), Pid: uint32(i)})
 	}
 }
 
@@ -167,7 +167,7 @@ func TestPublisherEnvelope(t *testing.T) {
 	p := testPublisher(t, path)
 
 	before := time.Now().Add(-time.Second)
-	p.Publish(context.Background(), "/tasks/create", &eventsv1.TaskCreate{ContainerID: "c1", Pid: 42})
+	p.Publish(context.Background(), "", "/tasks/create", &eventsv1.TaskCreate{ContainerID: "c1", Pid: 42})
 	env := f.waitFor(t, 1, 5*time.Second)[0]
 
 	if env.GetNamespace() != "testns" || env.GetTopic() != "/tasks/create" {
@@ -223,7 +223,7 @@ func TestPublisherDelivery(t *testing.T) {
 				f.rejectOf = "/tasks/oom"
 				serveEvents(t, path, f)
 				publishExits(p, 0, 1)
-				p.Publish(context.Background(), "/tasks/oom", &eventsv1.TaskOOM{ContainerID: "x"})
+				p.Publish(context.Background(), "", "/tasks/oom", &eventsv1.TaskOOM{ContainerID: "x"})
 				publishExits(p, 1, 2)
 				checkInOrder(t, f.waitFor(t, 2, 5*time.Second), 2)
 			},

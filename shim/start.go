@@ -34,12 +34,27 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	group, err := task.ShimGroup(bundle, o.id)
+	ropts, err := decodeStartOptions(req.runtimeOptions())
+	if err != nil {
+		return err
+	}
+	group, err := task.ShimGroup(bundle, o.id, ropts.ShimGroup)
 	if err != nil {
 		return err
 	}
 	containerdAddress := req.containerdAddress(o.address)
-	path, err := socketPath(req.socketDir(), containerdAddress, o.namespace, group)
+	namespace := o.namespace
+	switch {
+	case group.AllNamespaces && req.bootstrap == nil:
+		// containerd before 2.3 (no bootstrap protocol) does not name the
+		// namespace in each request (1.6 was seen not to), so one shim
+		// cannot tell two namespaces' containers apart: the node's
+		// grouping is the namespace's there.
+		group.Name, group.AllNamespaces = "mini:namespace", false
+	case group.AllNamespaces:
+		namespace = ""
+	}
+	path, err := socketPath(req.socketDir(), containerdAddress, namespace, group.Name)
 	if err != nil {
 		return err
 	}
@@ -80,8 +95,10 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	_ = adjustOOMScore(os.Getppid(), daemon.Pid)
 	// runc-v2's ShimCgroup option: the daemon (not its containers) runs
 	// in that cgroup.
-	if err := joinShimCgroup(req.runtimeOptions(), daemon.Pid); err != nil {
-		return err
+	if ropts.ShimCgroup != "" {
+		if err := linux.JoinCgroup("runtime option ShimCgroup", ropts.ShimCgroup, daemon.Pid); err != nil {
+			return err
+		}
 	}
 
 	if err := writeFileAtomic(filepath.Join(bundle, addressFileName), []byte(address)); err != nil {
@@ -185,23 +202,15 @@ func writeFileAtomic(path string, data []byte) error {
 	return nil
 }
 
-// joinShimCgroup moves the shim daemon (pid) into the cgroup the runc
-// options among opts name as ShimCgroup, if any, as runc-v2's `start` does.
-// The cgroup must exist.
-func joinShimCgroup(opts []*anypb.Any, pid int) error {
-	for _, a := range opts {
-		if !runtimeopts.Recognized(a) {
-			continue // another kind of start extension
-		}
-		o, err := runtimeopts.Decode(a)
-		if err != nil {
-			return err
-		}
-		if o.ShimCgroup != "" {
-			if err := linux.JoinCgroup("runtime option ShimCgroup", o.ShimCgroup, pid); err != nil {
-				return err
-			}
+// decodeStartOptions reads the runtime options among a start's
+// extensions (the last of them wins, as containerd sends one); none is
+// the defaults.
+func decodeStartOptions(opts []*anypb.Any) (*runtimeopts.Options, error) {
+	var a *anypb.Any
+	for _, o := range opts {
+		if runtimeopts.Recognized(o) {
+			a = o
 		}
 	}
-	return nil
+	return runtimeopts.Decode(a)
 }

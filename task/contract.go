@@ -9,10 +9,11 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/process"
 )
 
-// Publisher sends an event to containerd. Publish must not block the
-// caller: implementations queue the event and retry delivery.
+// Publisher sends an event of a containerd namespace to containerd.
+// Publish must not block the caller: implementations queue the event and
+// retry delivery.
 type Publisher interface {
-	Publish(ctx context.Context, topic string, event proto.Message)
+	Publish(ctx context.Context, namespace, topic string, event proto.Message)
 }
 
 // Monitor is the shim's subreaper seen from the task service. Exits of the
@@ -28,7 +29,9 @@ type Monitor interface {
 
 // Config is what the shim hands the task service.
 type Config struct {
-	// Namespace is the containerd namespace the shim serves.
+	// Namespace is the containerd namespace the shim was started for, of
+	// requests that name none; a shim shared by the node serves others
+	// too, each request naming its own.
 	Namespace string
 	Publisher Publisher
 	Monitor   Monitor

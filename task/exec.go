@@ -32,7 +32,7 @@ func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error 
 	if err := checkID("exec in "+r.ID+": exec id", r.ExecID); err != nil {
 		return err
 	}
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return err
 	}
@@ -59,7 +59,7 @@ func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error 
 		c:      c,
 		execID: r.ExecID,
 		spec:   &spec,
-		stdio:  s.stdioConfig(r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal),
+		stdio:  s.stdioConfig(c.namespace, r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal),
 	}
 	pr.p = process.NewExec(r.ExecID, &execRunner{s: s, pr: pr})
 	c.mu.Lock()
@@ -69,7 +69,7 @@ func (s *Service) exec(ctx context.Context, r *taskv3.ExecProcessRequest) error 
 	}
 	c.execs[r.ExecID] = pr
 	c.mu.Unlock()
-	s.cfg.Publisher.Publish(ctx, topicExecAdded, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
+	s.cfg.Publisher.Publish(ctx, c.namespace, topicExecAdded, &eventstypes.TaskExecAdded{ContainerID: r.ID, ExecID: r.ExecID})
 	return nil
 }
 

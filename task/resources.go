@@ -17,7 +17,7 @@ import (
 
 // Pause freezes every process of the container.
 func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -28,13 +28,13 @@ func (s *Service) Pause(ctx context.Context, r *taskv3.PauseRequest) (*emptypb.E
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	s.cfg.Publisher.Publish(ctx, topicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
+	s.cfg.Publisher.Publish(ctx, c.namespace, topicPaused, &eventstypes.TaskPaused{ContainerID: c.id})
 	return &emptypb.Empty{}, nil
 }
 
 // Resume thaws a paused container.
 func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -44,13 +44,13 @@ func (s *Service) Resume(ctx context.Context, r *taskv3.ResumeRequest) (*emptypb
 	if err != nil {
 		return nil, toGRPC(err)
 	}
-	s.cfg.Publisher.Publish(ctx, topicResumed, &eventstypes.TaskResumed{ContainerID: c.id})
+	s.cfg.Publisher.Publish(ctx, c.namespace, topicResumed, &eventstypes.TaskResumed{ContainerID: c.id})
 	return &emptypb.Empty{}, nil
 }
 
 // Update changes the resources of a live container.
 func (s *Service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emptypb.Empty, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -74,7 +74,7 @@ func (s *Service) Update(ctx context.Context, r *taskv3.UpdateTaskRequest) (*emp
 
 // Stats reports the container's cgroup metrics (v1 or v2 Metrics).
 func (s *Service) Stats(ctx context.Context, r *taskv3.StatsRequest) (*taskv3.StatsResponse, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}

@@ -70,10 +70,11 @@ type Service struct {
 
 // container is one container: its init and its exec processes.
 type container struct {
-	id     string
-	bundle string
-	linux  *linux.Container
-	init   *proc
+	id        string
+	namespace string // containerd's, whose requests reach this container
+	bundle    string
+	linux     *linux.Container
+	init      *proc
 	// stopOOM ends the OOM watch at Delete.
 	stopOOM chan struct{}
 	// ioOwner owns the stdio pipes of its processes (runc-v2's IoUid and
@@ -204,12 +205,29 @@ func (s *Service) startLogger(cmd *exec.Cmd) (<-chan struct{}, error) {
 	return done, nil
 }
 
-func (s *Service) get(id string) (*container, error) {
+// namespaceKey is the ttrpc metadata key containerd names a request's
+// namespace by.
+const namespaceKey = "containerd-namespace-ttrpc"
+
+// requestNamespace is the containerd namespace a request comes from: a
+// shim shared by every namespace (the node grouping) tells its containers
+// apart by it. A request without one is the shim's own namespace's.
+func (s *Service) requestNamespace(ctx context.Context) string {
+	if ns, ok := ttrpc.GetMetadataValue(ctx, namespaceKey); ok && ns != "" {
+		return ns
+	}
+	return s.cfg.Namespace
+}
+
+// containerKey keys s.containers: ids are unique per namespace only.
+func containerKey(namespace, id string) string { return namespace + "/" + id }
+
+func (s *Service) get(ctx context.Context, id string) (*container, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A nil entry reserves an id whose Create is still running; containerd
 	// 2.x may ask for its State meanwhile, and it is not there yet.
-	c, ok := s.containers[id]
+	c, ok := s.containers[containerKey(s.requestNamespace(ctx), id)]
 	if !ok || c == nil {
 		return nil, fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
 	}
@@ -217,8 +235,8 @@ func (s *Service) get(id string) (*container, error) {
 }
 
 // getProc finds init (execID empty) or an exec of container id.
-func (s *Service) getProc(id, execID string) (*proc, error) {
-	c, err := s.get(id)
+func (s *Service) getProc(ctx context.Context, id, execID string) (*proc, error) {
+	c, err := s.get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -297,10 +315,10 @@ func childFiles(p *shimio.Pipes) (in, out, errf *os.File) {
 }
 
 // stdioConfig is the IO a request names for a process of container id.
-func (s *Service) stdioConfig(id, stdin, stdout, stderr string, terminal bool) shimio.Config {
+func (s *Service) stdioConfig(namespace, id, stdin, stdout, stderr string, terminal bool) shimio.Config {
 	return shimio.Config{
 		Stdin: stdin, Stdout: stdout, Stderr: stderr, Terminal: terminal,
-		ContainerID: id, Namespace: s.cfg.Namespace, StartLogger: s.startLogger,
+		ContainerID: id, Namespace: namespace, StartLogger: s.startLogger,
 	}
 }
 
@@ -330,19 +348,21 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		s.mu.Unlock()
 		return nil, fmt.Errorf("create %s: this shim (pid %d) is shutting down: %w", r.ID, s.cfg.ShimPid, errdefs.ErrUnavailable)
 	}
-	if _, ok := s.containers[r.ID]; ok {
+	namespace := s.requestNamespace(ctx)
+	key := containerKey(namespace, r.ID)
+	if _, ok := s.containers[key]; ok {
 		s.mu.Unlock()
 		return nil, fmt.Errorf("container %q: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
 	// Reserve the id so a concurrent Create of the same id fails too.
-	s.containers[r.ID] = nil
+	s.containers[key] = nil
 	s.spawning++
 	s.mu.Unlock()
 	registered := false
 	defer func() {
 		if !registered {
 			s.mu.Lock()
-			delete(s.containers, r.ID)
+			delete(s.containers, key)
 			s.mu.Unlock()
 		}
 		s.endSpawn()
@@ -374,7 +394,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		return nil, fmt.Errorf("create %s: the request says terminal=%v but config.json says process.terminal=%v: %w",
 			r.ID, r.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
 	}
-	ioCfg := s.stdioConfig(r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
+	ioCfg := s.stdioConfig(namespace, r.ID, r.Stdin, r.Stdout, r.Stderr, r.Terminal)
 	var ioOwner *specs.User
 	if ropts.IoUid != 0 || ropts.IoGid != 0 {
 		ioOwner = &specs.User{UID: ropts.IoUid, GID: ropts.IoGid}
@@ -425,7 +445,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	}
 	lc.Console = nil
 
-	c := &container{id: r.ID, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{}), ioOwner: ioOwner}
+	c := &container{id: r.ID, namespace: namespace, bundle: r.Bundle, linux: lc, execs: map[string]*proc{}, stopOOM: make(chan struct{}), ioOwner: ioOwner}
 	c.init = &proc{c: c, stdio: ioCfg, io: io}
 	var runner process.Runner = initRunner{lc}
 	if checkpoint != "" {
@@ -435,7 +455,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	c.init.lifecycle.Lock()
 	defer c.init.lifecycle.Unlock()
 	s.mu.Lock()
-	s.containers[r.ID] = c
+	s.containers[key] = c
 	registered = true
 	s.mu.Unlock()
 	var early process.Exit
@@ -444,7 +464,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 		early, exitedEarly = s.register(lc.InitPid, c.init)
 	}
 
-	s.cfg.Publisher.Publish(ctx, topicCreate, &eventstypes.TaskCreate{
+	s.cfg.Publisher.Publish(ctx, namespace, topicCreate, &eventstypes.TaskCreate{
 		ContainerID: r.ID,
 		Bundle:      r.Bundle,
 		Rootfs:      r.Rootfs,
@@ -458,7 +478,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	// An OOM watch that cannot start costs events, not the container.
 	pubCtx := context.WithoutCancel(ctx)
 	_ = lc.WatchOOM(c.stopOOM, func() {
-		s.cfg.Publisher.Publish(pubCtx, topicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
+		s.cfg.Publisher.Publish(pubCtx, c.namespace, topicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
 	})
 	return &taskv3.CreateTaskResponse{Pid: uint32(lc.InitPid)}, nil
 }
@@ -512,7 +532,7 @@ func (r initRunner) Resume() error { return r.c.Resume() }
 
 // Start releases the container's init, or brings an exec up and runs it.
 func (s *Service) Start(ctx context.Context, r *taskv3.StartRequest) (*taskv3.StartResponse, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -549,9 +569,9 @@ func (s *Service) start(ctx context.Context, pr *proc) (int, error) {
 	}
 	pid := pr.p.Pid()
 	if pr.execID == "" {
-		s.cfg.Publisher.Publish(ctx, topicStart, &eventstypes.TaskStart{ContainerID: pr.c.id, Pid: uint32(pid)})
+		s.cfg.Publisher.Publish(ctx, pr.c.namespace, topicStart, &eventstypes.TaskStart{ContainerID: pr.c.id, Pid: uint32(pid)})
 	} else {
-		s.cfg.Publisher.Publish(ctx, topicExecStarted, &eventstypes.TaskExecStarted{ContainerID: pr.c.id, ExecID: pr.execID, Pid: uint32(pid)})
+		s.cfg.Publisher.Publish(ctx, pr.c.namespace, topicExecStarted, &eventstypes.TaskExecStarted{ContainerID: pr.c.id, ExecID: pr.execID, Pid: uint32(pid)})
 	}
 	return pid, nil
 }
@@ -589,7 +609,7 @@ func (s *Service) handleExit(ctx context.Context, pr *proc, e process.Exit) {
 
 	pr.lifecycle.Lock()
 	defer pr.lifecycle.Unlock()
-	s.cfg.Publisher.Publish(ctx, topicExit, &eventstypes.TaskExit{
+	s.cfg.Publisher.Publish(ctx, pr.c.namespace, topicExit, &eventstypes.TaskExit{
 		ContainerID: pr.c.id,
 		ID:          pr.id(),
 		Pid:         uint32(e.Pid),
@@ -602,7 +622,7 @@ func (s *Service) handleExit(ctx context.Context, pr *proc, e process.Exit) {
 // Delete removes a stopped container (or a created one, which it kills), or
 // an exec that stopped or never started.
 func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.DeleteResponse, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -640,12 +660,12 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	}
 	c.mu.Unlock()
 	s.mu.Lock()
-	delete(s.containers, c.id)
+	delete(s.containers, containerKey(c.namespace, c.id))
 	s.mu.Unlock()
 
 	pid := c.init.p.Pid()
 	status, at := c.init.p.ExitStatus()
-	s.cfg.Publisher.Publish(ctx, topicDelete, &eventstypes.TaskDelete{
+	s.cfg.Publisher.Publish(ctx, c.namespace, topicDelete, &eventstypes.TaskDelete{
 		ContainerID: c.id,
 		ID:          c.id,
 		Pid:         uint32(pid),
@@ -678,7 +698,7 @@ func (s *Service) deleteExec(pr *proc) (*taskv3.DeleteResponse, error) {
 
 // Kill signals init or an exec; with all, every process of the container.
 func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Empty, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -693,7 +713,7 @@ func (s *Service) Kill(ctx context.Context, r *taskv3.KillRequest) (*emptypb.Emp
 
 // State reports init or an exec.
 func (s *Service) State(ctx context.Context, r *taskv3.StateRequest) (*taskv3.StateResponse, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -733,7 +753,7 @@ func statusOf(st process.Status) tasktypes.Status {
 // Wait blocks until the process exited, its output drained and TaskExit
 // was sent.
 func (s *Service) Wait(ctx context.Context, r *taskv3.WaitRequest) (*taskv3.WaitResponse, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -746,7 +766,7 @@ func (s *Service) Wait(ctx context.Context, r *taskv3.WaitRequest) (*taskv3.Wait
 
 // Pids lists the processes of the container, naming exec processes.
 func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.PidsResponse, error) {
-	c, err := s.get(r.ID)
+	c, err := s.get(ctx, r.ID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -775,7 +795,7 @@ func (s *Service) Pids(ctx context.Context, r *taskv3.PidsRequest) (*taskv3.Pids
 
 // CloseIO closes the stdin of init or an exec.
 func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*emptypb.Empty, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -791,7 +811,7 @@ func (s *Service) CloseIO(ctx context.Context, r *taskv3.CloseIORequest) (*empty
 
 // ResizePty sets the window size of a terminal process.
 func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*emptypb.Empty, error) {
-	pr, err := s.getProc(r.ID, r.ExecID)
+	pr, err := s.getProc(ctx, r.ID, r.ExecID)
 	if err != nil {
 		return nil, toGRPC(err)
 	}
@@ -804,7 +824,7 @@ func (s *Service) ResizePty(ctx context.Context, r *taskv3.ResizePtyRequest) (*e
 // Connect tells containerd the shim's and the task's pids.
 func (s *Service) Connect(ctx context.Context, r *taskv3.ConnectRequest) (*taskv3.ConnectResponse, error) {
 	resp := &taskv3.ConnectResponse{ShimPid: uint32(s.cfg.ShimPid), Version: "containerd-shim-mini-v2"}
-	if c, err := s.get(r.ID); err == nil {
+	if c, err := s.get(ctx, r.ID); err == nil {
 		resp.TaskPid = uint32(c.init.p.Pid())
 	}
 	return resp, nil
@@ -841,7 +861,7 @@ func (s *Service) Checkpoint(ctx context.Context, r *taskv3.CheckpointTaskReques
 }
 
 func (s *Service) checkpoint(ctx context.Context, r *taskv3.CheckpointTaskRequest) error {
-	pr, err := s.getProc(r.ID, "")
+	pr, err := s.getProc(ctx, r.ID, "")
 	if err != nil {
 		return err
 	}
@@ -864,13 +884,16 @@ func (s *Service) checkpoint(ctx context.Context, r *taskv3.CheckpointTaskReques
 	if err != nil {
 		return err
 	}
-	s.cfg.Publisher.Publish(ctx, topicCheckpointed, &eventstypes.TaskCheckpointed{ContainerID: r.ID, Checkpoint: r.Path})
+	s.cfg.Publisher.Publish(ctx, pr.c.namespace, topicCheckpointed, &eventstypes.TaskCheckpointed{ContainerID: r.ID, Checkpoint: r.Path})
 	return nil
 }
 
 // ShimGroup names the shim a container belongs to: containers of one group
-// (a pod) share a shim, as with runc-v2. See linux.ShimGroup.
-func ShimGroup(bundle, id string) (string, error) { return linux.ShimGroup(bundle, id) }
+// (a pod, as with runc-v2; or a namespace or the node, as mode asks)
+// share a shim. See linux.ShimGroup.
+func ShimGroup(bundle, id, mode string) (linux.Group, error) {
+	return linux.ShimGroup(bundle, id, mode)
+}
 
 // Cleanup is what `containerd-shim-mini-v2 delete` runs when containerd lost
 // the shim: kill what is left of the container, unmount, remove its cgroup

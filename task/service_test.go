@@ -13,6 +13,7 @@ import (
 	taskv3 "github.com/containerd/containerd/api/runtime/task/v3"
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"github.com/containerd/ttrpc"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/minishim/containerd-shim-mini-v2/process"
@@ -31,7 +32,7 @@ type recordingPublisher struct {
 	topics []string
 }
 
-func (p *recordingPublisher) Publish(ctx context.Context, topic string, ev proto.Message) {
+func (p *recordingPublisher) Publish(ctx context.Context, namespace, topic string, ev proto.Message) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.topics = append(p.topics, topic)
@@ -201,7 +202,7 @@ func TestServiceRequestsDuringCreate(t *testing.T) {
 	ctx := context.Background()
 	s, _ := newTestService(t)
 	s.mu.Lock()
-	s.containers["c1"] = nil // what create holds while it spawns
+	s.containers[containerKey(s.cfg.Namespace, "c1")] = nil // what create holds while it spawns
 	s.mu.Unlock()
 	calls := map[string]func() error{
 		"state": func() error { _, err := s.State(ctx, &taskv3.StateRequest{ID: "c1"}); return err },
@@ -283,5 +284,35 @@ func TestServiceBadInput(t *testing.T) {
 	}
 	if len(pub.topics) != 0 {
 		t.Fatalf("events published for refused requests: %v", pub.topics)
+	}
+}
+
+// TestServiceNamespacesApart: a shim shared by the node keys containers by
+// namespace and id, so one id in two namespaces is two containers, and a
+// request reaches only its own namespace's.
+func TestServiceNamespacesApart(t *testing.T) {
+	s, _ := newTestService(t)
+	in := func(ns string) context.Context {
+		return ttrpc.WithMetadata(context.Background(), ttrpc.MD{namespaceKey: []string{ns}})
+	}
+	s.mu.Lock()
+	s.containers[containerKey("a", "c1")] = nil
+	s.mu.Unlock()
+	tests := []struct {
+		ctx  context.Context
+		want func(error) bool
+		what string
+	}{
+		{in("a"), errdefs.IsAlreadyExists, "already exists"},
+		// Past the id check, failing on the empty bundle.
+		{in("b"), errdefs.IsNotFound, "not found (no config.json)"},
+		// A request naming no namespace is the shim's own one's.
+		{context.Background(), errdefs.IsNotFound, "not found (no config.json)"},
+	}
+	for _, tt := range tests {
+		_, err := s.Create(tt.ctx, &taskv3.CreateTaskRequest{ID: "c1", Bundle: t.TempDir()})
+		if !tt.want(errgrpc.ToNative(err)) {
+			t.Errorf("create c1 in %q: %v; want %s", s.requestNamespace(tt.ctx), err, tt.what)
+		}
 	}
 }
