@@ -10,8 +10,8 @@ BIN     := bin/containerd-shim-mini-v2
 BUILDTAGS  := no_grpc
 BUILDFLAGS := -trimpath -tags $(BUILDTAGS) -ldflags "-s -w"
 # Packages with goroutines run under the race detector.
-RACE_PKGS  := ./shim/... ./task/... ./process/... ./io/...
-PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/... ./runtimeopts/...
+RACE_PKGS  := ./shim/... ./task/... ./process/... ./io/... ./steptime/...
+PLAIN_PKGS := ./linux/... ./nsexec/... ./cmd/... ./runtimeopts/... ./bench/...
 # Tests through containerd's Go client: a module of its own, so that the
 # shim's module never depends on containerd (see integration/client/doc.go).
 CLIENT_DIR := integration/client
@@ -117,8 +117,11 @@ test-guest-focus: check-deps build
 demo: deps build
 	$(GO) run ./integration/cmd/demo -shim $(CURDIR)/$(BIN)
 
+# Side by side with runc-v2 on containerd 1.6 and 2.4: end to end against
+# the floor shim, memory per running container (also in a shared shim),
+# and the runtime level over ttrpc with no containerd (see bench/main.go).
 bench: deps build
-	$(GO) run ./bench -shim $(CURDIR)/$(BIN) $(BENCHFLAGS)
+	$(GO) run ./bench -shim $(CURDIR)/$(BIN) -containerd 1.6,2.4 $(BENCHFLAGS)
 
 # 200 concurrent runs printing 2000 lines each per runtime, under two cpu
 # burners, on both containerd versions: lost output counted.

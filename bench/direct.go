@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -10,7 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -49,6 +54,9 @@ type directEnv struct {
 	dir     string                  // bundles go below
 	spec    *specs.Spec             // /bin/true; cgroupsPath set per container
 	version string                  // containerd version the shims are told
+	// steps, when set, collects the step timings our shim logs at debug
+	// level (-steps): the shims then log at debug, which costs time.
+	steps *stepLog
 }
 
 // directShim is one running shim daemon and a ttrpc client to it.
@@ -105,6 +113,9 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 	}
 	defer stopSink()
 	env := &directEnv{c: c, sink: sink, dir: dir, spec: base, version: "2.4.2"}
+	if cfg.steps {
+		env.steps = &stepLog{}
+	}
 
 	// One sleeping container per runtime for the execs.
 	sleepers := make([]*directShim, len(rts))
@@ -162,6 +173,10 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 	}
 	printPhaseTable(rts, "lifecycle", lifecyclePhases, times)
 	printPhaseTable(rts, "exec", execPhases, execTimes)
+	if env.steps != nil {
+		fmt.Println("  (-steps: every shim logged at debug level, so the figures above include that cost)")
+		env.steps.print()
+	}
 	fmt.Println()
 	return nil
 }
@@ -280,7 +295,7 @@ func (e *directEnv) launchStarted(ctx context.Context, rt directRuntime, args ..
 	params := &bootapi.BootstrapParams{
 		InstanceID:             id,
 		Namespace:              e.c.Namespace,
-		LogLevel:               bootapi.LogLevel_LOG_LEVEL_INFO,
+		LogLevel:               e.logLevel(),
 		ContainerdVersion:      e.version,
 		ContainerdTtrpcAddress: e.sink,
 		ContainerdGrpcAddress:  e.c.Address,
@@ -349,15 +364,15 @@ func (s *directShim) writeBundle(args []string) error {
 	if s.logFifo, err = os.OpenFile(fifo, os.O_RDWR, 0); err != nil {
 		return err
 	}
-	go func(f *os.File) {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := f.Read(buf); err != nil {
-				return
-			}
-		}
-	}(s.logFifo)
+	go s.env.steps.read(s.logFifo)
 	return nil
+}
+
+func (e *directEnv) logLevel() bootapi.LogLevel {
+	if e.steps != nil {
+		return bootapi.LogLevel_LOG_LEVEL_DEBUG
+	}
+	return bootapi.LogLevel_LOG_LEVEL_INFO
 }
 
 func (s *directShim) call(ctx context.Context, method string, req, resp proto.Message) error {
@@ -464,4 +479,67 @@ func directRuntimes(cfg config, shimDir string, v integration.Version) []directR
 		rts = append(rts, directRuntime{name: integration.ShortRuntime(rt), bin: filepath.Join(dir, integration.ShimBinaryName(rt))})
 	}
 	return rts
+}
+
+// stepLog gathers the "request steps" lines our shim logs at debug level
+// (package steptime): per method, each step's durations.
+type stepLog struct {
+	mu    sync.Mutex
+	order []string                        // methods as first seen
+	steps map[string][]string             // method -> step names in order
+	took  map[string]map[string][]float64 // method -> step -> ms
+}
+
+// stepsAttr finds the steps="..." of a log line.
+var stepsAttr = regexp.MustCompile(`method=\S*/(\w+) steps="([^"]*)"`)
+
+// read drains a shim's log fifo; with l nil it only drains.
+func (l *stepLog) read(f *os.File) {
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if l == nil {
+			continue
+		}
+		if m := stepsAttr.FindStringSubmatch(sc.Text()); m != nil {
+			l.add(m[1], m[2])
+		}
+	}
+}
+
+func (l *stepLog) add(method, steps string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.took == nil {
+		l.steps, l.took = map[string][]string{}, map[string]map[string][]float64{}
+	}
+	if l.took[method] == nil {
+		l.order = append(l.order, method)
+		l.took[method] = map[string][]float64{}
+	}
+	for _, kv := range strings.Fields(steps) {
+		name, v, ok := strings.Cut(kv, "=")
+		ms, err := strconv.ParseFloat(v, 64)
+		if !ok || err != nil {
+			continue
+		}
+		if _, seen := l.took[method][name]; !seen {
+			l.steps[method] = append(l.steps[method], name)
+		}
+		l.took[method][name] = append(l.took[method][name], ms)
+	}
+}
+
+// print shows each method's steps as medians.
+func (l *stepLog) print() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, method := range l.order {
+		fmt.Printf("  our shim's %s, steps (median ms of %d):", method, len(l.took[method]["total"]))
+		for _, name := range l.steps[method] {
+			v := slices.Clone(l.took[method][name])
+			slices.Sort(v)
+			fmt.Printf(" %s %.2f", name, v[len(v)/2])
+		}
+		fmt.Println()
+	}
 }

@@ -1,12 +1,24 @@
 // Command bench compares two runtimes (by default io.containerd.mini.v2 and
-// io.containerd.runc.v2) on a private containerd: the wall time of
-// `ctr run --rm ... /bin/true`, also with the spec passed by --config
-// without and with a full linux.resources block (what cgroup setup adds to
-// create and start), and of `ctr tasks exec ... /bin/true` into a running
-// container, interleaved so drift hits both alike, and the memory of one
-// idle shim each. Needs root; `make bench` runs it.
+// io.containerd.runc.v2) on a private containerd, and prints ratios a/b:
+//
+//   - end to end: the wall time of `ctr run --rm ... /bin/true`, also with
+//     the spec passed by --config without and with a full linux.resources
+//     block and with a seccomp profile, and of `ctr tasks exec ...
+//     /bin/true` into a running container, interleaved so drift hits both
+//     alike; beside them the same commands through the floor shim
+//     (bench/floorshim, which runs nothing), and each runtime's share above
+//     that floor;
+//   - memory: the shims' Pss per running container with 10 running, one
+//     shim each, and for ours also all in one shared shim; one idle shim's
+//     Rss;
+//   - runtime level (containerd 2.4 only): each shim driven straight over
+//     ttrpc, no containerd in the path, per phase (direct.go).
+//
+// Needs root; `make bench` runs it on containerd 1.6 and 2.4.
 //
 //	go run ./bench -n 50 -containerd 1.6,2.4
+//	go run ./bench -direct -steps   # runtime level only, with our shim's step timings
+//	go run ./bench -memory          # memory only
 //	go run ./bench -a io.containerd.runc.v2   # runc against itself: the noise floor
 //	go run ./bench -soak -lifecycles 1000 -execs 5000   # what stays behind
 //	go run ./bench -load -containerd 1.6,2.4   # output lost under load
@@ -41,8 +53,11 @@ type config struct {
 	// load, counting lost output.
 	load     bool
 	loadRuns int
-	// direct: only the runtime-level figures (see direct.go).
-	direct bool
+	// direct: only the runtime-level figures (see direct.go); steps: and
+	// our shim's own step timings, from its debug log.
+	direct, steps bool
+	// memory: only the memory figures (see memory.go).
+	memory bool
 }
 
 func main() {
@@ -60,6 +75,8 @@ func main() {
 	flag.BoolVar(&cfg.load, "load", false, "load instead: concurrent runs printing 2000 lines each under cpu burners, lost output counted")
 	flag.IntVar(&cfg.loadRuns, "load-runs", 200, "with -load: runs per runtime")
 	flag.BoolVar(&cfg.direct, "direct", false, "only the runtime-level figures: each shim driven over ttrpc, no containerd in the path")
+	flag.BoolVar(&cfg.memory, "memory", false, "only the memory figures: shims' Pss per running container, one shim each and shared")
+	flag.BoolVar(&cfg.steps, "steps", false, "with -direct: shims log at debug level, and our shim's per-step timings are printed")
 	flag.Parse()
 	cfg.versions = strings.Split(versions, ",")
 	if cfg.runs < 1 {
@@ -79,12 +96,9 @@ func run(cfg config) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	// Only a comparison that involves our runtime needs our shim.
-	var shimDir string
-	if cfg.a == integration.MiniRuntime || cfg.b == integration.MiniRuntime {
-		if shimDir, err = integration.ShimDir(ctx, cfg.shim, dir); err != nil {
-			return err
-		}
+	shimDir, err := prepareShims(ctx, cfg, dir)
+	if err != nil {
+		return err
 	}
 	rootfs := filepath.Join(dir, "rootfs")
 	if err := integration.BuildBusyboxRootfs(ctx, rootfs); err != nil {
@@ -95,12 +109,27 @@ func run(cfg config) error {
 		if err != nil {
 			return err
 		}
-		on := benchOn
+		on := func(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
+			if err := benchOn(ctx, cfg, c, v, rootfs); err != nil {
+				return err
+			}
+			if err := memoryOn(ctx, cfg, c, v, rootfs); err != nil {
+				return err
+			}
+			// The runtime-level figures need no containerd in the path:
+			// once, with 2.4's runc-v2 and bootstrap protocol.
+			if v.Name != "2.4" {
+				return nil
+			}
+			return directBenchOn(ctx, cfg, c, directRuntimes(cfg, shimDir, v), rootfs)
+		}
 		switch {
 		case cfg.soak:
 			on = soakOn
 		case cfg.load:
 			on = loadOn
+		case cfg.memory:
+			on = memoryOn
 		case cfg.direct:
 			on = func(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 				return directBenchOn(ctx, cfg, c, directRuntimes(cfg, shimDir, v), rootfs)
@@ -111,6 +140,42 @@ func run(cfg config) error {
 		}
 	}
 	return nil
+}
+
+// floorRuntime is the shim of bench/floorshim: it runs nothing and answers
+// every call at once, so what a command costs through it is containerd's
+// and ctr's share alone.
+const floorRuntime = "io.containerd.floor.v2"
+
+// prepareShims makes the directory that goes first on containerd's PATH:
+// our shim (cfg.shim, linked, or built) and the floor shim, built.
+func prepareShims(ctx context.Context, cfg config, dir string) (string, error) {
+	bin := filepath.Join(dir, "bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	shimDir, err := integration.ShimDir(ctx, cfg.shim, bin)
+	if err != nil {
+		return "", err
+	}
+	if shimDir != bin {
+		shim := filepath.Join(shimDir, integration.ShimBinaryName(integration.MiniRuntime))
+		if err := os.Symlink(shim, filepath.Join(bin, filepath.Base(shim))); err != nil {
+			return "", err
+		}
+	}
+	root, err := integration.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	floor := filepath.Join(bin, integration.ShimBinaryName(floorRuntime))
+	bctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	res := integration.Run(bctx, nil, []string{"CGO_ENABLED=0"}, "go", "-C", root, "build", "-trimpath", "-ldflags", "-s -w", "-o", floor, "./bench/floorshim")
+	if res.ExitCode != 0 {
+		return "", fmt.Errorf("build the floor shim: %s", res)
+	}
+	return bin, nil
 }
 
 // withContainerd runs fn against a containerd of version v of its own,
@@ -178,21 +243,16 @@ func benchOn(ctx context.Context, cfg config, c *integration.Containerd, v integ
 		}
 	}
 	cells = append(cells, ss.cells(ctx, c, runtimes)...)
+	// Cell 12: the floor shim.
+	cells = append(cells, func() (time.Duration, error) { return once(floorRuntime) })
 	times, err := interleave(cfg, cells)
 	if err != nil {
 		return err
 	}
 
-	execs, floor, err := benchExec(ctx, cfg, c, v, runtimes, rootfs)
+	execs, err := benchExec(ctx, cfg, c, v, append(runtimes, floorRuntime), rootfs)
 	if err != nil {
 		return err
-	}
-
-	mem := [2]integration.MemoryUsage{}
-	for k, rt := range runtimes {
-		if mem[k], err = idleShimMemory(ctx, c, v, rt, rootfs); err != nil {
-			return err
-		}
 	}
 
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
@@ -231,11 +291,16 @@ func benchOn(ctx context.Context, cfg config, c *integration.Containerd, v integ
 	row("exec median", ms(percentile(execs[0], 50)), ms(percentile(execs[1], 50)), "ms")
 	row("exec p90", ms(percentile(execs[0], 90)), ms(percentile(execs[1], 90)), "ms")
 	row("exec min", ms(percentile(execs[0], 0)), ms(percentile(execs[1], 0)), "ms")
-	fl := percentile(floor, 50)
-	row("exec median - floor", ms(percentile(execs[0], 50)-fl), ms(percentile(execs[1], 50)-fl), "ms")
-	row("shim Rss", float64(mem[0].RssKiB), float64(mem[1].RssKiB), "KiB")
-	row("shim Pss", float64(mem[0].PssKiB), float64(mem[1].PssKiB), "KiB")
-	row("shim Anonymous", float64(mem[0].AnonymousKiB), float64(mem[1].AnonymousKiB), "KiB")
+	// The floor: the same commands through a shim that runs nothing.
+	for _, f := range []struct {
+		what   string
+		a, b   []time.Duration
+		floors []time.Duration
+	}{{"run", times[0], times[1], times[12]}, {"exec", execs[0], execs[1], execs[2]}} {
+		fl := percentile(f.floors, 50)
+		fmt.Fprintf(tw, "%s through the floor shim, median	%.1f ms	%.1f ms	-\t\n", f.what, ms(fl), ms(fl))
+		row(f.what+" share above the floor (medians)", ms(percentile(f.a, 50)-fl), ms(percentile(f.b, 50)-fl), "ms")
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -244,11 +309,10 @@ func benchOn(ctx context.Context, cfg config, c *integration.Containerd, v integ
 }
 
 // benchExec times `ctr tasks exec --exec-id bN ID /bin/true` into one
-// sleeping container per runtime, runtimes alternating as in the run loop.
-// It also times `ctr version`, the floor of any ctr command (start ctr,
-// one round trip to containerd, no shim): most of an exec's wall time is
-// ctr and containerd, so the part a shim can change is what lies above it.
-func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, runtimes []string, rootfs string) (execs [2][]time.Duration, floor []time.Duration, err error) {
+// sleeping container per runtime (the floor shim among them: most of an
+// exec's wall time is ctr and containerd, so the part a shim can change is
+// what lies above it), runtimes alternating as in the run loop.
+func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, runtimes []string, rootfs string) (execs [][]time.Duration, err error) {
 	ids := make([]string, len(runtimes))
 	for k, rt := range runtimes {
 		ids[k] = fmt.Sprintf("bexec%s-%s", v.Tag(), integration.RandomSuffix())
@@ -261,35 +325,26 @@ func benchExec(ctx context.Context, cfg config, c *integration.Containerd, v int
 		res := c.Ctr(rctx, nil, "run", "--detach", "--runtime", rt, "--rootfs", rootfs, ids[k], "/bin/sleep", "100000")
 		cancel()
 		if res.ExitCode != 0 {
-			return execs, floor, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
+			return nil, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
 		}
 	}
-	fmt.Printf("containerd %s: %d runs of `ctr tasks exec --exec-id bN ID /bin/true` per runtime, interleaved; floor: `ctr version`\n", v.Name, cfg.runs)
+	fmt.Printf("containerd %s: %d runs of `ctr tasks exec --exec-id bN ID /bin/true` per runtime, interleaved\n", v.Name, cfg.runs)
 	n := 0
-	once := func(k int, args ...string) (time.Duration, error) {
+	exec := func(k int) (time.Duration, error) {
+		n++
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		res := c.Ctr(rctx, nil, args...)
+		res := c.Ctr(rctx, nil, "tasks", "exec", "--exec-id", fmt.Sprintf("b%d", n), ids[k], "/bin/true")
 		if res.ExitCode != 0 {
 			return 0, fmt.Errorf("%s on containerd %s: %s", runtimes[k], v.Name, res)
 		}
 		return res.Duration, nil
 	}
-	exec := func(k int) (time.Duration, error) {
-		n++
-		return once(k, "tasks", "exec", "--exec-id", fmt.Sprintf("b%d", n), ids[k], "/bin/true")
+	var cells []func() (time.Duration, error)
+	for k := range runtimes {
+		cells = append(cells, func() (time.Duration, error) { return exec(k) })
 	}
-	cells := []func() (time.Duration, error){
-		func() (time.Duration, error) { return exec(0) },
-		func() (time.Duration, error) { return exec(1) },
-		func() (time.Duration, error) { return once(0, "version") },
-	}
-	times, err := interleave(cfg, cells)
-	if err != nil {
-		return execs, floor, err
-	}
-	execs[0], execs[1], floor = times[0], times[1], times[2]
-	return execs, floor, nil
+	return interleave(cfg, cells)
 }
 
 // interleave runs every cell once per round (see rounds); times[k] are
@@ -345,7 +400,7 @@ func idleShimMemory(ctx context.Context, c *integration.Containerd, v integratio
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if p, ok := c.ShimProcess(rt, id); ok {
-			time.Sleep(time.Second)
+			time.Sleep(2 * time.Second)
 			return integration.ReadMemoryUsage(p.Pid)
 		}
 		if time.Now().After(deadline) {

@@ -436,7 +436,7 @@ func (c *cgroupV1) Pids() ([]int, error) {
 		for _, p := range procs {
 			pids = append(pids, p.Pid)
 		}
-		return uniquePids(pids), nil
+		return withoutShim(uniquePids(pids)), nil
 	}
 	if allGone {
 		// Removed already (containers sharing one cgroupsPath, say, one

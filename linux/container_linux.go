@@ -18,6 +18,7 @@ import (
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
+	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
 // StartFunc starts cmd and reports its exit status on the returned channel,
@@ -131,6 +132,10 @@ type Container struct {
 	// restoreFrom is the checkpoint Start restores; nil once restored, and
 	// for a container created to run its own init.
 	restoreFrom *RestoreOpts
+	// freezeMu is held by Pause and Resume, and by an exec's spawn while a
+	// thread of the shim stands in the container's cgroups (see
+	// cgroup_thread_linux.go), which must never be frozen.
+	freezeMu sync.Mutex
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -145,6 +150,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if err != nil {
 		return nil, err
 	}
+	steptime.Mark(ctx, "spec")
 	if cgPlace.Unit != "" && !systemdRunning() {
 		return nil, fmt.Errorf("config.json: linux.cgroupsPath %q asks for the systemd cgroup driver, but systemd is not running on this host (no /run/systemd/system); use the cgroupfs driver (SystemdCgroup = false, a cgroupsPath without colons): %w",
 			spec.Linux.CgroupsPath, errdefs.ErrFailedPrecondition)
@@ -163,6 +169,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		if c.seccomp, err = r.seccomp.Compile(spec.Linux.Seccomp); err != nil {
 			return nil, err
 		}
+		steptime.Mark(ctx, "seccomp")
 	}
 	defer func() {
 		if retErr != nil {
@@ -186,6 +193,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if err != nil {
 		return nil, err
 	}
+	steptime.Mark(ctx, "cgroup")
 	if len(opts.Rootfs) > 0 {
 		if err := os.MkdirAll(rootfs, 0o711); err != nil {
 			return nil, fmt.Errorf("create rootfs mount point %s: %w", rootfs, err)
@@ -195,6 +203,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			return nil, err
 		}
 	}
+	steptime.Mark(ctx, "rootfs")
 	if fi, err := os.Stat(rootfs); err != nil {
 		return nil, fmt.Errorf("rootfs %s: %w", rootfs, asNotFound(err))
 	} else if !fi.IsDir() {
@@ -242,6 +251,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		},
 		mountFds:    mountFds,
 		mountSource: func(index int) (int, error) { return bindSourceClone(spec, opts.Bundle, index) },
+		newCgroup:   true,
 		stdin:       opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
@@ -594,6 +604,8 @@ func (c *Container) Pause() error {
 	if err != nil {
 		return err
 	}
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
 	return cg.Freeze()
 }
 
@@ -603,6 +615,8 @@ func (c *Container) Resume() error {
 	if err != nil {
 		return err
 	}
+	c.freezeMu.Lock()
+	defer c.freezeMu.Unlock()
 	return cg.Thaw()
 }
 

@@ -17,6 +17,8 @@ import (
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
 // spawnRequest is one container process to bring up to the point where only
@@ -46,6 +48,11 @@ type spawnRequest struct {
 	// mountFds are detached idmapped mounts sent after the config, for
 	// the spec mounts config.IDMappedMounts names.
 	mountFds []int
+	// freezeMu, when set, is the container's freeze lock (see
+	// Container.freezeMu); newCgroup says the cgroup was just made for
+	// this process (init), so it must still be empty.
+	freezeMu  *sync.Mutex
+	newCgroup bool
 	// mountSource clones a spec mount's bind source when init asks.
 	mountSource func(index int) (int, error)
 }
@@ -107,30 +114,12 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	if req.stderr != nil {
 		cmd.Stderr = req.stderr
 	}
-	// On cgroup v2 the process is born in the container's cgroup. On v1 it
-	// must be moved, and everything the preamble forks after that inherits
-	// the cgroup.
-	cgDir, bornInCgroup, err := req.cg.Dir()
-	if err != nil {
-		childFile.Close()
-		return nil, err
-	}
-	if bornInCgroup {
-		defer cgDir.Close()
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgDir.Fd())}
-	}
-	exited, err := r.start(cmd)
-	if err != nil && bornInCgroup {
-		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
-		bornInCgroup = false
-		cmd.SysProcAttr = nil
-		cmd.Process = nil
-		exited, err = r.start(cmd)
-	}
+	exited, bornInCgroup, err := r.startIn(cmd, req)
 	childFile.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", req.what, err)
 	}
+	steptime.Mark(ctx, "fork+exec")
 	stage0 := cmd.Process.Pid
 	// Only the pid is used from here on; release os/exec's pidfd now
 	// instead of at GC (the reaper, not Wait, collects the child).
@@ -182,6 +171,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", req.what, err)
 	}
+	steptime.Mark(ctx, "preamble")
 	if pid != stage0 {
 		p.Pid = pid
 		// The preamble forked into a pid namespace; the first stage exits at
@@ -234,6 +224,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, fmt.Errorf("%s: %w", req.what, err)
 		}
 	}
+	steptime.Mark(ctx, "config")
 	var runHooks func() error
 	if req.hooks != nil {
 		runHooks = func() error {
@@ -245,9 +236,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		}
 	}
 	m, err := p.awaitReady(setupSteps{hooks: runHooks, seccompListener: req.seccompListener, mountSource: req.mountSource})
+	steptime.Mark(ctx, "setup")
 	// A move that failed because the process already died says less than
 	// the process's own report, so the report wins.
 	_ = awaitMove()
+	steptime.Mark(ctx, "cgroup-move")
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			if moveErr != nil {
@@ -273,6 +266,37 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	default:
 		return nil, fmt.Errorf("%w %q from %s", errUnexpectedMessage, m.Type, req.what)
 	}
+}
+
+// startIn starts cmd so that the process is born in req.cg where it can
+// be: on cgroup v2 by CLONE_INTO_CGROUP, on v1 (cgroupfs) from a thread
+// that joined the cgroup first (see cgroup_thread_linux.go). Elsewhere, or
+// when neither works, bornInCgroup is false and the process must be moved;
+// everything the preamble forks after the move inherits the cgroup.
+func (r *Runtime) startIn(cmd *exec.Cmd, req spawnRequest) (exited <-chan int, bornInCgroup bool, err error) {
+	if v1, ok := req.cg.(*cgroupV1); ok {
+		exited, err := startInCgroupThread(cmd, v1.threadPlacement(), req.freezeMu, req.newCgroup, r.start)
+		if !errors.Is(err, errNotFromThread) {
+			return exited, err == nil, err
+		}
+	}
+	cgDir, bornInCgroup, err := req.cg.Dir()
+	if err != nil {
+		return nil, false, err
+	}
+	if bornInCgroup {
+		defer cgDir.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgDir.Fd())}
+	}
+	exited, err = r.start(cmd)
+	if err != nil && bornInCgroup {
+		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
+		bornInCgroup = false
+		cmd.SysProcAttr = nil
+		cmd.Process = nil
+		exited, err = r.start(cmd)
+	}
+	return exited, bornInCgroup, err
 }
 
 // readPreambleLine reads one line the C preamble wrote; an error line

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/minishim/containerd-shim-mini-v2/steptime"
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
@@ -89,7 +90,7 @@ func runDaemon(ctx context.Context, o *options) error {
 	requests := newRequestTracker()
 	srv, err := ttrpc.NewServer(
 		ttrpc.WithServerHandshaker(ttrpc.UnixSocketRequireSameUser()),
-		ttrpc.WithUnaryServerInterceptor(requests.interceptor(recoverPanics(logger))),
+		ttrpc.WithUnaryServerInterceptor(requests.interceptor(recoverPanics(logger, o.debug))),
 	)
 	if err != nil {
 		return fmt.Errorf("create ttrpc server: %w", err)
@@ -157,8 +158,9 @@ func removeSocket(logger *slog.Logger, socket string) {
 
 // recoverPanics turns a panic in one request into an Internal error for that
 // request. Without it a bug in one call would end the shim, and with it the
-// supervision of every container it serves.
-func recoverPanics(logger *slog.Logger) ttrpc.UnaryServerInterceptor {
+// supervision of every container it serves. With debug on, it also logs
+// how long the steps of a request took (see package steptime).
+func recoverPanics(logger *slog.Logger, debugSteps bool) ttrpc.UnaryServerInterceptor {
 	return func(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (resp any, err error) {
 		defer func() {
 			if r := recover(); r != nil {
@@ -166,6 +168,15 @@ func recoverPanics(logger *slog.Logger) ttrpc.UnaryServerInterceptor {
 				resp, err = nil, status.Errorf(codes.Internal, "%s: internal error in the shim: %v", info.FullMethod, r)
 			}
 		}()
+		if debugSteps {
+			var steps *steptime.Recorder
+			ctx, steps = steptime.With(ctx)
+			defer func() {
+				if steps.Len() > 0 {
+					logger.Debug("request steps, ms", "method", info.FullMethod, "steps", steps.String(), "error", err)
+				}
+			}()
+		}
 		return method(ctx, unmarshal)
 	}
 }

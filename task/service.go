@@ -28,6 +28,7 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/process"
 	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
+	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
 // Event topics containerd listens to.
@@ -390,6 +391,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	if err != nil {
 		return nil, err
 	}
+	steptime.Mark(ctx, "load-spec")
 	if r.Terminal != spec.Process.Terminal {
 		return nil, fmt.Errorf("create %s: the request says terminal=%v but config.json says process.terminal=%v: %w",
 			r.ID, r.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
@@ -408,6 +410,7 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 			pipes.Close()
 		}
 	}()
+	steptime.Mark(ctx, "open-io")
 	mounts := make([]linux.Mount, 0, len(r.Rootfs))
 	for _, m := range r.Rootfs {
 		mounts = append(mounts, linux.Mount{Type: m.Type, Source: m.Source, Target: m.Target, Options: m.Options})
@@ -477,9 +480,11 @@ func (s *Service) create(ctx context.Context, r *taskv3.CreateTaskRequest) (_ *t
 	}
 	// An OOM watch that cannot start costs events, not the container.
 	pubCtx := context.WithoutCancel(ctx)
+	steptime.Mark(ctx, "register")
 	_ = lc.WatchOOM(c.stopOOM, func() {
 		s.cfg.Publisher.Publish(pubCtx, c.namespace, topicOOM, &eventstypes.TaskOOM{ContainerID: c.id})
 	})
+	steptime.Mark(ctx, "oom-watch")
 	return &taskv3.CreateTaskResponse{Pid: uint32(lc.InitPid)}, nil
 }
 

@@ -1,0 +1,37 @@
+package steptime
+
+import (
+	"context"
+	"regexp"
+	"testing"
+)
+
+func TestRecorder(t *testing.T) {
+	tests := []struct {
+		name  string
+		marks []string
+		want  string
+	}{
+		{name: "none", want: `^total=\d+\.\d\d$`},
+		{name: "two", marks: []string{"spec", "spawn"}, want: `^spec=\d+\.\d\d spawn=\d+\.\d\d total=\d+\.\d\d$`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, r := With(context.Background())
+			for _, m := range tt.marks {
+				Mark(ctx, m)
+			}
+			if r.Len() != len(tt.marks) {
+				t.Errorf("Len = %d, want %d", r.Len(), len(tt.marks))
+			}
+			if got := r.String(); !regexp.MustCompile(tt.want).MatchString(got) {
+				t.Errorf("String = %q, want a match of %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// Without a Recorder, Mark is a no-op.
+func TestMarkWithoutRecorder(t *testing.T) {
+	Mark(context.Background(), "x")
+}
