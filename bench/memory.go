@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,10 +22,13 @@ const shimGroupAnnotation = "io.containerd.mini.v2.shim-group"
 
 // memoryFigures are the shims' memory with memoryRunning containers up.
 type memoryFigures struct {
-	shims      int
-	pssKiB     int // sum over the shims
-	rssKiB     int
-	perContPss float64 // pssKiB / memoryRunning
+	shims  int
+	pssKiB int // sum over the shims
+	rssKiB int
+	// memfdKiB is the size of the memfd files the shims hold (a sealed
+	// copy of a binary, say): memory of the node that no Pss shows.
+	memfdKiB   int
+	perContPss float64 // (pssKiB + memfdKiB) / memoryRunning
 	idleRssKiB int     // one idle shim serving one container
 	// onePssKiB is a shared shim's Pss while it served its first
 	// container alone: its fixed cost, beside which each further
@@ -36,8 +41,9 @@ type memoryFigures struct {
 // (the namespace grouping), beside one idle shim's RSS.
 func memoryOn(ctx context.Context, cfg config, c *integration.Containerd, v integration.Version, rootfs string) error {
 	runtimes := []string{cfg.a, cfg.b}
-	fmt.Printf("containerd %s: memory of the shims with %d sleeping containers up, one shim each; ours also in one shared shim\n", v.Name, memoryRunning)
-	fmt.Printf("  (%s=namespace); Pss from /proc/PID/smaps_rollup two seconds after the last start (idle)\n", shimGroupAnnotation)
+	fmt.Printf("containerd %s: memory of the shims with %d sleeping containers up, each exec'd into once (as a probe does),\n", v.Name, memoryRunning)
+	fmt.Printf("  one shim each; ours also in one shared shim (%s=namespace); Pss from /proc/PID/smaps_rollup\n", shimGroupAnnotation)
+	fmt.Printf("  two seconds after the last start (idle), plus the memfd files the shims hold\n")
 	var figs []memoryFigures
 	var labels []string
 	for _, rt := range runtimes {
@@ -60,13 +66,13 @@ func memoryOn(ctx context.Context, cfg config, c *integration.Containerd, v inte
 		figs, labels = append(figs, f), append(labels, integration.ShortRuntime(cfg.a)+" shared")
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "\tshims\tPss sum KiB\tRss sum KiB\tPss per container KiB\tratio to %s\tidle shim Rss KiB\t\n", labels[1])
+	fmt.Fprintf(tw, "\tshims\tPss sum KiB\tRss sum KiB\tmemfd KiB\t(Pss+memfd) per container KiB\tratio to %s\tidle shim Rss KiB\t\n", labels[1])
 	for k, f := range figs {
 		idle := "-"
 		if f.idleRssKiB > 0 {
 			idle = fmt.Sprint(f.idleRssKiB)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%s\t\n", labels[k], f.shims, f.pssKiB, f.rssKiB, f.perContPss, f.perContPss/figs[1].perContPss, idle)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%.0f\t%.2f\t%s\t\n", labels[k], f.shims, f.pssKiB, f.rssKiB, f.memfdKiB, f.perContPss, f.perContPss/figs[1].perContPss, idle)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -124,6 +130,12 @@ func runningMemory(ctx context.Context, c *integration.Containerd, v integration
 		if res.ExitCode != 0 {
 			return f, fmt.Errorf("%s on containerd %s: %s", rt, v.Name, res)
 		}
+		rctx, cancel = context.WithTimeout(ctx, time.Minute)
+		res = c.Ctr(rctx, nil, "tasks", "exec", "--exec-id", "probe", id, "/bin/true")
+		cancel()
+		if res.ExitCode != 0 {
+			return f, fmt.Errorf("%s on containerd %s: exec: %s", rt, v.Name, res)
+		}
 		if shared && i == 0 {
 			time.Sleep(2 * time.Second)
 			p, ok := c.ShimProcess(rt, id)
@@ -159,10 +171,31 @@ func runningMemory(ctx context.Context, c *integration.Containerd, v integration
 		f.shims++
 		f.pssKiB += m.PssKiB
 		f.rssKiB += m.RssKiB
+		f.memfdKiB += memfdKiB(p.Pid)
 	}
 	if shared && f.shims != 1 {
 		return f, fmt.Errorf("%d containers with %s=namespace are served by %d shims, want 1", memoryRunning, shimGroupAnnotation, f.shims)
 	}
-	f.perContPss = float64(f.pssKiB) / memoryRunning
+	f.perContPss = float64(f.pssKiB+f.memfdKiB) / memoryRunning
 	return f, nil
+}
+
+// memfdKiB sums the sizes of the memfd files pid holds open.
+func memfdKiB(pid int) int {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, e := range ents {
+		link, err := os.Readlink(filepath.Join(dir, e.Name()))
+		if err != nil || !strings.HasPrefix(link, "/memfd:") {
+			continue
+		}
+		if fi, err := os.Stat(filepath.Join(dir, e.Name())); err == nil {
+			total += fi.Size()
+		}
+	}
+	return int(total / 1024)
 }

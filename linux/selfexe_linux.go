@@ -1,18 +1,103 @@
 package linux
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// sealedSelf copies the running binary into a sealed memfd. Init and exec
-// processes are started from that copy, so a container that reaches
-// /proc/<pid>/exe of one of them before it execve()s finds an immutable
-// in-memory file, never the shim binary on the host (the CVE-2019-5736 class).
+// sealedSelf is the running binary, opened where no process can write to
+// it. Init and exec processes are started from it, so a container that
+// reaches /proc/<pid>/exe of one of them before it execve()s finds a file
+// it cannot change, never the shim binary on the host (the CVE-2019-5736
+// class). First choice: the binary seen through a read-only overlayfs that
+// is mounted nowhere (fsmount, detached; the open file keeps it alive),
+// which costs no copy. Where the kernel or the binary's path does not
+// allow that: a copy in a sealed memfd, which costs the binary's size in
+// memory for as long as the shim lives.
 func sealedSelf() (*os.File, error) {
+	if f, err := overlaySelf(); err == nil {
+		return f, nil
+	}
+	return memfdSelf()
+}
+
+// emptyLowerDir is the second, empty, lower layer of the overlay: one
+// lower layer alone is not a read-only overlay the kernel accepts.
+const emptyLowerDir = "/run/containerd-shim-mini-v2/empty"
+
+// overlaySelf opens the running binary through a detached read-only
+// overlayfs whose lower layers are the binary's directory and an empty one.
+func overlaySelf() (*os.File, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	dir, base := filepath.Split(exe)
+	// lowerdir takes a list: these would be read as separators or escapes.
+	if strings.ContainsAny(exe, ":,\\") || strings.HasSuffix(exe, " (deleted)") {
+		return nil, fmt.Errorf("binary path %q does not fit an overlay lowerdir", exe)
+	}
+	if err := os.MkdirAll(emptyLowerDir, 0o700); err != nil {
+		return nil, err
+	}
+	fsfd, err := unix.Fsopen("overlay", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("fsopen overlay: %w", err)
+	}
+	defer unix.Close(fsfd)
+	if err := unix.FsconfigSetString(fsfd, "lowerdir", filepath.Clean(dir)+":"+emptyLowerDir); err != nil {
+		return nil, fmt.Errorf("overlay lowerdir: %w", err)
+	}
+	if err := unix.FsconfigCreate(fsfd); err != nil {
+		return nil, fmt.Errorf("create overlay: %w", err)
+	}
+	mfd, err := unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY|unix.MOUNT_ATTR_NODEV|unix.MOUNT_ATTR_NOSUID)
+	if err != nil {
+		return nil, fmt.Errorf("fsmount overlay: %w", err)
+	}
+	defer unix.Close(mfd)
+	fd, err := unix.Openat(mfd, base, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s in the overlay: %w", base, err)
+	}
+	f := os.NewFile(uintptr(fd), "overlay:"+base)
+	if err := checkSealed(f, exe); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// checkSealed makes sure f is the binary at exe and cannot be opened for
+// writing through its /proc link, as a container process would try.
+func checkSealed(f *os.File, exe string) error {
+	got, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	want, err := os.Stat(exe)
+	if err != nil {
+		return err
+	}
+	if !got.Mode().IsRegular() || got.Size() != want.Size() {
+		return fmt.Errorf("%s through the overlay is not the binary", exe)
+	}
+	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), os.O_WRONLY, 0)
+	if err == nil {
+		w.Close()
+		return errors.New("the overlay's binary opens for writing")
+	}
+	return nil
+}
+
+// memfdSelf copies the running binary into a sealed memfd.
+func memfdSelf() (*os.File, error) {
 	src, err := os.Open("/proc/self/exe")
 	if err != nil {
 		return nil, fmt.Errorf("open own binary: %w", err)

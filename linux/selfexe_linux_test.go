@@ -1,0 +1,61 @@
+package linux
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"testing"
+)
+
+// Both ways of sealing the binary give the binary itself, which takes no
+// write through its /proc link (how a container would reach it), and is
+// not the file on the host.
+func TestSealedSelf(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	want, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name   string
+		seal   func() (*os.File, error)
+		prefix string // of the /proc link's target
+	}{
+		{name: "overlay", seal: overlaySelf, prefix: "/"},
+		{name: "memfd", seal: memfdSelf, prefix: "/memfd:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := tt.seal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			got, err := io.ReadAll(io.NewSectionReader(f, 0, int64(len(want))+1))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("read %d bytes (%v), want the %d bytes of the binary", len(got), err, len(want))
+			}
+			link := fmt.Sprintf("/proc/self/fd/%d", f.Fd())
+			target, err := os.Readlink(link)
+			if err != nil || target == exe || !strings.HasPrefix(target, tt.prefix) {
+				t.Errorf("%s -> %q (%v): want a file apart from %s", link, target, err, exe)
+			}
+			// The overlay refuses the open (read-only); a sealed memfd
+			// opens, and refuses the write.
+			if w, err := os.OpenFile(link, os.O_WRONLY, 0); err == nil {
+				_, werr := w.WriteAt([]byte{0}, 0)
+				w.Close()
+				if werr == nil {
+					t.Errorf("%s takes a write", link)
+				}
+			}
+		})
+	}
+}
