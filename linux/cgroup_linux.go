@@ -436,7 +436,7 @@ func (c *cgroupV1) Pids() ([]int, error) {
 		for _, p := range procs {
 			pids = append(pids, p.Pid)
 		}
-		return withoutShim(uniquePids(pids)), nil
+		return uniquePids(pids), nil
 	}
 	if allGone {
 		// Removed already (containers sharing one cgroupsPath, say, one

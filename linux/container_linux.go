@@ -38,6 +38,14 @@ type Runtime struct {
 
 	pinnedOnce sync.Once
 	isPinned   bool
+
+	// selfMoveLockFree: a thread moving itself into a v1 cgroup skips
+	// the kernel's global threadgroup lock here (Linux 5.17, "cgroup:
+	// Optimize single thread migration"), so the preamble places itself
+	// (cgroup_self_linux.go). Before that it would wait for the lock's
+	// grace period first thing, and the shim's move, overlapped with the
+	// process's own setup, is the cheaper way.
+	selfMoveLockFree bool
 }
 
 // pinned says whether the shim runs on fewer cpus than are online; looked
@@ -54,7 +62,7 @@ const seccompCacheDir = "/run/containerd-shim-mini-v2/seccomp"
 
 // NewRuntime returns a Runtime that starts processes with start.
 func NewRuntime(start StartFunc) *Runtime {
-	return &Runtime{start: start, seccomp: seccomp.Cache{Dir: seccompCacheDir}}
+	return &Runtime{start: start, seccomp: seccomp.Cache{Dir: seccompCacheDir}, selfMoveLockFree: kernelAtLeast(5, 17)}
 }
 
 // binaryPath is what a container's first process is started from. A
@@ -132,10 +140,6 @@ type Container struct {
 	// restoreFrom is the checkpoint Start restores; nil once restored, and
 	// for a container created to run its own init.
 	restoreFrom *RestoreOpts
-	// freezeMu is held by Pause and Resume, and by an exec's spawn while a
-	// thread of the shim stands in the container's cgroups (see
-	// cgroup_thread_linux.go), which must never be frozen.
-	freezeMu sync.Mutex
 }
 
 // Create sets up the container up to the point where only execve() of the
@@ -251,7 +255,6 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 		},
 		mountFds:    mountFds,
 		mountSource: func(index int) (int, error) { return bindSourceClone(spec, opts.Bundle, index) },
-		newCgroup:   true,
 		stdin:       opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		recordPid: func(pid int) error {
 			c.InitPid = pid
@@ -482,6 +485,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 		} else {
 			c.cg = nil
 		}
+		steptime.Mark(ctx, "kill+cgroup")
 	}
 	if err := removeCriuRoot(c.Bundle); err != nil {
 		errs = append(errs, err)
@@ -498,6 +502,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	steptime.Mark(ctx, "rootfs+state")
 	c.runPoststop(ctx)
 	return errors.Join(errs...)
 }
@@ -604,8 +609,6 @@ func (c *Container) Pause() error {
 	if err != nil {
 		return err
 	}
-	c.freezeMu.Lock()
-	defer c.freezeMu.Unlock()
 	return cg.Freeze()
 }
 
@@ -615,8 +618,6 @@ func (c *Container) Resume() error {
 	if err != nil {
 		return err
 	}
-	c.freezeMu.Lock()
-	defer c.freezeMu.Unlock()
 	return cg.Thaw()
 }
 

@@ -107,7 +107,6 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		seccompListener: c.seccompListener(specs.StateRunning),
-		freezeMu:        &c.freezeMu,
 		initialAffinity: affinity.initial,
 		oomScoreAdj:     opts.Process.OOMScoreAdj,
 	})

@@ -48,11 +48,6 @@ type spawnRequest struct {
 	// mountFds are detached idmapped mounts sent after the config, for
 	// the spec mounts config.IDMappedMounts names.
 	mountFds []int
-	// freezeMu, when set, is the container's freeze lock (see
-	// Container.freezeMu); newCgroup says the cgroup was just made for
-	// this process (init), so it must still be empty.
-	freezeMu  *sync.Mutex
-	newCgroup bool
 	// mountSource clones a spec mount's bind source when init asks.
 	mountSource func(index int) (int, error)
 }
@@ -96,29 +91,36 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		_ = conn.SetDeadline(dl)
 	}
 
-	cmd := &exec.Cmd{
-		Path:       req.binary,
-		Args:       []string{"containerd-shim-mini-v2", "init"},
-		Env:        []string{"_MINI_SYNC_FD=3", "GOMAXPROCS=1"},
-		Dir:        req.dir,
-		ExtraFiles: []*os.File{childFile},
+	newCmd := func() *exec.Cmd {
+		cmd := &exec.Cmd{
+			Path:       req.binary,
+			Args:       []string{"containerd-shim-mini-v2", "init"},
+			Env:        []string{"_MINI_SYNC_FD=3", "GOMAXPROCS=1"},
+			Dir:        req.dir,
+			ExtraFiles: []*os.File{childFile},
+		}
+		// Assign only real files: a nil *os.File in the io.Reader field
+		// would be a non-nil interface. Unset ones get /dev/null.
+		if req.stdin != nil {
+			cmd.Stdin = req.stdin
+		}
+		if req.stdout != nil {
+			cmd.Stdout = req.stdout
+		}
+		if req.stderr != nil {
+			cmd.Stderr = req.stderr
+		}
+		return cmd
 	}
-	// Assign only real files: a nil *os.File in the io.Reader field would be
-	// a non-nil interface. Unset ones get /dev/null from exec.Cmd.
-	if req.stdin != nil {
-		cmd.Stdin = req.stdin
-	}
-	if req.stdout != nil {
-		cmd.Stdout = req.stdout
-	}
-	if req.stderr != nil {
-		cmd.Stderr = req.stderr
-	}
-	exited, bornInCgroup, err := r.startIn(cmd, req)
+	// execCPUAffinity.initial holds until the process is in its cgroup
+	// (a cpuset's takes over then): a preamble moving itself first thing
+	// would cut it short, so such an exec is moved by the shim.
+	cmd, exited, placement, err := r.startIn(newCmd, req.cg, req.initialAffinity == nil)
 	childFile.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", req.what, err)
 	}
+	bornInCgroup := placement != placeLater
 	steptime.Mark(ctx, "fork+exec")
 	stage0 := cmd.Process.Pid
 	// Only the pid is used from here on; release os/exec's pidfd now
@@ -150,7 +152,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
-	if err := writeBootstrap(conn, req.ns.bootstrap()); err != nil {
+	boot := req.ns.bootstrap()
+	if placement == placeBySelf {
+		boot = append(boot, req.cg.(*cgroupV1).selfPlacement().bootstrap()...)
+	}
+	if err := writeBootstrap(conn, boot); err != nil {
 		return nil, fmt.Errorf("send namespace bootstrap to %s: %w", req.what, deathCause(err, exited))
 	}
 	line, err := readPreambleLine(conn)
@@ -268,35 +274,67 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	}
 }
 
-// startIn starts cmd so that the process is born in req.cg where it can
-// be: on cgroup v2 by CLONE_INTO_CGROUP, on v1 (cgroupfs) from a thread
-// that joined the cgroup first (see cgroup_thread_linux.go). Elsewhere, or
-// when neither works, bornInCgroup is false and the process must be moved;
-// everything the preamble forks after the move inherits the cgroup.
-func (r *Runtime) startIn(cmd *exec.Cmd, req spawnRequest) (exited <-chan int, bornInCgroup bool, err error) {
-	if v1, ok := req.cg.(*cgroupV1); ok {
-		exited, err := startInCgroupThread(cmd, v1.threadPlacement(), req.freezeMu, req.newCgroup, r.start)
-		if !errors.Is(err, errNotFromThread) {
-			return exited, err == nil, err
+// cgroupEntry is how a spawned process comes into its cgroup.
+type cgroupEntry int
+
+const (
+	// placeLater: the shim moves it (cgroup.procs).
+	placeLater cgroupEntry = iota
+	// placeAtBirth: cloned into it (CLONE_INTO_CGROUP, cgroup v2).
+	placeAtBirth
+	// placeBySelf: the preamble moves itself on v1 (see
+	// cgroup_self_linux.go), cloned into the unified cgroup of a hybrid
+	// host.
+	placeBySelf
+)
+
+// startIn starts a process from newCmd so that it is born in cg where it
+// can be (on v1, with selfMove, by placing itself), and says how it comes
+// there; elsewhere, or when the kernel refuses the clone into a cgroup
+// (before Linux 5.7), it must be moved. A failed Start spends an
+// exec.Cmd, so each try takes a new one.
+func (r *Runtime) startIn(newCmd func() *exec.Cmd, cg Cgroup, selfMove bool) (*exec.Cmd, <-chan int, cgroupEntry, error) {
+	placement := placeAtBirth
+	var cgDir *os.File
+	if v1, ok := cg.(*cgroupV1); ok {
+		if !selfMove || !r.selfMoveLockFree {
+			cmd := newCmd()
+			exited, err := r.start(cmd)
+			return cmd, exited, placeLater, err
 		}
+		placement = placeBySelf
+		if unified := v1.selfPlacement().unified; unified != "" {
+			f, err := os.Open(unified)
+			if err != nil {
+				return nil, nil, placeLater, fmt.Errorf("open unified cgroup %s: %w", unified, err)
+			}
+			cgDir = f
+		}
+	} else {
+		f, ok, err := cg.Dir()
+		if err != nil {
+			return nil, nil, placeLater, err
+		}
+		if !ok {
+			cmd := newCmd()
+			exited, err := r.start(cmd)
+			return cmd, exited, placeLater, err
+		}
+		cgDir = f
 	}
-	cgDir, bornInCgroup, err := req.cg.Dir()
-	if err != nil {
-		return nil, false, err
-	}
-	if bornInCgroup {
+	cmd := newCmd()
+	if cgDir != nil {
 		defer cgDir.Close()
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cgDir.Fd())}
 	}
-	exited, err = r.start(cmd)
-	if err != nil && bornInCgroup {
+	exited, err := r.start(cmd)
+	if err != nil && cgDir != nil {
 		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
-		bornInCgroup = false
-		cmd.SysProcAttr = nil
-		cmd.Process = nil
+		cmd = newCmd()
 		exited, err = r.start(cmd)
+		return cmd, exited, placeLater, err
 	}
-	return exited, bornInCgroup, err
+	return cmd, exited, placement, err
 }
 
 // readPreambleLine reads one line the C preamble wrote; an error line

@@ -153,6 +153,18 @@ static void await_id_maps(void)
 	}
 }
 
+// join_cgroup moves this process, which is one thread, into the cgroup of
+// a v1 hierarchy's tasks file.
+static void join_cgroup(const char *tasks)
+{
+	int fd = open(tasks, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail("nsexec: join cgroup: open %s: %s", tasks, strerror(errno));
+	if (write(fd, "0", 1) != 1)
+		fail("nsexec: join cgroup: write 0 to %s: %s", tasks, strerror(errno));
+	close(fd);
+}
+
 // set_time_offsets writes the new time namespace's clock offsets, which
 // the kernel takes only before any process has entered it. Becoming root
 // of a new user namespace made us non-dumpable, which leaves our /proc
@@ -227,6 +239,9 @@ void mini_nsexec(void)
 			memcpy(offsets + noffsets, line + 7, l);
 			noffsets += l;
 			offsets[noffsets++] = '\n';
+		} else if (strncmp(line, "cgroup ", 7) == 0) {
+			// First, before any namespace changes what the path means.
+			join_cgroup(line + 7);
 		} else if (*line != '\0') {
 			fail("nsexec: unknown bootstrap line %.64s", line);
 		}
@@ -247,9 +262,9 @@ void mini_nsexec(void)
 		flags &= ~(unsigned long)CLONE_NEWUSER;
 	}
 
-	// The cgroup namespace must be created after the parent placed us in
-	// the container's cgroup, which it did before sending the bootstrap,
-	// so the container sees its own cgroup as the root.
+	// The cgroup namespace must be created once we are in the container's
+	// cgroup (the parent placed us before it sent the bootstrap, or we
+	// did above), so the container sees its own cgroup as the root.
 	if (flags != 0 && unshare((int)flags) < 0)
 		fail("nsexec: unshare(%#lx): %s", flags, strerror(errno));
 	if (noffsets > 0)

@@ -19,8 +19,13 @@
 //	unshare <clone flags, decimal>
 //	join <CLONE_NEW* flag of its type, decimal> <path of a namespace file>
 //	timens <clock> <seconds> <nanoseconds>   (offsets of a new time namespace)
+//	cgroup <tasks file of a cgroup v1 hierarchy>
 //
-// Namespaces are joined first (the user namespace after the others, which
+// Before anything else the preamble writes 0 into each cgroup line's tasks
+// file: the one thread there is moves itself, which the kernel does
+// without its global threadgroup lock (see linux/cgroup_self_linux.go),
+// and everything it forks is born in that cgroup. Namespaces are joined
+// after that (the user namespace after the others, which
 // are tried again inside it when they refused the host's root; the mount
 // namespace last of those), then a new user namespace is created, then the
 // rest. With a new user namespace the preamble writes "usermap\n" and

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 const unixScheme = "unix://"
@@ -66,13 +67,35 @@ func listenSocket(path string) (*net.UnixListener, error) {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		return nil, err
 	}
-	if canConnect(path) {
-		return nil, errShimRunning
+	err = withSocketDirLock(path, func() error {
+		if canConnect(path) {
+			return errShimRunning
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+		l, err = listenUnix(path)
+		return err
+	})
+	return l, err
+}
+
+// withSocketDirLock runs fn holding an exclusive flock on the directory of
+// socket path. Replacing a stale socket (start) and removing one (delete)
+// each look and then act; a shared shim's socket can see both at once
+// after a crash (a delete per container, a start for the group's next
+// one), and delete must not unlink what a new daemon has just bound.
+func withSocketDirLock(path string, fn func() error) error {
+	dir, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+	defer dir.Close()
+	if err := unix.Flock(int(dir.Fd()), unix.LOCK_EX); err != nil {
+		return fmt.Errorf("lock %s: %w", filepath.Dir(path), err)
 	}
-	return listenUnix(path)
+	defer unix.Flock(int(dir.Fd()), unix.LOCK_UN)
+	return fn()
 }
 
 func listenUnix(path string) (*net.UnixListener, error) {
@@ -93,11 +116,19 @@ func listenUnix(path string) (*net.UnixListener, error) {
 
 // removeStaleSocket removes path unless a live shim still answers on it.
 func removeStaleSocket(path string) error {
-	if path == "" || canConnect(path) {
+	if path == "" {
 		return nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove socket %s: %w", path, err)
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	return nil
+	return withSocketDirLock(path, func() error {
+		if canConnect(path) {
+			return nil
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove socket %s: %w", path, err)
+		}
+		return nil
+	})
 }

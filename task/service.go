@@ -649,6 +649,7 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	if err := c.init.p.Delete(); err != nil {
 		return nil, toGRPC(err)
 	}
+	steptime.Mark(ctx, "process")
 	close(c.stopOOM)
 	var errs error
 	if err := c.linux.Destroy(ctx); err != nil {
@@ -667,6 +668,7 @@ func (s *Service) Delete(ctx context.Context, r *taskv3.DeleteRequest) (*taskv3.
 	s.mu.Lock()
 	delete(s.containers, containerKey(c.namespace, c.id))
 	s.mu.Unlock()
+	steptime.Mark(ctx, "io")
 
 	pid := c.init.p.Pid()
 	status, at := c.init.p.ExitStatus()
