@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,6 +109,42 @@ func TestSharedShim(t *testing.T) {
 			after := groupedCases(t, tg, 1, "nsafter", namespaceGroup, nil)
 			if got := servingShim(t, after...); got == shim {
 				t.Errorf("the dead shim %d still serves %s", shim, after[0].id)
+			}
+		})
+		t.Run("containerd-restart", func(t *testing.T) {
+			// On a daemon of its own: the suite's serve other cases.
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			t.Cleanup(cancel)
+			c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := c.Stop(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+			own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+			checkGroupSocketGoneAtEnd(t, c, c.Namespace, "mini:namespace")
+			cases := groupedCases(t, own, 3, "nsrestart", namespaceGroup, nil)
+			shim := servingShim(t, cases...)
+			pids := map[string]string{}
+			for _, tc := range cases {
+				pids[tc.id] = tc.waitStatus("RUNNING")
+			}
+			if err := c.Restart(ctx, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			for _, tc := range cases {
+				if got := tc.waitStatus("RUNNING"); got != pids[tc.id] {
+					t.Errorf("%s runs as pid %s after the restart, was %s", tc.id, got, pids[tc.id])
+				}
+				if res := tc.exec("after", "/bin/true"); res.ExitCode != 0 {
+					t.Errorf("exec into %s after the restart: %s", tc.id, res)
+				}
+			}
+			if got := servingShim(t, cases...); got != shim {
+				t.Errorf("served by shim %d after the restart, was %d", got, shim)
 			}
 		})
 		t.Run("bad-annotation", func(t *testing.T) {

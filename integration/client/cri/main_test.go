@@ -117,6 +117,11 @@ func startDaemon(ctx context.Context) error {
 		// for any other, CRI's generic ones, the table as TOML).
 		cri.Runtimes[integration.RuntimeTag(rt)+optionsHandlerSuffix] = rt
 		cri.Options[integration.RuntimeTag(rt)+optionsHandlerSuffix] = handlerOptions
+		if rt == integration.MiniRuntime {
+			// And with every pod of the handler in one shim.
+			cri.Runtimes[integration.RuntimeTag(rt)+sharedHandlerSuffix] = rt
+			cri.Options[integration.RuntimeTag(rt)+sharedHandlerSuffix] = sharedHandlerOptions
+		}
 	}
 	suite.c, err = integration.StartContainerd(ctx, integration.Options{
 		Version: v, ShimDir: suite.ShimDir, Namespace: criNamespace, Keep: suite.Keep, CRI: cri,
