@@ -26,18 +26,8 @@ func TestContainerdRestart(t *testing.T) {
 			t.Run(strings.ToLower(sig.String()[:4]), func(t *testing.T) {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 				t.Cleanup(cancel)
-				c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
-				if err != nil {
-					t.Fatal(err)
-				}
-				// Registered before the cases, so it runs after their own
-				// removal and leak checks.
-				t.Cleanup(func() {
-					if err := c.Stop(context.Background()); err != nil {
-						t.Error(err)
-					}
-				})
-				own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+				own := ownDaemon(ctx, t, tg)
+				c := own.d.c
 				var cases []*tcase
 				pids := map[string]string{}
 				for i := 0; i < containers; i++ {
@@ -112,4 +102,22 @@ func TestContainerdRestart(t *testing.T) {
 			})
 		}
 	})
+}
+
+// ownDaemon is tg on a containerd of its own, for a case that restarts
+// it (the suite's daemons serve other cases meanwhile). Its stop is
+// registered before the case's containers, so it runs after their own
+// removal and leak checks.
+func ownDaemon(ctx context.Context, t *testing.T, tg target) target {
+	t.Helper()
+	c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
 }

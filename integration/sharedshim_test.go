@@ -112,19 +112,10 @@ func TestSharedShim(t *testing.T) {
 			}
 		})
 		t.Run("containerd-restart", func(t *testing.T) {
-			// On a daemon of its own: the suite's serve other cases.
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			t.Cleanup(cancel)
-			c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := c.Stop(context.Background()); err != nil {
-					t.Error(err)
-				}
-			})
-			own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+			own := ownDaemon(ctx, t, tg)
+			c := own.d.c
 			checkGroupSocketGoneAtEnd(t, c, c.Namespace, "mini:namespace")
 			cases := groupedCases(t, own, 3, "nsrestart", namespaceGroup, nil)
 			shim := servingShim(t, cases...)
