@@ -300,9 +300,34 @@ next:
 // Ctr runs this daemon's ctr against it, in c.Namespace. ctr stops parsing
 // flags at the first positional argument, so flags go before image and id.
 func (c *Containerd) Ctr(ctx context.Context, stdin io.Reader, args ...string) Result {
-	full := append([]string{"--address", c.Address, "--namespace", c.Namespace}, args...)
+	full := c.CtrArgs(args...)
 	// ctr 2.x warns about cgroup v1 on every call otherwise.
 	return Run(ctx, stdin, []string{quietCtr}, c.Version.CtrPath(), full...)
+}
+
+// CtrArgs is the whole argument list of a ctr command against this
+// daemon, in c.Namespace (for a ctr the caller runs itself).
+func (c *Containerd) CtrArgs(args ...string) []string {
+	return append([]string{"--address", c.Address, "--namespace", c.Namespace}, withFifoDir(args, filepath.Join(c.Dir, "fifo"))...)
+}
+
+// withFifoDir gives the ctr commands that make IO fifos (run, tasks exec,
+// tasks start) the daemon's own directory for them: a ctr that loses its
+// shim or daemon (the crash and restart cases) leaves its fifos behind,
+// which would pile up in the host's /run/containerd/fifo.
+func withFifoDir(args []string, dir string) []string {
+	n := 0
+	switch {
+	case len(args) > 0 && args[0] == "run":
+		n = 1
+	case len(args) > 1 && (args[0] == "tasks" || args[0] == "task" || args[0] == "t") && (args[1] == "exec" || args[1] == "start"):
+		n = 2
+	default:
+		return args
+	}
+	out := append([]string{}, args[:n]...)
+	out = append(out, "--fifo-dir", dir)
+	return append(out, args[n:]...)
 }
 
 // Pid is the daemon's pid.

@@ -25,7 +25,7 @@ func TestOutputReadLate(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		tc := newCase(t, tg, "readlate")
 		args := tc.runArgs([]string{"--rm"}, "", "/bin/sh", "-c", fmt.Sprintf("head -c %d /dev/zero", size))
-		full := append([]string{"--address", tc.c.Address, "--namespace", tc.c.Namespace}, args...)
+		full := tc.c.CtrArgs(args...)
 		cmd := exec.CommandContext(tc.ctx, tc.c.Version.CtrPath(), full...)
 		cmd.Env = append(os.Environ(), quietCtr)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

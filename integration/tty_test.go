@@ -171,7 +171,7 @@ func (tc *tcase) startPty(args ...string) *ptyProc {
 		master.Close()
 		t.Fatalf("open %s: %v", slavePath, err)
 	}
-	full := append([]string{"--address", tc.c.Address, "--namespace", tc.c.Namespace}, args...)
+	full := tc.c.CtrArgs(args...)
 	cmd := exec.Command(tc.c.Version.CtrPath(), full...)
 	cmd.Env = append(os.Environ(), quietCtr, "TERM=xterm")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
