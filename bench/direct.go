@@ -45,6 +45,9 @@ var execPhases = []string{"Exec", "Start", "Wait", "Delete"}
 type directRuntime struct {
 	name string // short name for the table
 	bin  string
+	// group are the annotations that put a container in the shim the
+	// runtime shares: ours by namespace, runc-v2's by its group.
+	group map[string]string
 }
 
 // directEnv is what every direct call shares.
@@ -126,6 +129,7 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 			}
 		}
 	}()
+	// They hold the runtimes' shared shims too.
 	for k, rt := range rts {
 		s, _, err := env.launch(ctx, rt, "/bin/sleep", "100000")
 		if err != nil {
@@ -139,24 +143,30 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 
 	fmt.Printf("runtime level: each shim driven over ttrpc as containerd 2.4 drives it, no containerd in the path,\n")
 	fmt.Printf("  events dropped by a sink; %d lifecycles of /bin/true (start, Create, Start, Wait, Delete, Shutdown)\n", cfg.runs)
-	fmt.Printf("  and %d execs of /bin/true into a sleeping container (Exec, Start, Wait, Delete) per runtime, interleaved\n", cfg.runs)
-	// times[k][p]: runtime k's lifecycle phase p; execTimes likewise.
-	times := make([][][]time.Duration, len(rts))
-	execTimes := make([][][]time.Duration, len(rts))
-	for k := range rts {
-		times[k] = make([][]time.Duration, len(lifecyclePhases)+1)
-		execTimes[k] = make([][]time.Duration, len(execPhases)+1)
-	}
-	// Cells 0..len(rts)-1: a lifecycle of runtime k; then an exec of each.
+	fmt.Printf("  and %d execs of /bin/true into a sleeping container (Exec, Start, Wait, Delete) per runtime, interleaved;\n", cfg.runs)
+	fmt.Printf("  and %d lifecycles in the shim that sleeping container holds (%s: per namespace, %s: its group)\n",
+		cfg.runs, rts[0].name, rts[len(rts)-1].name)
+	// times[k][p]: runtime k's lifecycle phase p; grouped and execTimes
+	// likewise.
+	times := phaseLists(len(rts), len(lifecyclePhases))
+	grouped := phaseLists(len(rts), len(lifecyclePhases))
+	execTimes := phaseLists(len(rts), len(execPhases))
+	// Cells of runtime k: 3k a lifecycle, 3k+1 one in the shared shim,
+	// 3k+2 an exec.
 	n := 0
-	err = rounds(cfg, 2*len(rts), func(cell int, measured bool) error {
-		k := cell % len(rts)
+	err = rounds(cfg, 3*len(rts), func(cell int, measured bool) error {
+		k := cell / 3
 		var ph []time.Duration
 		var err error
-		into := times[k]
-		if cell < len(rts) {
-			ph, err = env.lifecycle(ctx, rts[k])
-		} else {
+		var into [][]time.Duration
+		switch cell % 3 {
+		case 0:
+			into = times[k]
+			ph, err = env.lifecycle(ctx, rts[k], false)
+		case 1:
+			into = grouped[k]
+			ph, err = env.lifecycle(ctx, rts[k], true)
+		default:
 			n++
 			into = execTimes[k]
 			if ph, err = sleepers[k].exec(ctx, fmt.Sprintf("x%d", n)); err != nil {
@@ -173,12 +183,23 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 	}
 	printPhaseTable(rts, "lifecycle", lifecyclePhases, times)
 	printPhaseTable(rts, "exec", execPhases, execTimes)
+	printPhaseTable(rts, "lifecycle in a shared shim", lifecyclePhases, grouped)
 	if env.steps != nil {
 		fmt.Println("  (-steps: every shim logged at debug level, so the figures above include that cost)")
 		env.steps.print()
 	}
 	fmt.Println()
 	return nil
+}
+
+// phaseLists makes the duration lists of phases phases (and their total)
+// for each of rts runtimes.
+func phaseLists(rts, phases int) [][][]time.Duration {
+	out := make([][][]time.Duration, rts)
+	for k := range out {
+		out[k] = make([][]time.Duration, phases+1)
+	}
+	return out
 }
 
 // record appends each phase's duration, and then their total, to into.
@@ -216,10 +237,11 @@ func printPhaseTable(rts []directRuntime, what string, phases []string, times []
 	tw.Flush()
 }
 
-// lifecycle runs /bin/true through one fresh shim and returns the
-// duration of each of lifecyclePhases.
-func (e *directEnv) lifecycle(ctx context.Context, rt directRuntime) ([]time.Duration, error) {
-	s, startTime, err := e.launchStarted(ctx, rt)
+// lifecycle runs /bin/true through one fresh shim (grouped: through the
+// shim the runtime shares, which stays) and returns the duration of each
+// of lifecyclePhases.
+func (e *directEnv) lifecycle(ctx context.Context, rt directRuntime, grouped bool) ([]time.Duration, error) {
+	s, startTime, err := e.launchStarted(ctx, rt, grouped)
 	if err != nil {
 		return nil, err
 	}
@@ -259,14 +281,18 @@ func (e *directEnv) lifecycle(ctx context.Context, rt directRuntime) ([]time.Dur
 	if err := timed("Shutdown", &taskapi.ShutdownRequest{ID: s.id}, &emptypb.Empty{}); err != nil && !isClosed(err) {
 		return nil, fmt.Errorf("%s Shutdown: %w", rt.name, err)
 	}
+	if grouped {
+		s.pid = 0 // the shared shim serves on
+	}
 	ok = true
 	return phases, s.finish(ctx)
 }
 
-// launch starts a shim for a new container running args and creates the
-// task, returning the shim and how long `start` took.
+// launch starts a shim for a new container running args in the
+// runtime's shared shim and creates the task, returning the shim and how
+// long `start` took.
 func (e *directEnv) launch(ctx context.Context, rt directRuntime, args ...string) (*directShim, time.Duration, error) {
-	s, d, err := e.launchStarted(ctx, rt, args...)
+	s, d, err := e.launchStarted(ctx, rt, true, args...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -281,15 +307,20 @@ func (e *directEnv) launch(ctx context.Context, rt directRuntime, args ...string
 	return s, d, nil
 }
 
-// launchStarted writes a bundle for args (default /bin/true), runs the
-// shim's `start` and connects to the daemon it leaves.
-func (e *directEnv) launchStarted(ctx context.Context, rt directRuntime, args ...string) (*directShim, time.Duration, error) {
+// launchStarted writes a bundle for args (default /bin/true; grouped: in
+// the runtime's shared shim), runs the shim's `start` and connects to the
+// daemon it leaves.
+func (e *directEnv) launchStarted(ctx context.Context, rt directRuntime, grouped bool, args ...string) (*directShim, time.Duration, error) {
 	if len(args) == 0 {
 		args = []string{"/bin/true"}
 	}
 	id := "bd-" + integration.RandomSuffix()
 	s := &directShim{env: e, id: id, bundle: filepath.Join(e.dir, id)}
-	if err := s.writeBundle(args); err != nil {
+	var annotations map[string]string
+	if grouped {
+		annotations = rt.group
+	}
+	if err := s.writeBundle(args, annotations); err != nil {
 		return nil, 0, err
 	}
 	params := &bootapi.BootstrapParams{
@@ -335,10 +366,10 @@ func (e *directEnv) launchStarted(ctx context.Context, rt directRuntime, args ..
 	return s, d, nil
 }
 
-// writeBundle writes config.json (the base spec running args, rooted at
-// the shared rootfs, in a cgroup of its own) and the log fifo containerd
-// would make, read and dropped here.
-func (s *directShim) writeBundle(args []string) error {
+// writeBundle writes config.json (the base spec running args, with
+// annotations, rooted at the shared rootfs, in a cgroup of its own) and
+// the log fifo containerd would make, read and dropped here.
+func (s *directShim) writeBundle(args []string, annotations map[string]string) error {
 	if err := os.MkdirAll(s.bundle, 0o711); err != nil {
 		return err
 	}
@@ -349,6 +380,7 @@ func (s *directShim) writeBundle(args []string) error {
 	lin := *spec.Linux
 	lin.CgroupsPath = s.env.c.CgroupsPath(s.id)
 	spec.Linux = &lin
+	spec.Annotations = annotations
 	data, err := json.Marshal(&spec)
 	if err != nil {
 		return err
@@ -476,7 +508,11 @@ func directRuntimes(cfg config, shimDir string, v integration.Version) []directR
 		if rt == integration.MiniRuntime {
 			dir = shimDir
 		}
-		rts = append(rts, directRuntime{name: integration.ShortRuntime(rt), bin: filepath.Join(dir, integration.ShimBinaryName(rt))})
+		group := map[string]string{"io.containerd.runc.v2.group": "bench-" + integration.RandomSuffix()}
+		if rt == integration.MiniRuntime {
+			group = map[string]string{shimGroupAnnotation: "namespace"}
+		}
+		rts = append(rts, directRuntime{name: integration.ShortRuntime(rt), bin: filepath.Join(dir, integration.ShimBinaryName(rt)), group: group})
 	}
 	return rts
 }
