@@ -53,9 +53,9 @@ declare -A PROVIDES=(
 	[busybox-static]="/bin/busybox"
 	[make]="/usr/bin/make"
 	[gcc]="/usr/bin/gcc"
-	[libc6-dev]="/usr/include/stdio.h"
+	[libc6-dev]="/usr/include/stdio.h /usr/lib/x86_64-linux-gnu/libc.a"
 	[pkg-config]="/usr/bin/pkg-config"
-	[libseccomp-dev]="/usr/include/seccomp.h /usr/lib/x86_64-linux-gnu/pkgconfig/libseccomp.pc"
+	[libseccomp-dev]="/usr/include/seccomp.h /usr/lib/x86_64-linux-gnu/pkgconfig/libseccomp.pc /usr/lib/x86_64-linux-gnu/libseccomp.a"
 	[qemu-system-x86]="/usr/bin/qemu-system-x86_64"
 	[cpio]="/usr/bin/cpio"
 	# Globs: the kernel version changes with Debian's updates. Unmatched,

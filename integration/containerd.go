@@ -312,10 +312,14 @@ func (c *Containerd) CtrArgs(args ...string) []string {
 }
 
 // withFifoDir gives the ctr commands that make IO fifos (run, tasks exec,
-// tasks start) the daemon's own directory for them: a ctr that loses its
+// tasks start; not with a log URI) the daemon's own directory for them: a ctr that loses its
 // shim or daemon (the crash and restart cases) leaves its fifos behind,
 // which would pile up in the host's /run/containerd/fifo.
 func withFifoDir(args []string, dir string) []string {
+	// ctr takes no fifo dir beside a log URI (its IO is not fifos then).
+	if slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--log-uri") }) {
+		return args
+	}
 	n := 0
 	switch {
 	case len(args) > 0 && args[0] == "run":

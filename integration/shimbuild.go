@@ -32,8 +32,12 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// ShimBuildTags are the build tags the Makefile builds the shim with.
-const ShimBuildTags = "no_grpc"
+// ShimBuildTags and ShimLDFlags are what the Makefile builds the shim
+// with: no gRPC, and static.
+const (
+	ShimBuildTags = "no_grpc,netgo,osusergo"
+	ShimLDFlags   = "-extldflags -static"
+)
 
 // BuildShim builds containerd-shim-mini-v2 (cgo on) into outDir and returns
 // its path. go's build cache keeps repeated builds cheap.
@@ -41,7 +45,7 @@ func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
 	out := filepath.Join(outDir, ShimBinaryName(MiniRuntime))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-tags", ShimBuildTags, "-o", out, "./cmd/containerd-shim-mini-v2")
+	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-tags", ShimBuildTags, "-ldflags", ShimLDFlags, "-o", out, "./cmd/containerd-shim-mini-v2")
 	if cmd.ExitCode != 0 {
 		return "", fmt.Errorf("build %s: %s", out, cmd)
 	}
