@@ -128,6 +128,14 @@ func directBenchOn(ctx context.Context, cfg config, c *integration.Containerd, r
 				s.destroy(ctx)
 			}
 		}
+		// runc-v2 leaves a group shim's socket when the shim exits.
+		for _, rt := range rts {
+			if g := rt.group["io.containerd.runc.v2.group"]; g != "" {
+				if err := integration.RemoveRuncGroupSockets(c, g, func(string, ...any) {}); err != nil {
+					fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+				}
+			}
+		}
 	}()
 	// They hold the runtimes' shared shims too.
 	for k, rt := range rts {
