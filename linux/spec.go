@@ -237,6 +237,13 @@ func (ns namespaces) bootstrap() []byte {
 // runtimeopts.ShimGroupModes) over the runtime options' ShimGroup.
 const ShimGroupAnnotation = "io.containerd.mini.v2.shim-group"
 
+// The names of the namespace's and the node's shared shims. They hold a
+// colon, which no container id does, so they never meet a pod's.
+const (
+	NamespaceGroupName = "mini:namespace"
+	NodeGroupName      = "mini:node"
+)
+
 // Group names the shim a container belongs to.
 type Group struct {
 	// Name keys the shim's socket.
@@ -250,8 +257,7 @@ type Group struct {
 // annotations in bundle/config.json and the grouping mode of the runtime
 // options: by pod (the default), the runc-v2 group annotation, else the
 // CRI sandbox id, else the container's own id; by namespace or by node, one
-// name for all. Group names made here hold a colon, which no container id
-// does, so they never meet a pod's.
+// name for all.
 func ShimGroup(bundle, id, mode string) (Group, error) {
 	path := filepath.Join(bundle, "config.json")
 	var spec struct {
@@ -275,9 +281,9 @@ func ShimGroup(bundle, id, mode string) (Group, error) {
 	}
 	switch mode {
 	case "namespace":
-		return Group{Name: "mini:namespace"}, nil
+		return Group{Name: NamespaceGroupName}, nil
 	case "node":
-		return Group{Name: "mini:node", AllNamespaces: true}, nil
+		return Group{Name: NodeGroupName, AllNamespaces: true}, nil
 	}
 	// The keys containerd's runc shim honours, in its order of
 	// preference, so a pod keeps one shim whichever runtime serves it.

@@ -50,7 +50,7 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 		// namespace in each request (1.6 was seen not to), so one shim
 		// cannot tell two namespaces' containers apart: the node's
 		// grouping is the namespace's there.
-		group.Name, group.AllNamespaces = "mini:namespace", false
+		group.Name, group.AllNamespaces = linux.NamespaceGroupName, false
 	case group.AllNamespaces:
 		namespace = ""
 	}
