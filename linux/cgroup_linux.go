@@ -452,9 +452,57 @@ func cgroupGone(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV)
 }
 
+// Delete removes the cgroup's directory in every hierarchy, children
+// first. containerd/cgroups' Delete first walks each hierarchy's tree,
+// stat'ing every control file, to find processes the kernel refuses the
+// rmdir for anyway: 1.5 ms of a 3 ms Delete here.
 func (c *cgroupV1) Delete() error {
-	if err := c.cg.Delete(); err != nil {
+	var errs []error
+	for _, s := range c.cg.Subsystems() {
+		p, ok := s.(interface{ Path(string) string })
+		if !ok {
+			continue
+		}
+		if err := removeCgroupDir(p.Path(c.path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete cgroup %s: %w", c.path, err)
+	}
+	return nil
+}
+
+// removeCgroupDir removes a v1 cgroup directory and the cgroups below it,
+// deepest first; one that still holds a process fails with EBUSY. Gone
+// already is done (cpu and cpuacct name one directory, say).
+func removeCgroupDir(dir string) error {
+	err := unix.Rmdir(dir)
+	switch {
+	case err == nil || errors.Is(err, unix.ENOENT):
+		return nil
+	case !errors.Is(err, unix.EBUSY) && !errors.Is(err, unix.ENOTEMPTY):
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	ents, rerr := os.ReadDir(dir)
+	if rerr != nil {
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	children := false
+	for _, e := range ents {
+		if e.IsDir() {
+			children = true
+			if err := removeCgroupDir(filepath.Join(dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	if !children {
+		// Busy with processes of its own.
+		return fmt.Errorf("remove %s: %w", dir, err)
+	}
+	if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("remove %s: %w", dir, err)
 	}
 	return nil
 }

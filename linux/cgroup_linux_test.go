@@ -1,16 +1,20 @@
 package linux
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 // TestCgroupV2ResourcesKeepDevices: without the device rules no eBPF filter
@@ -289,5 +293,55 @@ func TestMemoryInOrder(t *testing.T) {
 				t.Errorf("cpu shares in the swap step: %v, in the limit step: %v", swapStep.CPU != nil, limitStep.CPU != nil)
 			}
 		})
+	}
+}
+
+// Delete removes the cgroup in every hierarchy, with cgroups made below
+// it; while a process is in it, it fails with EBUSY naming a directory.
+func TestCgroupV1Delete(t *testing.T) {
+	requireCgroupV1(t)
+	path := "/minitest-unit/delete-" + strconv.Itoa(os.Getpid())
+	cg, err := newCgroupfs(path, &specs.LinuxResources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cg.Delete()
+		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/minitest-unit")
+		for _, d := range append(dirs, "/sys/fs/cgroup/unified/minitest-unit") {
+			_ = os.Remove(d)
+		}
+	})
+	for _, sub := range []string{"memory", "pids"} {
+		if err := os.MkdirAll(filepath.Join("/sys/fs/cgroup", sub, path, "child", "grandchild"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sleeper := exec.Command("/bin/sleep", "100")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	if err := cg.Add(sleeper.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Delete(); !errors.Is(err, unix.EBUSY) || !strings.Contains(err.Error(), path) {
+		t.Fatalf("Delete with a process inside: %v, want EBUSY naming %s", err, path)
+	}
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	var err2 error
+	for i := 0; i < 100; i++ {
+		if err2 = cg.Delete(); err2 == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	if left, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", path)); len(left) > 0 {
+		t.Fatalf("left after Delete: %v", left)
 	}
 }
