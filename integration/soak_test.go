@@ -28,7 +28,10 @@ func TestSoakExecs(t *testing.T) {
 			t.Logf("%s after %d execs: %s", tg.name(), i*every, f)
 		}
 		warm, last := fp[1], fp[len(fp)-1]
-		if last.FDs > warm.FDs || last.Threads > warm.Threads+1 {
+		// Go keeps a thread for every syscall it ever had blocked at
+		// once, so one burst raises the count for good (6 to 8 seen
+		// here); a leak grows it with every exec, by hundreds here.
+		if last.FDs > warm.FDs || last.Threads > warm.Threads+2 {
 			t.Errorf("shim grew from %s after %d execs to %s after %d", warm, every, last, execs)
 		}
 		if grown := last.Memory.AnonymousKiB - warm.Memory.AnonymousKiB; grown > memBoundKiB {

@@ -78,6 +78,9 @@ type message struct {
 	Fd int `json:"fd,omitempty"`
 	// Index is a spec mount's (msgMountSource).
 	Index int `json:"index,omitempty"`
+	// Steps are the process's own step timings since its main began
+	// (msgReady, when the config asked for them; see package steptime).
+	Steps string `json:"steps,omitempty"`
 }
 
 // initConfig is what a container process needs to set itself up: init
@@ -114,6 +117,9 @@ type initConfig struct {
 	// NoPivotRoot and NoNewKeyring are runc's options of those names.
 	NoPivotRoot  bool `json:"no_pivot_root,omitempty"`
 	NoNewKeyring bool `json:"no_new_keyring,omitempty"`
+	// Steps asks for the process's step timings with its ready (the
+	// shim logs them at debug level).
+	Steps bool `json:"steps,omitempty"`
 }
 
 func writeFrame(w io.Writer, v any) error {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
+	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
 // InitMain is the Go half of the container's init. The C preamble has put
@@ -35,7 +36,10 @@ func InitMain() {
 		os.Exit(2)
 	}
 	conn := os.NewFile(uintptr(fd), "init-sync")
-	if err := runInit(conn); err != nil {
+	// Timed from here; the shim compares with its own count to tell the
+	// Go runtime's start apart.
+	ctx, _ := steptime.With(context.Background())
+	if err := runInit(ctx, conn); err != nil {
 		// The parent turns this into Create's or Start's error.
 		_ = writeFrame(conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
 		os.Exit(1)
@@ -43,11 +47,12 @@ func InitMain() {
 	os.Exit(0) // unreachable: runInit only returns on error
 }
 
-func runInit(conn *os.File) error {
+func runInit(ctx context.Context, conn *os.File) error {
 	var cfg initConfig
 	if err := readFrame(conn, &cfg); err != nil {
 		return fmt.Errorf("read config from shim: %w", err)
 	}
+	steptime.Mark(ctx, "config")
 	if cfg.Exec {
 		if cfg.Process == nil || len(cfg.Process.Args) == 0 {
 			return fmt.Errorf("exec: process.args is empty: %w", errdefs.ErrInvalidArgument)
@@ -55,7 +60,7 @@ func runInit(conn *os.File) error {
 		// The preamble put this process in every namespace of the
 		// container (setns into the mount namespace also moved its root
 		// and cwd there): only the process's own settings are left.
-		return finishProcess(conn, cfg.Process, &cfg, nil)
+		return finishProcess(ctx, conn, cfg.Process, &cfg, nil)
 	}
 	spec := cfg.Spec
 	proc := spec.Process
@@ -90,6 +95,7 @@ func runInit(conn *os.File) error {
 	if err != nil {
 		return err
 	}
+	steptime.Mark(ctx, "rootfs")
 	var afterStart func() error
 	if spec.Hooks != nil && len(spec.Hooks.StartContainer) > 0 {
 		afterStart = func() error {
@@ -99,7 +105,7 @@ func runInit(conn *os.File) error {
 				hooks.Options{Start: hooks.Direct, Env: proc.Env})
 		}
 	}
-	return finishProcess(conn, proc, &cfg, afterStart)
+	return finishProcess(ctx, conn, proc, &cfg, afterStart)
 }
 
 // runHooksBeforePivot has the parent run the prestart and createRuntime
@@ -143,7 +149,7 @@ func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
 // finishProcess applies what init and exec processes share (proc, and the
 // container-wide settings in cfg), reports ready, waits for start, runs
 // afterStart (init's startContainer hooks) and execve()s.
-func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterStart func() error) error {
+func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg *initConfig, afterStart func() error) error {
 	filter := cfg.Seccomp
 	// Capabilities, no_new_privs, a seccomp filter, LSM exec labels and
 	// the cpu affinity belong to a thread: everything from here to execve
@@ -230,7 +236,12 @@ func finishProcess(conn *os.File, proc *specs.Process, cfg *initConfig, afterSta
 		}
 	}
 
-	if err := writeFrame(conn, message{Type: msgReady}); err != nil {
+	ready := message{Type: msgReady}
+	if cfg.Steps {
+		steptime.Mark(ctx, "process")
+		ready.Steps = steptime.String(ctx)
+	}
+	if err := writeFrame(conn, ready); err != nil {
 		return fmt.Errorf("report ready: %w", err)
 	}
 	var m message

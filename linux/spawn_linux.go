@@ -220,6 +220,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
+	req.config.Steps = steptime.Active(ctx)
 	if err := writeFrame(conn, req.config); err != nil {
 		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
@@ -243,6 +244,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	}
 	m, err := p.awaitReady(setupSteps{hooks: runHooks, seccompListener: req.seccompListener, mountSource: req.mountSource})
 	steptime.Mark(ctx, "setup")
+	steptime.Detail(ctx, "setup", m.Steps)
 	// A move that failed because the process already died says less than
 	// the process's own report, so the report wins.
 	_ = awaitMove()

@@ -19,6 +19,9 @@ type Recorder struct {
 	start time.Time
 	last  time.Time
 	steps []step
+	// details are steps another process timed (a container's init),
+	// shown after ours, each name prefixed.
+	details []string
 }
 
 type step struct {
@@ -49,6 +52,39 @@ func Mark(ctx context.Context, name string) {
 	r.last = now
 }
 
+// Active says whether ctx carries a Recorder: a process the request
+// starts may then time its own steps (see Detail).
+func Active(ctx context.Context) bool {
+	_, ok := ctx.Value(recorderKey{}).(*Recorder)
+	return ok
+}
+
+// Detail adds steps another process timed, as its Recorder's String
+// printed them ("config=0.10 rootfs=0.52 total=0.90"), each name prefixed
+// with prefix and a dot. They do not move ctx's own steps.
+func Detail(ctx context.Context, prefix, steps string) {
+	r, ok := ctx.Value(recorderKey{}).(*Recorder)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, kv := range strings.Fields(steps) {
+		if name, ms, ok := strings.Cut(kv, "="); ok {
+			r.details = append(r.details, prefix+"."+name+"="+ms)
+		}
+	}
+}
+
+// String is ctx's Recorder's String, "" without one.
+func String(ctx context.Context) string {
+	r, ok := ctx.Value(recorderKey{}).(*Recorder)
+	if !ok {
+		return ""
+	}
+	return r.String()
+}
+
 // Len is how many steps were marked.
 func (r *Recorder) Len() int {
 	r.mu.Lock()
@@ -66,5 +102,8 @@ func (r *Recorder) String() string {
 		fmt.Fprintf(&b, "%s=%.2f ", s.name, float64(s.took)/float64(time.Millisecond))
 	}
 	fmt.Fprintf(&b, "total=%.2f", float64(time.Since(r.start))/float64(time.Millisecond))
+	for _, d := range r.details {
+		b.WriteString(" " + d)
+	}
 	return b.String()
 }

@@ -35,3 +35,22 @@ func TestRecorder(t *testing.T) {
 func TestMarkWithoutRecorder(t *testing.T) {
 	Mark(context.Background(), "x")
 }
+
+// Another process's steps come after ours, prefixed, and only where a
+// Recorder is.
+func TestDetail(t *testing.T) {
+	Detail(context.Background(), "init", "config=0.10")
+	if Active(context.Background()) {
+		t.Error("Active without a Recorder")
+	}
+	ctx, r := With(context.Background())
+	if !Active(ctx) {
+		t.Error("not Active with a Recorder")
+	}
+	Mark(ctx, "spawn")
+	Detail(ctx, "init", "config=0.10 rootfs=0.52 total=0.90")
+	want := regexp.MustCompile(`^spawn=\d+\.\d\d total=\d+\.\d\d init\.config=0\.10 init\.rootfs=0\.52 init\.total=0\.90$`)
+	if got := r.String(); !want.MatchString(got) {
+		t.Errorf("String = %q", got)
+	}
+}
