@@ -58,10 +58,15 @@ func placeCgroup(cgroupsPath, id string, systemd bool) (cgroupPlacement, error) 
 }
 
 // cleanCgroupfsPath is p as an absolute cgroupfs path, refused when a ".."
-// would take it out of its parent; what names where p came from.
+// would take it out of its parent, or when it holds a newline or NUL (the
+// kernel names no cgroup so, and the preamble reads paths a line each);
+// what names where p came from.
 func cleanCgroupfsPath(what, p string) (string, error) {
 	if slices.Contains(strings.Split(p, "/"), "..") {
 		return "", fmt.Errorf("%s %q escapes its parent: %w", what, p, errdefs.ErrInvalidArgument)
+	}
+	if strings.ContainsAny(p, "\n\x00") {
+		return "", fmt.Errorf("%s %q holds a newline or NUL: %w", what, p, errdefs.ErrInvalidArgument)
 	}
 	return path.Clean("/" + p), nil
 }

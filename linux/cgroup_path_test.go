@@ -50,6 +50,8 @@ func TestPlaceCgroupRejects(t *testing.T) {
 	}{
 		{"escapes upwards", "../x", false, errdefs.IsInvalidArgument},
 		{"escapes in the middle", "/a/../../b", false, errdefs.IsInvalidArgument},
+		{"newline", "/a\njoin 1073741824 /proc/1/ns/net", false, errdefs.IsInvalidArgument},
+		{"nul", "/a\x00b", false, errdefs.IsInvalidArgument},
 		{"systemd wants the slice form", "/default/c1", true, errdefs.IsInvalidArgument},
 		{"slice without .slice", "system:p:c1", false, errdefs.IsInvalidArgument},
 		{"slice with a slash", "a/b.slice:p:c1", false, errdefs.IsInvalidArgument},
