@@ -53,16 +53,7 @@ func TestCheckpointRestore(t *testing.T) {
 		atDump := readCounter(t, count())
 		WaitCounter(t, count(), atDump)
 
-		if res := tc.ctr("", "tasks", "kill", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {
-			t.Fatalf("kill: %s", res)
-		}
-		tc.waitStatus("STOPPED")
-		if res := tc.ctr("", "tasks", "delete", tc.id); res.ExitCode != 0 {
-			t.Fatalf("delete task: %s", res)
-		}
-		if res := tc.ctr("", "containers", "delete", tc.id); res.ExitCode != 0 {
-			t.Fatalf("delete container: %s", res)
-		}
+		tc.killAndDelete()
 
 		if res := tc.ctr("", "containers", "restore", "--live", tc.id, ref); res.ExitCode != 0 {
 			t.Fatalf("restore: %s", res)

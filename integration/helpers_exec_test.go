@@ -50,6 +50,23 @@ func (tc *tcase) removeDetached() {
 	}
 }
 
+// killAndDelete SIGKILLs the case's task, waits until it stopped, and
+// deletes task and container, failing the case at the first step that
+// does not work.
+func (tc *tcase) killAndDelete() {
+	tc.t.Helper()
+	if res := tc.ctr("", "tasks", "kill", "--signal", "SIGKILL", tc.id); res.ExitCode != 0 {
+		tc.t.Fatalf("kill: %s", res)
+	}
+	tc.waitStatus("STOPPED")
+	if res := tc.ctr("", "tasks", "delete", tc.id); res.ExitCode != 0 {
+		tc.t.Fatalf("delete task: %s", res)
+	}
+	if res := tc.ctr("", "containers", "delete", tc.id); res.ExitCode != 0 {
+		tc.t.Fatalf("delete container: %s", res)
+	}
+}
+
 // execArgs builds `ctr tasks exec` arguments for the case's container.
 func (tc *tcase) execArgs(flags []string, execID string, cmd ...string) []string {
 	args := append([]string{"tasks", "exec"}, flags...)

@@ -159,3 +159,22 @@ func ProcStatusField(pid int, field string) (string, error) {
 	}
 	return "", nil
 }
+
+// ShimParent is the parent of pid, which must be runtime's shim: the shim
+// whose child a container's init is.
+func ShimParent(pid int, runtime string) (int, error) {
+	ppid, err := ProcStatusField(pid, "PPid")
+	if err != nil {
+		return 0, err
+	}
+	parent, err := strconv.Atoi(ppid)
+	if err != nil {
+		return 0, fmt.Errorf("PPid of %d: %q", pid, ppid)
+	}
+	// comm holds the first 15 bytes of the name.
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", parent))
+	if err != nil || !strings.HasPrefix(ShimBinaryName(runtime), strings.TrimSpace(string(comm))) {
+		return parent, fmt.Errorf("the parent %d of %d is %q, not a %s (%v)", parent, pid, comm, ShimBinaryName(runtime), err)
+	}
+	return parent, nil
+}

@@ -224,16 +224,7 @@ func TestSystemdCgroupDriver(t *testing.T) {
 			}
 			sc.checkInScope("exec", res.Stdout)
 
-			if res := sc.ctr("", "tasks", "kill", "--signal", "SIGKILL", sc.id); res.ExitCode != 0 {
-				t.Fatalf("kill: %s", res)
-			}
-			sc.waitStatus("STOPPED")
-			if res := sc.ctr("", "tasks", "delete", sc.id); res.ExitCode != 0 {
-				t.Fatalf("task delete: %s", res)
-			}
-			if res := sc.ctr("", "containers", "delete", sc.id); res.ExitCode != 0 {
-				t.Fatalf("container delete: %s", res)
-			}
+			sc.killAndDelete()
 			sc.checkGone("kill and delete")
 		})
 

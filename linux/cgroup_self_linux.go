@@ -34,16 +34,12 @@ type selfPlacement struct {
 
 func (c *cgroupV1) selfPlacement() selfPlacement {
 	var sp selfPlacement
-	for _, s := range c.cg.Subsystems() {
-		p, ok := s.(interface{ Path(string) string })
-		if !ok {
+	for _, h := range c.hierarchyDirs() {
+		if h.name == "unified" {
+			sp.unified = h.dir
 			continue
 		}
-		if s.Name() == "unified" {
-			sp.unified = p.Path(c.path)
-			continue
-		}
-		sp.tasks = append(sp.tasks, filepath.Join(p.Path(c.path), "tasks"))
+		sp.tasks = append(sp.tasks, filepath.Join(h.dir, "tasks"))
 	}
 	return sp
 }

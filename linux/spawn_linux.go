@@ -115,12 +115,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	// execCPUAffinity.initial holds until the process is in its cgroup
 	// (a cpuset's takes over then): a preamble moving itself first thing
 	// would cut it short, so such an exec is moved by the shim.
-	cmd, exited, placement, err := r.startIn(newCmd, req.cg, req.initialAffinity == nil)
+	cmd, exited, bornInCgroup, selfLines, err := r.startIn(newCmd, req.cg, req.initialAffinity == nil)
 	childFile.Close()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", req.what, err)
 	}
-	bornInCgroup := placement != placeLater
 	steptime.Mark(ctx, "fork+exec")
 	stage0 := cmd.Process.Pid
 	// Only the pid is used from here on; release os/exec's pidfd now
@@ -152,11 +151,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
-	boot := req.ns.bootstrap()
-	if placement == placeBySelf {
-		boot = append(boot, req.cg.(*cgroupV1).selfPlacement().bootstrap()...)
-	}
-	if err := writeBootstrap(conn, boot); err != nil {
+	if err := writeBootstrap(conn, append(req.ns.bootstrap(), selfLines...)); err != nil {
 		return nil, fmt.Errorf("send namespace bootstrap to %s: %w", req.what, deathCause(err, exited))
 	}
 	line, err := readPreambleLine(conn)
@@ -276,51 +271,40 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	}
 }
 
-// cgroupEntry is how a spawned process comes into its cgroup.
-type cgroupEntry int
-
-const (
-	// placeLater: the shim moves it (cgroup.procs).
-	placeLater cgroupEntry = iota
-	// placeAtBirth: cloned into it (CLONE_INTO_CGROUP, cgroup v2).
-	placeAtBirth
-	// placeBySelf: the preamble moves itself on v1 (see
-	// cgroup_self_linux.go), cloned into the unified cgroup of a hybrid
-	// host.
-	placeBySelf
-)
-
 // startIn starts a process from newCmd so that it is born in cg where it
-// can be (on v1, with selfMove, by placing itself), and says how it comes
-// there; elsewhere, or when the kernel refuses the clone into a cgroup
-// (before Linux 5.7), it must be moved. A failed Start spends an
-// exec.Cmd, so each try takes a new one.
-func (r *Runtime) startIn(newCmd func() *exec.Cmd, cg Cgroup, selfMove bool) (*exec.Cmd, <-chan int, cgroupEntry, error) {
-	placement := placeAtBirth
+// can be: cloned into it (CLONE_INTO_CGROUP) on v2, or on v1, with
+// selfMove, placing itself (cgroup_self_linux.go; selfLines are the
+// preamble's bootstrap lines for it, and a hybrid host's unified cgroup
+// is cloned into). Elsewhere, or when the kernel refuses the clone into a
+// cgroup (before Linux 5.7), bornInCgroup is false and the process must be
+// moved. A failed Start spends an exec.Cmd, so each try takes a new one.
+func (r *Runtime) startIn(newCmd func() *exec.Cmd, cg Cgroup, selfMove bool) (_ *exec.Cmd, _ <-chan int, bornInCgroup bool, selfLines []byte, _ error) {
+	startPlain := func() (*exec.Cmd, <-chan int, bool, []byte, error) {
+		cmd := newCmd()
+		exited, err := r.start(cmd)
+		return cmd, exited, false, nil, err
+	}
 	var cgDir *os.File
 	if v1, ok := cg.(*cgroupV1); ok {
 		if !selfMove || !r.selfMoveLockFree {
-			cmd := newCmd()
-			exited, err := r.start(cmd)
-			return cmd, exited, placeLater, err
+			return startPlain()
 		}
-		placement = placeBySelf
-		if unified := v1.selfPlacement().unified; unified != "" {
-			f, err := os.Open(unified)
+		sp := v1.selfPlacement()
+		selfLines = sp.bootstrap()
+		if sp.unified != "" {
+			f, err := os.Open(sp.unified)
 			if err != nil {
-				return nil, nil, placeLater, fmt.Errorf("open unified cgroup %s: %w", unified, err)
+				return nil, nil, false, nil, fmt.Errorf("open unified cgroup %s: %w", sp.unified, err)
 			}
 			cgDir = f
 		}
 	} else {
 		f, ok, err := cg.Dir()
 		if err != nil {
-			return nil, nil, placeLater, err
+			return nil, nil, false, nil, err
 		}
 		if !ok {
-			cmd := newCmd()
-			exited, err := r.start(cmd)
-			return cmd, exited, placeLater, err
+			return startPlain()
 		}
 		cgDir = f
 	}
@@ -332,11 +316,9 @@ func (r *Runtime) startIn(newCmd func() *exec.Cmd, cg Cgroup, selfMove bool) (*e
 	exited, err := r.start(cmd)
 	if err != nil && cgDir != nil {
 		// clone3 with CLONE_INTO_CGROUP needs Linux 5.7; fall back to a move.
-		cmd = newCmd()
-		exited, err = r.start(cmd)
-		return cmd, exited, placeLater, err
+		return startPlain()
 	}
-	return cmd, exited, placement, err
+	return cmd, exited, true, selfLines, err
 }
 
 // readPreambleLine reads one line the C preamble wrote; an error line
