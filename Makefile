@@ -2,6 +2,9 @@
 GO      ?= go
 PREFIX  ?= /usr/local
 BIN     := bin/containerd-shim-mini-v2
+# What container processes start from, installed beside the shim (see
+# cmd/containerd-shim-mini-v2-init): the container side alone.
+INITBIN := bin/containerd-shim-mini-v2-init
 # Stripped: smaller binary, fewer pages for each shim to map. Stack traces
 # keep their function names (pclntab stays). no_grpc leaves out the gRPC
 # service stubs of containerd/api's task package, and with them gRPC's
@@ -27,8 +30,8 @@ INTEGRATION_FLAGS    ?=
 FUZZTIME ?= 3s
 # Every fuzz target, as package:Target; a crasher go test finds is kept
 # under the package's testdata/fuzz as seed corpus.
-FUZZ_TARGETS := ./linux:FuzzHandshakeFrame ./linux:FuzzHandshakePidLine ./linux:FuzzLoadSpec \
-	./linux:FuzzMountOptions ./linux:FuzzCgroupPath ./io:FuzzParseURI ./shim:FuzzStartInput \
+FUZZ_TARGETS := ./linux/initproc:FuzzHandshakeFrame ./linux:FuzzHandshakePidLine ./linux:FuzzLoadSpec \
+	./linux/initproc:FuzzMountOptions ./linux:FuzzCgroupPath ./io:FuzzParseURI ./shim:FuzzStartInput \
 	./runtimeopts:FuzzRuntimeOptions
 # Benchmark flags, e.g. BENCHFLAGS="-n 50 -containerd 1.6,2.4".
 BENCHFLAGS ?=
@@ -44,9 +47,11 @@ all: build
 # Always handed to go: its build cache knows better than make what changed.
 build:
 	$(GO) build $(BUILDFLAGS) -o $(BIN) ./cmd/containerd-shim-mini-v2
+	$(GO) build $(BUILDFLAGS) -o $(INITBIN) ./cmd/containerd-shim-mini-v2-init
 
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-mini-v2
+	install -D -m 0755 $(INITBIN) $(DESTDIR)$(PREFIX)/bin/containerd-shim-mini-v2-init
 
 deps:
 	bash hack/install-deps.sh
@@ -58,6 +63,8 @@ vet:
 	$(GO) vet ./...
 	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2 | grep -qx google.golang.org/grpc; then \
 		echo "the shim links gRPC again: something beside containerd/api's task stubs imports google.golang.org/grpc"; exit 1; fi
+	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2-init | grep -E '^(google.golang.org/protobuf|github.com/containerd/ttrpc|github.com/containerd/cgroups/v3/cgroup[12])$$'; then \
+		echo "the init binary links shim-side packages (above): linux/initproc must import none of them"; exit 1; fi
 	cd $(CLIENT_DIR) && $(GO) vet ./...
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed: $$unformatted"; exit 1; fi

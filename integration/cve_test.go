@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,15 +29,17 @@ func TestEscapeClasses(t *testing.T) {
 			// exec's /proc/PID/exe from the host, as a process in the
 			// container could.
 			tc := newCase(t, tg, "cve5736")
-			shimBin := runtimeBinary(t, tg.runtime)
+			shimBins := runtimeBinaries(t, tg.runtime)
 			var mu sync.Mutex
 			found := map[specs.ContainerState]string{}
+			exes := map[specs.ContainerState]string{}
 			sock := filepath.Join(t.TempDir(), "agent.sock")
 			startSeccompAgent(t, sock, func(st specs.ContainerProcessState, req *libseccomp.ScmpNotifReq) libseccomp.ScmpNotifResp {
 				mu.Lock()
 				defer mu.Unlock()
 				if _, ok := found[st.State.Status]; !ok {
-					found[st.State.Status] = inspectExe(int(req.Pid), shimBin)
+					found[st.State.Status] = inspectExe(int(req.Pid), shimBins)
+					exes[st.State.Status], _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", req.Pid))
 				}
 				return libseccomp.ScmpNotifResp{Flags: libseccomp.NotifRespFlagContinue}
 			})
@@ -61,6 +64,11 @@ func TestEscapeClasses(t *testing.T) {
 			}
 			if what != "" {
 				t.Errorf("an exec before its execve: %s", what)
+			}
+			// With the init binary beside the shim, processes start from
+			// it (sealed the same way).
+			if _, err := os.Stat(shimBins[len(shimBins)-1]); tg.runtime == MiniRuntime && err == nil && filepath.Base(exes[specs.StateRunning]) != InitBinaryName {
+				t.Errorf("the exec started from %s, not from %s", exes[specs.StateRunning], InitBinaryName)
 			}
 		})
 		t.Run("no-runtime-fds", func(t *testing.T) {
@@ -170,32 +178,33 @@ func TestEscapeClasses(t *testing.T) {
 	})
 }
 
-// runtimeBinary is the runtime's binary on the host: our shim, or runc.
-func runtimeBinary(t *testing.T, runtime string) string {
+// runtimeBinaries are the runtime's binaries on the host: our shim and
+// the init binary beside it, or runc.
+func runtimeBinaries(t *testing.T, runtime string) []string {
 	t.Helper()
-	path := "/usr/bin/runc"
-	if runtime == MiniRuntime {
-		path = filepath.Join(suite.ShimDir, ShimBinaryName(MiniRuntime))
+	if runtime != MiniRuntime {
+		return []string{"/usr/bin/runc"}
 	}
-	real, err := filepath.EvalSymlinks(path)
+	shim, err := filepath.EvalSymlinks(filepath.Join(suite.ShimDir, ShimBinaryName(MiniRuntime)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return real
+	// The init binary, when the shim has one beside it.
+	return []string{shim, filepath.Join(filepath.Dir(shim), InitBinaryName)}
 }
 
 // inspectExe says what is wrong with /proc/PID/exe of a process that has
-// not execve()d yet, or "" when it is neither the runtime's binary nor
-// writable.
-func inspectExe(pid int, runtimeBin string) string {
+// not execve()d yet, or "" when it is none of the runtime's binaries and
+// not writable.
+func inspectExe(pid int, runtimeBins []string) string {
 	exe := fmt.Sprintf("/proc/%d/exe", pid)
 	target, err := os.Readlink(exe)
 	if err != nil {
 		return "readlink " + exe + ": " + err.Error()
 	}
 	var problems []string
-	if target == runtimeBin {
-		problems = append(problems, exe+" is the runtime's binary "+runtimeBin)
+	if slices.Contains(runtimeBins, target) {
+		problems = append(problems, exe+" is the runtime's binary "+target)
 	}
 	if f, err := os.OpenFile(exe, os.O_WRONLY, 0); err == nil {
 		f.Close()

@@ -7,15 +7,15 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/minishim/containerd-shim-mini-v2/linux"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // Mount is one line of /proc/self/mountinfo.
-type Mount = linux.MountinfoEntry
+type Mount = initproc.MountinfoEntry
 
 // Mounts reads /proc/self/mountinfo.
 func Mounts() ([]Mount, error) {
-	mounts, err := linux.ReadMountinfo("/proc/self/mountinfo")
+	mounts, err := initproc.ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return nil, fmt.Errorf("read mountinfo: %w", err)
 	}

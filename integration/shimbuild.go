@@ -39,17 +39,24 @@ const (
 	ShimLDFlags   = "-extldflags -static"
 )
 
-// BuildShim builds containerd-shim-mini-v2 (cgo on) into outDir and returns
-// its path. go's build cache keeps repeated builds cheap.
+// InitBinaryName is the binary the shim starts container processes from
+// when it sits beside it (linux.InitBinaryName).
+const InitBinaryName = "containerd-shim-mini-v2-init"
+
+// BuildShim builds containerd-shim-mini-v2 and its init binary (cgo on)
+// into outDir and returns the shim's path. go's build cache keeps repeated
+// builds cheap.
 func BuildShim(ctx context.Context, repoRoot, outDir string) (string, error) {
-	out := filepath.Join(outDir, ShimBinaryName(MiniRuntime))
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-tags", ShimBuildTags, "-ldflags", ShimLDFlags, "-o", out, "./cmd/containerd-shim-mini-v2")
-	if cmd.ExitCode != 0 {
-		return "", fmt.Errorf("build %s: %s", out, cmd)
+	for _, name := range []string{ShimBinaryName(MiniRuntime), InitBinaryName} {
+		out := filepath.Join(outDir, name)
+		cmd := Run(ctx, nil, []string{"CGO_ENABLED=1"}, "go", "-C", repoRoot, "build", "-tags", ShimBuildTags, "-ldflags", ShimLDFlags, "-o", out, "./cmd/"+name)
+		if cmd.ExitCode != 0 {
+			return "", fmt.Errorf("build %s: %s", out, cmd)
+		}
 	}
-	return out, nil
+	return filepath.Join(outDir, ShimBinaryName(MiniRuntime)), nil
 }
 
 // ShimDir is the directory to put first on containerd's PATH: the one of

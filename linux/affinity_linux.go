@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +28,7 @@ func parseCPUAffinity(a *specs.CPUAffinity) (cpuAffinity, error) {
 		if list == "" {
 			return nil, nil
 		}
-		cpus, err := parseCPUList(list)
+		cpus, err := initproc.ParseCPUList(list)
 		if err != nil {
 			return nil, fmt.Errorf("process.execCPUAffinity.%s %q: %v: %w", field, list, err, errdefs.ErrInvalidArgument)
 		}
@@ -76,6 +77,6 @@ func onlineCPUCount() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	set, err := parseCPUList(strings.TrimSpace(string(data)))
+	set, err := initproc.ParseCPUList(strings.TrimSpace(string(data)))
 	return len(set), err
 }

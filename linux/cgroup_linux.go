@@ -15,6 +15,7 @@ import (
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -275,9 +276,8 @@ func loadCgroupfs(path string) (Cgroup, error) {
 	return &cgroupV1{path: path, cg: cg}, nil
 }
 
-// cgroupRoot is where the host mounts its cgroup hierarchies: the v1
-// controllers' directories on a v1 or hybrid host, the unified tree on v2.
-const cgroupRoot = "/sys/fs/cgroup"
+// cgroupRoot is where the host mounts its cgroup hierarchies.
+const cgroupRoot = initproc.CgroupRoot
 
 // memoryInOrder splits an update that sets both the memory limit and the
 // memory+swap limit so that the kernel's rule, limit <= memory+swap, holds

@@ -16,6 +16,7 @@ import (
 	"github.com/containerd/errdefs"
 	sddbus "github.com/coreos/go-systemd/v22/dbus"
 	"github.com/godbus/dbus/v5"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/protobuf/proto"
 )
@@ -469,7 +470,7 @@ func cpuMask(list string) ([]byte, bool) {
 	if strings.TrimSpace(list) == "" {
 		return nil, false
 	}
-	set, err := parseCPUList(list)
+	set, err := initproc.ParseCPUList(list)
 	if err != nil || len(set) == 0 {
 		return nil, false
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/checkpoint-restore/go-criu/v7/rpc"
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
@@ -163,7 +164,7 @@ func cgroupsMode(mode string) (*rpc.CriuCgMode, error) {
 func externalBindMounts(spec *specs.Spec) map[string]string {
 	out := map[string]string{}
 	for _, m := range spec.Mounts {
-		if isBindMount(m) {
+		if initproc.IsBindMount(m) {
 			out[filepath.Clean(m.Destination)] = m.Source
 		}
 	}
@@ -186,7 +187,7 @@ func restoreMountpoints(spec *specs.Spec) (dirs, files []string) {
 			tmpfs = append(tmpfs, dest)
 			dirs = append(dirs, dest)
 		case m.Type == "cgroup" || m.Type == "cgroup2":
-		case isBindMount(m):
+		case initproc.IsBindMount(m):
 			if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
 				files = append(files, dest)
 			} else {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/criu"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // criuLogLevel is CRIU's most verbose but one: what a failed dump needs to
@@ -82,7 +83,7 @@ func (r *Runtime) Checkpoint(ctx context.Context, c *Container, opts CheckpointO
 	}
 	// Init's mounts, read once: which of its stdio files lie outside the
 	// container, and which of its paths are mounts.
-	mounts, _ := ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
+	mounts, _ := initproc.ReadMountinfo(fmt.Sprintf("/proc/%d/mountinfo", c.InitPid))
 	var externalFiles []string
 	for fd := range rec.Descriptors {
 		rec.Descriptors[fd], externalFiles = c.stdioDescriptor(fd, mounts, externalFiles)
@@ -191,7 +192,7 @@ func copyImageFile(from, to string) error {
 // shim's /dev/null for a task without that stream) is made external to
 // CRIU, which could not reopen it, by "file[mnt_id:inode]", the name it
 // is handed back by. Others (a file inside the container) CRIU reopens.
-func (c *Container) stdioDescriptor(fd int, initMounts []MountinfoEntry, external []string) (string, []string) {
+func (c *Container) stdioDescriptor(fd int, initMounts []initproc.MountinfoEntry, external []string) (string, []string) {
 	link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%d", c.InitPid, fd))
 	if err != nil || initMounts == nil || strings.HasPrefix(link, "pipe:") || strings.HasPrefix(link, "socket:") || strings.HasPrefix(link, "anon_inode:") {
 		return link, external
@@ -206,7 +207,7 @@ func (c *Container) stdioDescriptor(fd int, initMounts []MountinfoEntry, externa
 			mntID, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	if mntID < 0 || slices.ContainsFunc(initMounts, func(m MountinfoEntry) bool { return m.ID == mntID }) {
+	if mntID < 0 || slices.ContainsFunc(initMounts, func(m initproc.MountinfoEntry) bool { return m.ID == mntID }) {
 		return link, external
 	}
 	var st unix.Stat_t
@@ -251,7 +252,7 @@ func criuWorkDir(dir, bundle string) (*os.File, func(), error) {
 }
 
 // keepCriuLog copies CRIU's log out of a work dir that may be removed and
-// returns, for an error message, where it is and its error lines.
+// returns, for an error initproc.Message, where it is and its error lines.
 func keepCriuLog(workDir, name, bundle, keepAs string) string {
 	src := filepath.Join(workDir, name)
 	dst := filepath.Join(bundle, keepAs)
@@ -338,7 +339,7 @@ func externalNamespaceName(t specs.LinuxNamespaceType) (name, key string) {
 // binds, masked files (binds of /dev/null), device nodes bound from the
 // host, and on cgroup v1 without a cgroup namespace the container's
 // cgroup directories bound from the host.
-func (c *Container) dumpExternalMounts(initMounts []MountinfoEntry) []*rpc.ExtMountMap {
+func (c *Container) dumpExternalMounts(initMounts []initproc.MountinfoEntry) []*rpc.ExtMountMap {
 	var out []*rpc.ExtMountMap
 	add := func(key, val string) {
 		out = append(out, &rpc.ExtMountMap{Key: proto.String(key), Val: proto.String(val)})
@@ -375,7 +376,7 @@ func allDevicePaths(spec *specs.Spec) []string {
 	for _, d := range spec.Linux.Devices {
 		out = append(out, filepath.Clean(d.Path))
 	}
-	for _, d := range defaultDevices() {
+	for _, d := range initproc.DefaultDevices() {
 		out = append(out, d.Path)
 	}
 	return out
@@ -404,23 +405,23 @@ func (c *Container) cgroupBinds() map[string]string {
 	if dest == "" || cgroupNS {
 		return out
 	}
-	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
+	hostMounts, err := initproc.ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return out
 	}
-	hierarchies, err := ownCgroups()
+	hierarchies, err := initproc.OwnCgroups()
 	if err != nil {
 		return out
 	}
 	for _, h := range hierarchies {
-		if h.controllers == "" {
+		if h.Controllers == "" {
 			continue
 		}
-		host, ok := hostHierarchy(hostMounts, "cgroup", h.controllers)
+		host, ok := initproc.HostHierarchy(hostMounts, "cgroup", h.Controllers)
 		if !ok {
 			continue
 		}
-		name := strings.TrimPrefix(h.controllers, "name=")
+		name := strings.TrimPrefix(h.Controllers, "name=")
 		out[filepath.Join(dest, name)] = filepath.Join(host.MountPoint, strings.TrimPrefix(c.cg.Path(), host.Root))
 	}
 	return out

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
@@ -32,9 +33,14 @@ type Runtime struct {
 	// seccomp compiles each distinct profile once for all containers.
 	seccomp seccomp.Cache
 
-	selfOnce sync.Once
-	self     *os.File
-	selfErr  error
+	// binary is what container processes start from (containerBinary),
+	// looked up once; sealed is it opened where nothing can write to it.
+	binaryOnce sync.Once
+	binary     string
+	binaryErr  error
+	sealedOnce sync.Once
+	sealed     *os.File
+	sealedErr  error
 
 	pinnedOnce sync.Once
 	isPinned   bool
@@ -65,23 +71,29 @@ func NewRuntime(start StartFunc) *Runtime {
 	return &Runtime{start: start, seccomp: seccomp.Cache{Dir: seccompCacheDir}, selfMoveLockFree: kernelAtLeast(5, 17)}
 }
 
-// binaryPath is what a container's first process is started from. A
-// process that other container processes can see before it execve()s (exec,
-// or init in a shared or joined pid namespace) starts from the sealed copy,
-// so /proc/PID/exe never leads to the shim binary on the host. An init that
-// gets a pid namespace of its own is invisible to every container process
-// until it has execve()d the user's program, so it starts from the binary
-// itself and skips the copy (~9 ms for a 20 MB binary).
+// binaryPath is what a container process is started from. A process that
+// other container processes can see before it execve()s (exec, or init in
+// a shared or joined pid namespace) starts from the sealed binary, so
+// /proc/PID/exe never leads to a binary on the host. An init that gets a
+// pid namespace of its own is invisible to every container process until
+// it has execve()d the user's program, so it starts from the binary itself.
 func (r *Runtime) binaryPath(ownPidNamespace bool) (string, error) {
+	r.binaryOnce.Do(func() { r.binary, r.binaryErr = containerBinary() })
+	if r.binaryErr != nil {
+		return "", r.binaryErr
+	}
 	if ownPidNamespace {
-		return "/proc/self/exe", nil
+		return r.binary, nil
 	}
-	r.selfOnce.Do(func() { r.self, r.selfErr = sealedSelf() })
-	if r.selfErr != nil {
-		return "", r.selfErr
+	r.sealedOnce.Do(func() { r.sealed, r.sealedErr = sealedBinary(r.binary) })
+	if r.sealedErr != nil {
+		return "", r.sealedErr
 	}
-	return "/proc/self/fd/" + strconv.Itoa(int(r.self.Fd())), nil
+	return "/proc/self/fd/" + strconv.Itoa(int(r.sealed.Fd())), nil
 }
+
+// Mount is one rootfs component containerd sent.
+type Mount = initproc.Mount
 
 // CreateOpts is one container to create.
 type CreateOpts struct {
@@ -203,13 +215,13 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 			return nil, fmt.Errorf("create rootfs mount point %s: %w", rootfs, err)
 		}
 		userns := func(uid, gid []specs.LinuxIDMapping) (int, error) { return r.newUserNamespace(ctx, uid, gid) }
-		if err := MountRootfs(opts.Rootfs, rootfs, userns); err != nil {
+		if err := initproc.MountRootfs(opts.Rootfs, rootfs, userns); err != nil {
 			return nil, err
 		}
 	}
 	steptime.Mark(ctx, "rootfs")
 	if fi, err := os.Stat(rootfs); err != nil {
-		return nil, fmt.Errorf("rootfs %s: %w", rootfs, asNotFound(err))
+		return nil, fmt.Errorf("rootfs %s: %w", rootfs, initproc.AsNotFound(err))
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("rootfs %s is not a directory: %w", rootfs, errdefs.ErrInvalidArgument)
 	}
@@ -234,19 +246,17 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if r.pinned() {
 		initAffinity = allCPUs()
 	}
-	// Init learns the cgroup the shim chose (also when the spec named none).
-	initSpec := *spec
-	lx := *spec.Linux
-	lx.CgroupsPath = c.cg.Path()
-	initSpec.Linux = &lx
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "container init",
 		binary: binary,
 		dir:    opts.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{
-			ID: c.ID, Bundle: c.Bundle, Spec: &initSpec, Rootfs: rootfs,
+		config: initproc.Config{
+			ID: c.ID, Bundle: c.Bundle, Rootfs: rootfs,
+			// Init learns the cgroup the shim chose (also when the
+			// spec named none).
+			Spec:   initproc.ContainerSpecOf(spec, c.cg.Path()),
 			NewUTS: ns.unshare&unix.CLONE_NEWUTS != 0, Seccomp: c.seccomp,
 			Personality: spec.Linux.Personality, MemoryPolicy: spec.Linux.MemoryPolicy,
 			NoPivotRoot: opts.NoPivotRoot, NoNewKeyring: opts.NoNewKeyring,
@@ -343,13 +353,6 @@ func (c *Container) seccompListener(status specs.ContainerState) func(pid, fd in
 			State:    *c.hookState(status, initPid),
 		})
 	}
-}
-
-func asNotFound(err error) error {
-	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
-	}
-	return err
 }
 
 func (c *Container) diskState() diskState {
@@ -491,7 +494,7 @@ func (c *Container) Destroy(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if c.rootfsMount != "" {
-		if err := UnmountRootfs(c.rootfsMount); err != nil {
+		if err := initproc.UnmountRootfs(c.rootfsMount); err != nil {
 			errs = append(errs, err)
 		} else {
 			c.rootfsMount = ""

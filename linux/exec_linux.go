@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -42,13 +43,13 @@ func ValidateExecProcess(id string, p *specs.Process) error {
 	if p.Cwd != "" && !filepath.IsAbs(p.Cwd) {
 		return fmt.Errorf("exec %s: process.cwd %q is not an absolute path: %w", id, p.Cwd, errdefs.ErrInvalidArgument)
 	}
-	if err := checkProcessAttrs(p, nil); err != nil {
+	if err := initproc.CheckProcessAttrs(p, nil); err != nil {
 		return fmt.Errorf("exec %s: %w", id, err)
 	}
 	if _, err := parseCPUAffinity(p.ExecCPUAffinity); err != nil {
 		return fmt.Errorf("exec %s: %w", id, err)
 	}
-	if err := checkSELinuxLabel("exec "+id+": process.selinuxLabel", p.SelinuxLabel); err != nil {
+	if err := initproc.CheckSELinuxLabel("exec "+id+": process.selinuxLabel", p.SelinuxLabel); err != nil {
 		return err
 	}
 	return nil
@@ -100,7 +101,7 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		dir:    c.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: initConfig{
+		config: initproc.Config{
 			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
 			Affinity: final, AffinityBestEffort: bestEffort,
 			Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,

@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"maps"
 	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -9,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
@@ -28,10 +28,10 @@ func Features() *features.Features {
 		OCIVersionMin: "1.0.0",
 		OCIVersionMax: specs.Version,
 		Hooks:         hooks.Names(),
-		MountOptions:  mountOptionNames(idmap),
+		MountOptions:  initproc.MountOptionNames(idmap),
 		Linux: &features.Linux{
 			Namespaces:   implementedNamespaces(),
-			Capabilities: capabilityNames[:],
+			Capabilities: initproc.CapabilityNames(),
 			Cgroup:       &features.Cgroup{V1: &yes, V2: &yes, Systemd: &yes, SystemdUser: &no, Rdma: &yes},
 			Seccomp:      seccomp.Features(),
 			// Supported by this runtime (as runc reports them); whether the
@@ -59,21 +59,6 @@ func implementedNamespaces() []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// mountOptionNames are the options a spec mount may carry, sorted; the
-// recursive and idmap ones only where the kernel has mount_setattr(2)
-// (setattr).
-func mountOptionNames(setattr bool) []string {
-	names := slices.Collect(maps.Keys(flagOptions))
-	names = slices.AppendSeq(names, maps.Keys(propagationOptions))
-	if setattr {
-		names = slices.AppendSeq(names, maps.Keys(recursiveOptions))
-		names = append(names, "idmap", "ridmap")
-	}
-	names = append(names, "tmpcopyup")
-	slices.Sort(names)
-	return names
 }
 
 // mountSetattrWorks asks the kernel: mount_setattr on a bad fd fails with

@@ -5,10 +5,10 @@ import (
 	"maps"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -77,7 +77,7 @@ func ValidateResources(r *specs.LinuxResources) error {
 // checkCPUList parses a cpuset list ("0-3,5") and checks every entry is in
 // the host's online set read from onlinePath.
 func checkCPUList(field, list, onlinePath string) error {
-	want, err := parseCPUList(list)
+	want, err := initproc.ParseCPUList(list)
 	if err != nil {
 		return fmt.Errorf("linux.resources.%s %q: %v: %w", field, list, err, errdefs.ErrInvalidArgument)
 	}
@@ -86,7 +86,7 @@ func checkCPUList(field, list, onlinePath string) error {
 		// Without the host's list the kernel is left to judge.
 		return nil
 	}
-	online, err := parseCPUList(strings.TrimSpace(string(data)))
+	online, err := initproc.ParseCPUList(strings.TrimSpace(string(data)))
 	if err != nil {
 		return nil
 	}
@@ -98,32 +98,4 @@ func checkCPUList(field, list, onlinePath string) error {
 		}
 	}
 	return nil
-}
-
-func parseCPUList(list string) (map[int]bool, error) {
-	set := map[int]bool{}
-	for _, part := range strings.Split(list, ",") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		a, err := strconv.Atoi(lo)
-		if err != nil || a < 0 {
-			return nil, fmt.Errorf("bad entry %q", part)
-		}
-		b := a
-		if isRange {
-			if b, err = strconv.Atoi(hi); err != nil || b < a {
-				return nil, fmt.Errorf("bad range %q", part)
-			}
-		}
-		if b-a > 1<<16 {
-			return nil, fmt.Errorf("range %q is too large", part)
-		}
-		for n := a; n <= b; n++ {
-			set[n] = true
-		}
-	}
-	return set, nil
 }

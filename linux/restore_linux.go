@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/criu"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // restore brings the checkpoint c.restoreFrom names back as the
@@ -40,7 +41,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 	}
 	images, err := os.Open(ro.ImagePath)
 	if err != nil {
-		return fmt.Errorf("restore %s: image path: %w", c.ID, asNotFound(err))
+		return fmt.Errorf("restore %s: image path: %w", c.ID, initproc.AsNotFound(err))
 	}
 	defer images.Close()
 	work, cleanWork, err := criuWorkDir(ro.WorkPath, c.Bundle)
@@ -88,7 +89,7 @@ func (c *Container) restore(ctx context.Context, client criu.Client) (retErr err
 		if _, key := externalNamespaceName(n.Type); key != "" {
 			f, err := os.Open(n.Path)
 			if err != nil {
-				return fmt.Errorf("restore %s: %s namespace %s: %w", c.ID, n.Type, n.Path, asNotFound(err))
+				return fmt.Errorf("restore %s: %s namespace %s: %w", c.ID, n.Type, n.Path, initproc.AsNotFound(err))
 			}
 			extra = append(extra, f)
 			// criu's fd 3 is its socket, the extra files follow.
@@ -196,7 +197,7 @@ func removeCriuRoot(bundle string) error {
 	if _, err := os.Lstat(dir); err != nil {
 		return nil
 	}
-	if err := UnmountRootfs(dir); err != nil {
+	if err := initproc.UnmountRootfs(dir); err != nil {
 		return err
 	}
 	return os.Remove(dir)
@@ -224,13 +225,13 @@ func (c *Container) joinRestoredTimeNamespace(pid int) {
 
 // cgroupRootsOf tells CRIU the cgroup of each hierarchy pid is in.
 func cgroupRootsOf(pid int) ([]*rpc.CgroupRoot, error) {
-	hierarchies, err := cgroupsOf(strconv.Itoa(pid))
+	hierarchies, err := initproc.CgroupsOf(strconv.Itoa(pid))
 	if err != nil {
 		return nil, err
 	}
 	out := make([]*rpc.CgroupRoot, 0, len(hierarchies))
 	for _, h := range hierarchies {
-		out = append(out, &rpc.CgroupRoot{Ctrl: proto.String(h.controllers), Path: proto.String(h.path)})
+		out = append(out, &rpc.CgroupRoot{Ctrl: proto.String(h.Controllers), Path: proto.String(h.Path)})
 	}
 	return out, nil
 }
@@ -244,7 +245,7 @@ func prepareRestoreMountpoints(spec *specs.Spec, rootfs string) error {
 		dir   bool
 	}{{dirs, true}, {files, false}} {
 		for _, p := range m.paths {
-			if _, err := createMountPoint(rootfs, p, m.dir); err != nil {
+			if _, err := initproc.CreateMountPoint(rootfs, p, m.dir); err != nil {
 				return fmt.Errorf("mount point %s: %w", p, err)
 			}
 		}

@@ -11,37 +11,71 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// sealedSelf is the running binary, opened where no process can write to
-// it. Init and exec processes are started from it, so a container that
-// reaches /proc/<pid>/exe of one of them before it execve()s finds a file
-// it cannot change, never the shim binary on the host (the CVE-2019-5736
-// class). First choice: the binary seen through a read-only overlayfs that
-// is mounted nowhere (fsmount, detached; the open file keeps it alive),
-// which costs no copy. Where the kernel or the binary's path does not
-// allow that: a copy in a sealed memfd, which costs the binary's size in
-// memory for as long as the shim lives.
-func sealedSelf() (*os.File, error) {
-	if f, err := overlaySelf(); err == nil {
+// InitBinaryName is the binary init and exec processes start from when it
+// sits beside the shim's: the container side alone (linux/initproc, the
+// preamble), which starts in about half the time the whole shim takes.
+// Without it they start from the shim binary, in its "init" mode.
+const InitBinaryName = "containerd-shim-mini-v2-init"
+
+// containerBinary is the binary container processes start from: the init
+// binary beside the shim's own, when there is one, else the shim's.
+func containerBinary() (string, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return "", fmt.Errorf("own binary: %w", err)
+	}
+	if initBin, ok := initBinaryBeside(exe); ok {
+		return initBin, nil
+	}
+	return "/proc/self/exe", nil
+}
+
+// initBinaryBeside is the init binary in exe's directory, if one is there
+// to run. A shim binary replaced on disk while it runs has a neighbour that
+// may be another build's, which it does not take.
+func initBinaryBeside(exe string) (string, bool) {
+	if strings.HasSuffix(exe, " (deleted)") {
+		return "", false
+	}
+	initBin := filepath.Join(filepath.Dir(exe), InitBinaryName)
+	st, err := os.Stat(initBin)
+	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
+		return "", false
+	}
+	return initBin, true
+}
+
+// sealedBinary opens binary (a path, or /proc/self/exe) where no process
+// can write to it. Init and exec processes are started from it, so a
+// container that reaches /proc/<pid>/exe of one of them before it
+// execve()s finds a file it cannot change, never the binary on the host
+// (the CVE-2019-5736 class). First choice: the binary seen through a
+// read-only overlayfs that is mounted nowhere (fsmount, detached; the open
+// file keeps it alive), which costs no copy. Where the kernel or the
+// binary's path does not allow that: a copy in a sealed memfd, which costs
+// the binary's size in memory for as long as the shim lives.
+func sealedBinary(binary string) (*os.File, error) {
+	if f, err := overlayBinary(binary); err == nil {
 		return f, nil
 	}
-	return memfdSelf()
+	return memfdBinary(binary)
 }
 
 // emptyLowerDir is the second, empty, lower layer of the overlay: one
 // lower layer alone is not a read-only overlay the kernel accepts.
 const emptyLowerDir = "/run/containerd-shim-mini-v2/empty"
 
-// overlaySelf opens the running binary through a detached read-only
-// overlayfs whose lower layers are the binary's directory and an empty one.
-func overlaySelf() (*os.File, error) {
-	exe, err := os.Readlink("/proc/self/exe")
+// overlayBinary opens binary through a detached read-only overlayfs whose
+// lower layers are the binary's directory and an empty one.
+func overlayBinary(binary string) (*os.File, error) {
+	path, err := filepath.EvalSymlinks(binary)
 	if err != nil {
 		return nil, err
 	}
-	dir, base := filepath.Split(exe)
+	dir, base := filepath.Split(path)
 	// lowerdir takes a list: these would be read as separators or escapes.
-	if strings.ContainsAny(exe, ":,\\") || strings.HasSuffix(exe, " (deleted)") {
-		return nil, fmt.Errorf("binary path %q does not fit an overlay lowerdir", exe)
+	if strings.ContainsAny(path, ":,\\") || strings.HasSuffix(path, " (deleted)") {
+		return nil, fmt.Errorf("binary path %q does not fit an overlay lowerdir", path)
 	}
 	if err := os.MkdirAll(emptyLowerDir, 0o700); err != nil {
 		return nil, err
@@ -67,7 +101,7 @@ func overlaySelf() (*os.File, error) {
 		return nil, fmt.Errorf("open %s in the overlay: %w", base, err)
 	}
 	f := os.NewFile(uintptr(fd), "overlay:"+base)
-	if err := checkSealed(f, exe); err != nil {
+	if err := checkSealed(f, path); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -96,11 +130,11 @@ func checkSealed(f *os.File, exe string) error {
 	return nil
 }
 
-// memfdSelf copies the running binary into a sealed memfd.
-func memfdSelf() (*os.File, error) {
-	src, err := os.Open("/proc/self/exe")
+// memfdBinary copies binary into a sealed memfd.
+func memfdBinary(binary string) (*os.File, error) {
+	src, err := os.Open(binary)
 	if err != nil {
-		return nil, fmt.Errorf("open own binary: %w", err)
+		return nil, fmt.Errorf("open %s: %w", binary, err)
 	}
 	defer src.Close()
 	fd, err := unix.MemfdCreate("containerd-shim-mini-v2", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
@@ -110,7 +144,7 @@ func memfdSelf() (*os.File, error) {
 	mem := os.NewFile(uintptr(fd), "memfd:containerd-shim-mini-v2")
 	if _, err := io.Copy(mem, src); err != nil {
 		mem.Close()
-		return nil, fmt.Errorf("copy own binary into memfd: %w", err)
+		return nil, fmt.Errorf("copy %s into memfd: %w", binary, err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {

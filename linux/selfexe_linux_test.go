@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -12,7 +13,7 @@ import (
 // Both ways of sealing the binary give the binary itself, which takes no
 // write through its /proc link (how a container would reach it), and is
 // not the file on the host.
-func TestSealedSelf(t *testing.T) {
+func TestSealedBinary(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root")
 	}
@@ -29,8 +30,8 @@ func TestSealedSelf(t *testing.T) {
 		seal   func() (*os.File, error)
 		prefix string // of the /proc link's target
 	}{
-		{name: "overlay", seal: overlaySelf, prefix: "/"},
-		{name: "memfd", seal: memfdSelf, prefix: "/memfd:"},
+		{name: "overlay", seal: func() (*os.File, error) { return overlayBinary("/proc/self/exe") }, prefix: "/"},
+		{name: "memfd", seal: func() (*os.File, error) { return memfdBinary("/proc/self/exe") }, prefix: "/memfd:"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := tt.seal()
@@ -57,5 +58,38 @@ func TestSealedSelf(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The init binary is taken from beside the shim's only when it is a
+// regular file that can run.
+func TestInitBinaryBeside(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		make  func(path string) error
+		found bool
+	}{
+		{"absent", func(string) error { return nil }, false},
+		{"executable", func(p string) error { return os.WriteFile(p, nil, 0o755) }, true},
+		{"not executable", func(p string) error { return os.WriteFile(p, nil, 0o644) }, false},
+		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := tt.make(filepath.Join(dir, InitBinaryName)); err != nil {
+				t.Fatal(err)
+			}
+			got, ok := initBinaryBeside(filepath.Join(dir, "containerd-shim-mini-v2"))
+			if ok != tt.found || (ok && got != filepath.Join(dir, InitBinaryName)) {
+				t.Errorf("initBinaryBeside = %q, %v; want found %v", got, ok, tt.found)
+			}
+		})
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, InitBinaryName), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := initBinaryBeside(filepath.Join(dir, "containerd-shim-mini-v2") + " (deleted)"); ok {
+		t.Errorf("a deleted shim binary's neighbour %q was taken", got)
 	}
 }

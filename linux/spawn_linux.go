@@ -18,6 +18,7 @@ import (
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
@@ -29,7 +30,7 @@ type spawnRequest struct {
 	dir    string
 	ns     namespaces
 	cg     Cgroup
-	config initConfig
+	config initproc.Config
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known (Create saves its state).
@@ -95,7 +96,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		cmd := &exec.Cmd{
 			Path:       req.binary,
 			Args:       []string{"containerd-shim-mini-v2", "init"},
-			Env:        []string{"_MINI_SYNC_FD=3", "GOMAXPROCS=1"},
+			Env:        []string{"_MINI_SYNC_FD=3", "_MINI_HANDSHAKE=" + strconv.Itoa(initproc.Handshake), "GOMAXPROCS=1"},
 			Dir:        req.dir,
 			ExtraFiles: []*os.File{childFile},
 		}
@@ -128,7 +129,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	p.Pid = stage0
 	// Before the preamble may enter a user namespace of its own, where it
 	// could only raise it; what it forks inherits it.
-	if err := ApplyOOMScoreAdj(stage0, req.oomScoreAdj); err != nil {
+	if err := initproc.ApplyOOMScoreAdj(stage0, req.oomScoreAdj); err != nil {
 		return nil, fmt.Errorf("%s: %w", req.what, err)
 	}
 	if req.initialAffinity != nil {
@@ -216,7 +217,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		}
 	}
 	req.config.Steps = steptime.Active(ctx)
-	if err := writeFrame(conn, req.config); err != nil {
+	if err := initproc.WriteFrame(conn, req.config); err != nil {
 		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
 	}
@@ -258,16 +259,16 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		return nil, fmt.Errorf("wait for %s: %w", req.what, err)
 	}
 	switch m.Type {
-	case msgReady:
+	case initproc.MsgReady:
 		if moveErr != nil {
 			return nil, moveErr
 		}
 		_ = conn.SetDeadline(time.Time{})
 		return p, nil
-	case msgError:
-		return nil, errorFromMessage(m)
+	case initproc.MsgError:
+		return nil, initproc.ErrorFromMessage(m)
 	default:
-		return nil, fmt.Errorf("%w %q from %s", errUnexpectedMessage, m.Type, req.what)
+		return nil, fmt.Errorf("%w %q from %s", initproc.ErrUnexpectedMessage, m.Type, req.what)
 	}
 }
 
@@ -375,36 +376,36 @@ type setupSteps struct {
 
 // awaitReady reads until ready or error, taking the pty master and doing
 // the steps the process asks for on the way.
-func (p *Process) awaitReady(steps setupSteps) (message, error) {
+func (p *Process) awaitReady(steps setupSteps) (initproc.Message, error) {
 	for {
-		var m message
-		if err := readFrame(p.in, &m); err != nil {
+		var m initproc.Message
+		if err := initproc.ReadFrame(p.in, &m); err != nil {
 			return m, err
 		}
 		switch m.Type {
-		case msgConsole:
+		case initproc.MsgConsole:
 			fd, ok := p.in.takeFd()
 			if !ok {
-				return m, errors.New("console message came without the pty master")
+				return m, errors.New("console initproc.Message came without the pty master")
 			}
 			p.Console = os.NewFile(uintptr(fd), "pty-master")
-		case msgSeccomp:
+		case initproc.MsgSeccomp:
 			if err := p.serveSeccomp(steps.seccompListener, m); err != nil {
 				return m, &stepError{err}
 			}
-		case msgHooks:
+		case initproc.MsgHooks:
 			err := errors.New("init asked for hooks the spawn has none of")
 			if steps.hooks != nil {
 				err = steps.hooks()
 			}
 			if err != nil {
-				_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+				_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
 				return m, &stepError{err}
 			}
-			if err := writeFrame(p.conn, message{Type: msgHooksDone}); err != nil {
+			if err := initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgHooksDone}); err != nil {
 				return m, err
 			}
-		case msgMountSource:
+		case initproc.MsgMountSource:
 			if err := p.serveMountSource(steps.mountSource, m.Index); err != nil {
 				return m, &stepError{err}
 			}
@@ -422,12 +423,12 @@ func (p *Process) serveMountSource(clone func(index int) (int, error), index int
 		fd, err = clone(index)
 	}
 	if err != nil {
-		_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
 		return err
 	}
 	defer unix.Close(fd)
 	var frame bytes.Buffer
-	if err := writeFrame(&frame, message{Type: msgMountSourceDone}); err != nil {
+	if err := initproc.WriteFrame(&frame, initproc.Message{Type: initproc.MsgMountSourceDone}); err != nil {
 		return err
 	}
 	_, _, err = p.conn.WriteMsgUnix(frame.Bytes(), unix.UnixRights(fd), nil)
@@ -444,16 +445,16 @@ func (e *stepError) Unwrap() error { return e.err }
 
 // serveSeccomp hands the process's seccomp notify fd to listener and
 // tells the process how that went.
-func (p *Process) serveSeccomp(listener func(pid, fd int) error, m message) error {
+func (p *Process) serveSeccomp(listener func(pid, fd int) error, m initproc.Message) error {
 	err := errors.New("the process has a seccomp listener fd but the container's profile no listener")
 	if listener != nil {
 		err = listener(p.Pid, m.Fd)
 	}
 	if err != nil {
-		_ = writeFrame(p.conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
 		return err
 	}
-	return writeFrame(p.conn, message{Type: msgSeccompDone})
+	return initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgSeccompDone})
 }
 
 func writeBootstrap(w io.Writer, boot []byte) error {
@@ -487,20 +488,20 @@ func (p *Process) Start(ctx context.Context) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
-	if err := writeFrame(conn, message{Type: msgStart}); err != nil {
+	if err := initproc.WriteFrame(conn, initproc.Message{Type: initproc.MsgStart}); err != nil {
 		return fmt.Errorf("release process %d: %w", p.Pid, err)
 	}
-	var m message
-	err := readFrame(p.in, &m)
+	var m initproc.Message
+	err := initproc.ReadFrame(p.in, &m)
 	switch {
 	case errors.Is(err, io.EOF):
 		return nil
 	case err != nil:
 		return fmt.Errorf("start process %d: %w", p.Pid, err)
-	case m.Type == msgError:
-		return errorFromMessage(m)
+	case m.Type == initproc.MsgError:
+		return initproc.ErrorFromMessage(m)
 	}
-	return fmt.Errorf("%w %q at start", errUnexpectedMessage, m.Type)
+	return fmt.Errorf("%w %q at start", initproc.ErrUnexpectedMessage, m.Type)
 }
 
 // Signal sends sig to the process.

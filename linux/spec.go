@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // LoadSpec reads and checks bundle/config.json.
@@ -91,10 +92,10 @@ func validateSpec(spec *specs.Spec) error {
 	if err := hooks.Validate(spec.Hooks); err != nil {
 		return err
 	}
-	if err := checkProcessAttrs(spec.Process, spec.Linux); err != nil {
+	if err := initproc.CheckProcessAttrs(spec.Process, spec.Linux); err != nil {
 		return fmt.Errorf("config.json: %w", err)
 	}
-	if err := checkSELinuxLabel("config.json: process.selinuxLabel", spec.Process.SelinuxLabel); err != nil {
+	if err := initproc.CheckSELinuxLabel("config.json: process.selinuxLabel", spec.Process.SelinuxLabel); err != nil {
 		return err
 	}
 	ns, err := namespacesOf(spec)

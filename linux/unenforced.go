@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -44,7 +45,7 @@ func checkEnforced(spec *specs.Spec) error {
 // resctrlMounted says whether the host has Intel RDT's resctrl filesystem
 // mounted.
 func resctrlMounted() bool {
-	mounts, err := ReadMountinfo("/proc/self/mountinfo")
+	mounts, err := initproc.ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return false
 	}

@@ -4,16 +4,13 @@ import (
 	"cmp"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
-
-// maxIDMapLines is the kernel's limit of lines in a uid_map or gid_map.
-const maxIDMapLines = 340
 
 // checkUserNamespace checks linux.uidMappings and gidMappings against the
 // container's user namespace: mappings only with one, both of them for a
@@ -36,7 +33,7 @@ func checkUserNamespace(lx *specs.Linux, hasUserNS, newUserNS bool) error {
 		field  string
 		ranges []specs.LinuxIDMapping
 	}{{"linux.uidMappings", lx.UIDMappings}, {"linux.gidMappings", lx.GIDMappings}} {
-		if err := checkIDMappings(m.field, m.ranges); err != nil {
+		if err := initproc.CheckIDMappings(m.field, m.ranges); err != nil {
 			return err
 		}
 		if newUserNS && !idMapped(m.ranges, 0) {
@@ -62,40 +59,6 @@ func checkProcessMapped(what string, u specs.User, uidMap, gidMap []specs.LinuxI
 		}
 	}
 	return nil
-}
-
-// checkIDMappings refuses what the kernel would: an empty range, one past
-// the 32-bit id space, ranges that overlap on either side, too many lines.
-func checkIDMappings(field string, ranges []specs.LinuxIDMapping) error {
-	invalid := func(format string, args ...any) error {
-		return fmt.Errorf("config.json: %s: "+format+": %w", append(append([]any{field}, args...), errdefs.ErrInvalidArgument)...)
-	}
-	if len(ranges) > maxIDMapLines {
-		return invalid("%d ranges, more than the kernel's %d", len(ranges), maxIDMapLines)
-	}
-	for i, m := range ranges {
-		switch {
-		case m.Size == 0:
-			return invalid("[%d] has size 0", i)
-		case uint64(m.ContainerID)+uint64(m.Size) > math.MaxUint32+1:
-			return invalid("[%d] (containerID %d, size %d) goes past the last id", i, m.ContainerID, m.Size)
-		case uint64(m.HostID)+uint64(m.Size) > math.MaxUint32+1:
-			return invalid("[%d] (hostID %d, size %d) goes past the last id", i, m.HostID, m.Size)
-		}
-		for j, o := range ranges[:i] {
-			if overlaps(m.ContainerID, m.Size, o.ContainerID, o.Size) {
-				return invalid("[%d] and [%d] overlap in containerID", j, i)
-			}
-			if overlaps(m.HostID, m.Size, o.HostID, o.Size) {
-				return invalid("[%d] and [%d] overlap in hostID", j, i)
-			}
-		}
-	}
-	return nil
-}
-
-func overlaps(a, asize, b, bsize uint32) bool {
-	return uint64(a) < uint64(b)+uint64(bsize) && uint64(b) < uint64(a)+uint64(asize)
 }
 
 // idMapped says whether container id is in one of the ranges.

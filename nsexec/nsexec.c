@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nsexec.h"
+
 #define MAX_BOOTSTRAP (64 * 1024)
 #define MAX_JOINS 16
 #define MAX_TIMENS 512
@@ -193,6 +195,10 @@ void mini_nsexec(void)
 	sync_fd = atoi(env);
 	if (sync_fd < 3)
 		fail("nsexec: bad _MINI_SYNC_FD %s", env);
+	const char *handshake = getenv("_MINI_HANDSHAKE");
+	if (handshake == NULL || atoi(handshake) != MINI_HANDSHAKE)
+		fail("%s speaks handshake %d, the shim %s: install containerd-shim-mini-v2 and containerd-shim-mini-v2-init from one build",
+		     program_invocation_name, MINI_HANDSHAKE, handshake ? handshake : "none");
 
 	uint32_t len;
 	read_full(sync_fd, &len, sizeof(len));

@@ -9,7 +9,8 @@
 // constructor does this work while the process is still single-threaded.
 //
 // The constructor does nothing unless _MINI_SYNC_FD names the parent's end
-// of the handshake socket. It then reads one bootstrap frame, joins and
+// of the handshake socket. It fails unless _MINI_HANDSHAKE is the protocol
+// number it was built with (nsexec.h). It then reads one bootstrap frame, joins and
 // creates namespaces, forks once when a pid namespace is involved (the child
 // becomes the namespace's process), reports the pid of the process that will
 // go on into Go, and returns (or, in the forking parent, exits).
@@ -38,6 +39,11 @@
 package nsexec
 
 // #cgo CFLAGS: -Wall -Wextra -std=gnu11
+// #include "nsexec.h"
 // extern void mini_nsexec(void);
 // void __attribute__((constructor)) mini_nsexec_init(void) { mini_nsexec(); }
 import "C"
+
+// handshake is MINI_HANDSHAKE, for the test that holds it equal to
+// initproc.Handshake.
+const handshake = C.MINI_HANDSHAKE

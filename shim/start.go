@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
@@ -134,7 +135,7 @@ func launchDaemon(o *options, req startRequest, l *net.UnixListener, bundle, soc
 	}
 	defer f.Close()
 
-	if err := linux.CloexecExtraFds(); err != nil {
+	if err := initproc.CloexecExtraFds(); err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self, o.daemonArgs(socket, containerdAddress, o.debug || req.debug())...)

@@ -8,13 +8,13 @@ import (
 	// The cgo preamble must run before the Go runtime starts in init mode.
 	_ "github.com/minishim/containerd-shim-mini-v2/nsexec"
 
-	"github.com/minishim/containerd-shim-mini-v2/linux"
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/shim"
 )
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
-		linux.InitMain() // never returns
+		initproc.Main() // never returns
 	}
 	os.Exit(shim.Run(os.Args[1:]))
 }

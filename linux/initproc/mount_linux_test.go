@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"context"
@@ -204,5 +204,33 @@ func TestMountRootfsErrors(t *testing.T) {
 	err = MountRootfs([]Mount{{Type: "overlay", Source: "overlay", Options: []string{"lowerdir=/nonexistent-lower"}}}, target, nil)
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "(type overlay)") {
 		t.Fatalf("missing lowerdir: %v; want invalid argument", err)
+	}
+}
+
+// Every option MountOptionNames reports is one the mount code takes.
+func TestMountOptionNamesKnown(t *testing.T) {
+	for _, o := range MountOptionNames(true) {
+		_, _, flag := mountFlag(o)
+		_, prop := propagationFlag(o)
+		_, _, rec := recursiveAttr(o)
+		if !flag && !prop && !rec && o != "tmpcopyup" && o != "idmap" && o != "ridmap" {
+			t.Errorf("mount option %q is reported but not known to the mount code", o)
+		}
+	}
+}
+
+func TestMountIDMapOptionsBad(t *testing.T) {
+	for _, tt := range []struct {
+		opts []string
+		want string
+	}{
+		{[]string{"uidmap=0:1:2"}, "come together"},
+		{[]string{"uidmap=0:1", "gidmap=0:1:2"}, "is not containerID:hostID:size"},
+		{[]string{"uidmap=0:100:10,5:200:10", "gidmap=0:1:2"}, "overlap"},
+	} {
+		_, _, _, err := takeIDMapOptions(tt.opts)
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("takeIDMapOptions(%q) = %v; want InvalidArgument with %q", tt.opts, err, tt.want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"testing"
@@ -24,10 +24,10 @@ func TestSELinuxLabelWhereDisabled(t *testing.T) {
 	if selinuxEnabled() {
 		t.Skip("SELinux is enabled here")
 	}
-	if err := checkSELinuxLabel("process.selinuxLabel", "system_u:system_r:container_t:s0"); !errdefs.IsFailedPrecondition(err) {
+	if err := CheckSELinuxLabel("process.selinuxLabel", "system_u:system_r:container_t:s0"); !errdefs.IsFailedPrecondition(err) {
 		t.Errorf("a label where SELinux is off: %v; want FailedPrecondition", err)
 	}
-	if err := checkSELinuxLabel("process.selinuxLabel", ""); err != nil {
+	if err := CheckSELinuxLabel("process.selinuxLabel", ""); err != nil {
 		t.Errorf("no label: %v", err)
 	}
 }

@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"encoding/binary"
@@ -14,84 +14,90 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
 )
 
+// Handshake numbers this protocol, with the preamble's bootstrap and pid
+// line: the shim sends it as _MINI_HANDSHAKE, and the preamble refuses
+// another number (nsexec/nsexec.h says the same one). The init binary may
+// be installed apart from the shim; bump both on any change to either.
+const Handshake = 1
+
 // The parent and the container's init talk over one socketpair. After the C
 // preamble's bootstrap frame and its "pid" line, every message is a frame: a
 // 4-byte little-endian length and a JSON document.
 //
-//	parent → init   initConfig
+//	parent → init   Config
 //	parent → init   one byte with the fds of the idmapped mounts
-//	                (SCM_RIGHTS), in batches, when initConfig.IDMappedMounts
+//	                (SCM_RIGHTS), in batches, when Config.IDMappedMounts
 //	                names any
-//	init → parent   message{console} with the pty master attached (SCM_RIGHTS),
+//	init → parent   Message{console} with the pty master attached (SCM_RIGHTS),
 //	                when the process has a terminal
-//	init → parent   message{seccomp} with the number of the filter's user
+//	init → parent   Message{seccomp} with the number of the filter's user
 //	                notification fd, when the profile has a listener; the
 //	                parent takes the fd with pidfd_getfd (the process then
 //	                only write()s, the one call a profile may not notify on)
-//	parent → init   message{seccomp-done} once the fd reached the listener,
-//	                or message{error}
-//	init → parent   message{hooks} once the mounts are in place, before
+//	parent → init   Message{seccomp-done} once the fd reached the listener,
+//	                or Message{error}
+//	init → parent   Message{hooks} once the mounts are in place, before
 //	                pivot_root, when the spec has prestart or createRuntime
 //	                hooks; the parent runs them and answers
-//	                message{hooks-done} or message{error}
-//	init → parent   message{mount-source, index} for a bind mount whose
+//	                Message{hooks-done} or Message{error}
+//	init → parent   Message{mount-source, index} for a bind mount whose
 //	                source init cannot reach (root of a user namespace of
-//	                its own); the parent answers message{mount-source-done}
+//	                its own); the parent answers Message{mount-source-done}
 //	                with a detached clone of the source attached
-//	                (SCM_RIGHTS), or message{error}
-//	init → parent   message{ready} or message{error}
-//	parent → init   message{start}
+//	                (SCM_RIGHTS), or Message{error}
+//	init → parent   Message{ready} or Message{error}
+//	parent → init   Message{start}
 //	init            execve(): the socket closes on exec, the parent reads EOF
-//	                (or message{error} when execve failed)
-const maxFrame = 16 << 20
+//	                (or Message{error} when execve failed)
+const MaxFrame = 16 << 20
 
-type messageType string
+type MessageType string
 
 const (
-	msgReady messageType = "ready"
-	msgStart messageType = "start"
-	msgError messageType = "error"
-	// msgConsole carries the pty master of a terminal process.
-	msgConsole messageType = "console"
-	// msgSeccomp names a seccomp user notification fd; the parent
-	// answers msgSeccompDone once the profile's listener has it.
-	msgSeccomp     messageType = "seccomp"
-	msgSeccompDone messageType = "seccomp-done"
-	// msgHooks asks the parent to run the prestart and createRuntime
-	// hooks; it answers msgHooksDone.
-	msgHooks     messageType = "hooks"
-	msgHooksDone messageType = "hooks-done"
-	// msgMountSource asks the parent for a clone of a spec mount's
-	// source (Index); it answers msgMountSourceDone with the fd.
-	msgMountSource     messageType = "mount-source"
-	msgMountSourceDone messageType = "mount-source-done"
+	MsgReady MessageType = "ready"
+	MsgStart MessageType = "start"
+	MsgError MessageType = "error"
+	// MsgConsole carries the pty master of a terminal process.
+	MsgConsole MessageType = "console"
+	// MsgSeccomp names a seccomp user notification fd; the parent
+	// answers MsgSeccompDone once the profile's listener has it.
+	MsgSeccomp     MessageType = "seccomp"
+	MsgSeccompDone MessageType = "seccomp-done"
+	// MsgHooks asks the parent to run the prestart and createRuntime
+	// hooks; it answers MsgHooksDone.
+	MsgHooks     MessageType = "hooks"
+	MsgHooksDone MessageType = "hooks-done"
+	// MsgMountSource asks the parent for a clone of a spec mount's
+	// source (Index); it answers MsgMountSourceDone with the fd.
+	MsgMountSource     MessageType = "mount-source"
+	MsgMountSourceDone MessageType = "mount-source-done"
 )
 
-// message is what init and the parent say to each other after the config.
-type message struct {
-	Type  messageType `json:"type"`
+// Message is what init and the parent say to each other after the config.
+type Message struct {
+	Type  MessageType `json:"type"`
 	Error string      `json:"error,omitempty"`
 	// Class is the errdefs class of Error, so that Create can return it
 	// with the right code: "not_found", "invalid_argument", "not_implemented".
 	Class string `json:"class,omitempty"`
-	// Fd is a descriptor's number in the sending process (msgSeccomp).
+	// Fd is a descriptor's number in the sending process (MsgSeccomp).
 	Fd int `json:"fd,omitempty"`
-	// Index is a spec mount's (msgMountSource).
+	// Index is a spec mount's (MsgMountSource).
 	Index int `json:"index,omitempty"`
 	// Steps are the process's own step timings since its main began
-	// (msgReady, when the config asked for them; see package steptime).
+	// (MsgReady, when the config asked for them; see package steptime).
 	Steps string `json:"steps,omitempty"`
 }
 
-// initConfig is what a container process needs to set itself up: init
+// Config is what a container process needs to set itself up: init
 // builds the container from Spec; an exec (Exec true) has joined init's
 // namespaces and only applies Process.
-type initConfig struct {
+type Config struct {
 	// ID and Bundle are the container's, for the state hooks get.
-	ID     string      `json:"id"`
-	Bundle string      `json:"bundle"`
-	Spec   *specs.Spec `json:"spec"`
-	Exec   bool        `json:"exec,omitempty"`
+	ID     string         `json:"id"`
+	Bundle string         `json:"bundle"`
+	Spec   *ContainerSpec `json:"spec,omitempty"`
+	Exec   bool           `json:"exec,omitempty"`
 	// Process is the exec's process; init runs Spec.Process.
 	Process *specs.Process `json:"process,omitempty"`
 	// Rootfs is the absolute host path of the container's root.
@@ -122,7 +128,7 @@ type initConfig struct {
 	Steps bool `json:"steps,omitempty"`
 }
 
-func writeFrame(w io.Writer, v any) error {
+func WriteFrame(w io.Writer, v any) error {
 	payload, err := json.Marshal(v)
 	if err != nil {
 		return err
@@ -134,14 +140,14 @@ func writeFrame(w io.Writer, v any) error {
 	return err
 }
 
-func readFrame(r io.Reader, v any) error {
+func ReadFrame(r io.Reader, v any) error {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return err
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > maxFrame {
-		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, maxFrame)
+	if n > MaxFrame {
+		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, MaxFrame)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
@@ -150,8 +156,8 @@ func readFrame(r io.Reader, v any) error {
 	return json.Unmarshal(payload, v)
 }
 
-// classOf names err's errdefs class for the wire.
-func classOf(err error) string {
+// ClassOf names err's errdefs class for the wire.
+func ClassOf(err error) string {
 	switch {
 	case errdefs.IsNotFound(err):
 		return "not_found"
@@ -175,7 +181,7 @@ type initError struct {
 func (e *initError) Error() string { return e.msg }
 func (e *initError) Unwrap() error { return e.class }
 
-func errorFromMessage(m message) error {
+func ErrorFromMessage(m Message) error {
 	var class error
 	switch m.Class {
 	case "not_found":
@@ -192,4 +198,4 @@ func errorFromMessage(m message) error {
 	return &initError{msg: m.Error, class: class}
 }
 
-var errUnexpectedMessage = errors.New("unexpected handshake message")
+var ErrUnexpectedMessage = errors.New("unexpected handshake message")

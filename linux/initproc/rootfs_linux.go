@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"errors"
@@ -42,14 +42,11 @@ type RootfsOptions struct {
 // spec.Linux.Sysctl is applied here, after the pivot and before the
 // read-only paths, because the usual /proc/sys read-only path would make a
 // later write fail.
-func SetupRootfs(spec *specs.Spec, rootfs string, opts RootfsOptions) error {
+func SetupRootfs(spec *ContainerSpec, rootfs string, opts RootfsOptions) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
-	lx := spec.Linux
-	if lx == nil {
-		lx = &specs.Linux{}
-	}
+	lx := &spec.Linux
 	root, err := filepath.EvalSymlinks(rootfs)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -108,7 +105,7 @@ func SetupRootfs(spec *specs.Spec, rootfs string, opts RootfsOptions) error {
 		}
 		switch path.Clean("/" + m.Destination) {
 		case "/dev":
-			devFromHost = isBindMount(m)
+			devFromHost = IsBindMount(m)
 		case "/dev/pts":
 			ptsMounted = m.Type == "devpts"
 		}
@@ -191,7 +188,7 @@ func propagationName(p uintptr) string {
 	return "0x" + strconv.FormatUint(uint64(p), 16)
 }
 
-func isBindMount(m specs.Mount) bool {
+func IsBindMount(m specs.Mount) bool {
 	if m.Type == "bind" {
 		return true
 	}
@@ -387,7 +384,7 @@ func mountInContainer(root string, m specs.Mount, fd int, source func() (int, er
 // handle to it, then applies bind remount flags, propagation and recursive
 // attributes to the new mount.
 func mountAt(root, dest string, dir bool, mount func(target string) error, bindFlags uintptr, propagation []uintptr, attrs *unix.MountAttr) error {
-	hostPath, err := createMountPoint(root, dest, dir)
+	hostPath, err := CreateMountPoint(root, dest, dir)
 	if err != nil {
 		return err
 	}
@@ -415,9 +412,9 @@ func mountAt(root, dest string, dir bool, mount func(target string) error, bindF
 	})
 }
 
-// createMountPoint resolves dest inside root and creates it (a directory, or
+// CreateMountPoint resolves dest inside root and creates it (a directory, or
 // an empty file for file binds) when it does not exist yet.
-func createMountPoint(root, dest string, dir bool) (string, error) {
+func CreateMountPoint(root, dest string, dir bool) (string, error) {
 	p, err := resolveInRoot(root, dest)
 	if err != nil {
 		return "", err
@@ -617,14 +614,14 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 		// A user namespace gets no fresh cgroup2 without a cgroup
 		// namespace it owns: show the host's tree, as runc does.
 		return mountAt(root, dest, true, func(target string) error {
-			return unix.Mount(cgroupRoot, target, "", unix.MS_BIND|unix.MS_REC, "")
+			return unix.Mount(CgroupRoot, target, "", unix.MS_BIND|unix.MS_REC, "")
 		}, flags, nil, nil)
 	}
 	hostMounts, err := ReadMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return err
 	}
-	hierarchies, err := ownCgroups()
+	hierarchies, err := OwnCgroups()
 	if err != nil {
 		return err
 	}
@@ -641,12 +638,12 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 	}
 	for _, h := range hierarchies {
 		if cgroupPath != "" && !cgroupNS {
-			if h.controllers == "" {
+			if h.Controllers == "" {
 				// The controller-less v2 tree of a hybrid host holds no
 				// cgroup of the container's to bind.
 				continue
 			}
-			h.path = cgroupPath
+			h.Path = cgroupPath
 		}
 		if err := mountHierarchy(base, h, hostMounts, flags, cgroupNS); err != nil {
 			return err
@@ -660,38 +657,38 @@ func mountCgroup(root, dest string, flags uintptr, cgroupNS bool, cgroupPath str
 	return nil
 }
 
-// cgroupHierarchy is one line of /proc/self/cgroup.
-type cgroupHierarchy struct {
-	controllers string // "cpu,cpuacct", "name=systemd", "" for cgroup2
-	path        string
+// CgroupHierarchy is one line of /proc/self/cgroup.
+type CgroupHierarchy struct {
+	Controllers string // "cpu,cpuacct", "name=systemd", "" for cgroup2
+	Path        string
 }
 
-func ownCgroups() ([]cgroupHierarchy, error) { return cgroupsOf("self") }
+func OwnCgroups() ([]CgroupHierarchy, error) { return CgroupsOf("self") }
 
-// cgroupsOf is /proc/<pid>/cgroup ("self" for this process).
-func cgroupsOf(pid string) ([]cgroupHierarchy, error) {
+// CgroupsOf is /proc/<pid>/cgroup ("self" for this process).
+func CgroupsOf(pid string) ([]CgroupHierarchy, error) {
 	data, err := os.ReadFile("/proc/" + pid + "/cgroup")
 	if err != nil {
 		return nil, err
 	}
-	var out []cgroupHierarchy
+	var out []CgroupHierarchy
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 		parts := strings.SplitN(line, ":", 3)
 		if len(parts) != 3 {
 			continue
 		}
-		out = append(out, cgroupHierarchy{controllers: parts[1], path: parts[2]})
+		out = append(out, CgroupHierarchy{Controllers: parts[1], Path: parts[2]})
 	}
 	return out, nil
 }
 
-func mountHierarchy(base string, h cgroupHierarchy, hostMounts []MountinfoEntry, flags uintptr, cgroupNS bool) error {
-	name := strings.TrimPrefix(h.controllers, "name=")
-	fsType, data := "cgroup", h.controllers
-	if h.controllers == "" {
+func mountHierarchy(base string, h CgroupHierarchy, hostMounts []MountinfoEntry, flags uintptr, cgroupNS bool) error {
+	name := strings.TrimPrefix(h.Controllers, "name=")
+	fsType, data := "cgroup", h.Controllers
+	if h.Controllers == "" {
 		name, fsType, data = "unified", "cgroup2", ""
 	}
-	host, ok := hostHierarchy(hostMounts, fsType, h.controllers)
+	host, ok := HostHierarchy(hostMounts, fsType, h.Controllers)
 	if !ok {
 		// Not mounted on the host (the unused v2 hierarchy of a v1 host).
 		return nil
@@ -704,7 +701,7 @@ func mountHierarchy(base string, h cgroupHierarchy, hostMounts []MountinfoEntry,
 	if cgroupNS {
 		err = unix.Mount("cgroup", dir, fsType, flags, data)
 	} else {
-		src := filepath.Join(host.MountPoint, strings.TrimPrefix(h.path, host.Root))
+		src := filepath.Join(host.MountPoint, strings.TrimPrefix(h.Path, host.Root))
 		if err = unix.Mount(src, dir, "", unix.MS_BIND|unix.MS_REC, ""); err == nil {
 			err = remountBind(dir, flags&bindRemountMask)
 		}
@@ -722,9 +719,9 @@ func mountHierarchy(base string, h cgroupHierarchy, hostMounts []MountinfoEntry,
 	return nil
 }
 
-// hostHierarchy finds the host's mount of the hierarchy with exactly these
+// HostHierarchy finds the host's mount of the hierarchy with exactly these
 // controllers.
-func hostHierarchy(mounts []MountinfoEntry, fsType, controllers string) (MountinfoEntry, bool) {
+func HostHierarchy(mounts []MountinfoEntry, fsType, controllers string) (MountinfoEntry, bool) {
 	want := strings.Split(controllers, ",")
 	slices.Sort(want)
 	for _, m := range mounts {
@@ -749,3 +746,7 @@ func hostHierarchy(mounts []MountinfoEntry, fsType, controllers string) (Mountin
 	}
 	return MountinfoEntry{}, false
 }
+
+// CgroupRoot is where the host mounts its cgroup hierarchies: the v1
+// controllers' directories on a v1 or hybrid host, the unified tree on v2.
+const CgroupRoot = "/sys/fs/cgroup"

@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"errors"
@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// defaultDevices are the nodes every container gets (runtime-spec "Default
+// DefaultDevices are the nodes every container gets (runtime-spec "Default
 // Devices"); the spec's own devices override them by path.
-func defaultDevices() []specs.LinuxDevice {
+func DefaultDevices() []specs.LinuxDevice {
 	mode := fs.FileMode(0o666)
 	dev := func(p string, major, minor int64) specs.LinuxDevice {
 		return specs.LinuxDevice{Path: p, Type: "c", Major: major, Minor: minor, FileMode: &mode}
@@ -33,7 +33,7 @@ func defaultDevices() []specs.LinuxDevice {
 // default and spec devices, the standard symlinks, and /dev/ptmx pointing at
 // the container's own devpts instance when it has one.
 func setupDev(root string, devices []specs.LinuxDevice, ptsMounted bool) error {
-	all := defaultDevices()
+	all := DefaultDevices()
 	for _, d := range devices {
 		replaced := false
 		for i := range all {

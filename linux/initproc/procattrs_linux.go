@@ -1,9 +1,11 @@
-package linux
+package initproc
 
 import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -132,7 +134,7 @@ func mempolicy(m *specs.LinuxMemoryPolicy) (int, *unix.CPUSet, error) {
 	var mask unix.CPUSet
 	nodes := 0
 	if m.Nodes != "" {
-		set, err := parseCPUList(m.Nodes)
+		set, err := ParseCPUList(m.Nodes)
 		if err != nil {
 			return 0, nil, invalid("nodes %q: %v", m.Nodes, err)
 		}
@@ -157,8 +159,8 @@ func mempolicy(m *specs.LinuxMemoryPolicy) (int, *unix.CPUSet, error) {
 	return mode, &mask, nil
 }
 
-// checkProcessAttrs checks what applyProcessAttrs will apply, in the shim.
-func checkProcessAttrs(p *specs.Process, lx *specs.Linux) error {
+// CheckProcessAttrs checks what applyProcessAttrs will apply, in the shim.
+func CheckProcessAttrs(p *specs.Process, lx *specs.Linux) error {
 	if p.Scheduler != nil {
 		if _, err := schedAttr(p.Scheduler); err != nil {
 			return err
@@ -226,4 +228,32 @@ func applyProcessAttrs(p *specs.Process, personality *specs.LinuxPersonality, po
 		}
 	}
 	return nil
+}
+
+func ParseCPUList(list string) (map[int]bool, error) {
+	set := map[int]bool{}
+	for _, part := range strings.Split(list, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err := strconv.Atoi(lo)
+		if err != nil || a < 0 {
+			return nil, fmt.Errorf("bad entry %q", part)
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.Atoi(hi); err != nil || b < a {
+				return nil, fmt.Errorf("bad range %q", part)
+			}
+		}
+		if b-a > 1<<16 {
+			return nil, fmt.Errorf("range %q is too large", part)
+		}
+		for n := a; n <= b; n++ {
+			set[n] = true
+		}
+	}
+	return set, nil
 }

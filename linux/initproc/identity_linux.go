@@ -1,10 +1,11 @@
-package linux
+package initproc
 
 import (
 	"errors"
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,6 +27,9 @@ var capabilityNames = [...]string{
 	"CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
 	"CAP_CHECKPOINT_RESTORE",
 }
+
+// CapabilityNames lists the capabilities this runtime knows, by number.
+func CapabilityNames() []string { return slices.Clone(capabilityNames[:]) }
 
 // CapabilityFromName maps "CAP_SYS_ADMIN" to 21 and so on.
 func CapabilityFromName(name string) (int, error) {

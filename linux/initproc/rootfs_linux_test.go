@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"encoding/json"
@@ -61,7 +61,11 @@ func TestRootfsChild(t *testing.T) {
 	if err := json.Unmarshal(b, &spec); err != nil {
 		fail("READ", err)
 	}
-	if err := SetupRootfs(&spec, spec.Root.Path, RootfsOptions{}); err != nil {
+	cgroupsPath := ""
+	if spec.Linux != nil {
+		cgroupsPath = spec.Linux.CgroupsPath
+	}
+	if err := SetupRootfs(ContainerSpecOf(&spec, cgroupsPath), spec.Root.Path, RootfsOptions{}); err != nil {
 		fail("SETUP", err)
 	}
 	if err := ApplySysctl(spec.Linux.Sysctl); err != nil {
@@ -336,10 +340,10 @@ func TestRootfsSetup(t *testing.T) {
 			// Without a cgroup namespace the container must see only its own
 			// cgroup: the host's directory of it is bound in.
 			ownMemory := ""
-			if own, err := ownCgroups(); err == nil {
+			if own, err := OwnCgroups(); err == nil {
 				for _, h := range own {
-					if h.controllers == "memory" {
-						ownMemory = h.path
+					if h.Controllers == "memory" {
+						ownMemory = h.Path
 					}
 				}
 			}

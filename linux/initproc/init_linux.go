@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"bytes"
@@ -19,11 +19,11 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
-// InitMain is the Go half of the container's init. The C preamble has put
+// Main is the Go half of the container's init. The C preamble has put
 // this process in the container's namespaces (and cgroup, via the parent);
 // here the container is set up from the parent's config, init reports ready,
 // waits for Start and execve()s the user's process. It never returns.
-func InitMain() {
+func Main() {
 	fd, err := strconv.Atoi(os.Getenv("_MINI_SYNC_FD"))
 	if err != nil || fd < 3 {
 		fmt.Fprintln(os.Stderr, "containerd-shim-mini-v2 init: must be started by the shim")
@@ -41,15 +41,15 @@ func InitMain() {
 	ctx, _ := steptime.With(context.Background())
 	if err := runInit(ctx, conn); err != nil {
 		// The parent turns this into Create's or Start's error.
-		_ = writeFrame(conn, message{Type: msgError, Error: err.Error(), Class: classOf(err)})
+		_ = WriteFrame(conn, Message{Type: MsgError, Error: err.Error(), Class: ClassOf(err)})
 		os.Exit(1)
 	}
 	os.Exit(0) // unreachable: runInit only returns on error
 }
 
 func runInit(ctx context.Context, conn *os.File) error {
-	var cfg initConfig
-	if err := readFrame(conn, &cfg); err != nil {
+	var cfg Config
+	if err := ReadFrame(conn, &cfg); err != nil {
 		return fmt.Errorf("read config from shim: %w", err)
 	}
 	steptime.Mark(ctx, "config")
@@ -111,25 +111,25 @@ func runInit(ctx context.Context, conn *os.File) error {
 // runHooksBeforePivot has the parent run the prestart and createRuntime
 // hooks, in the runtime's namespaces, then runs the createContainer hooks
 // here, in the container's, while paths still resolve on the host.
-func runHooksBeforePivot(conn *os.File, cfg *initConfig) error {
+func runHooksBeforePivot(conn *os.File, cfg *Config) error {
 	h := cfg.Spec.Hooks
 	if h == nil {
 		return nil
 	}
 	if len(h.Prestart) > 0 || len(h.CreateRuntime) > 0 {
-		if err := writeFrame(conn, message{Type: msgHooks}); err != nil {
+		if err := WriteFrame(conn, Message{Type: MsgHooks}); err != nil {
 			return fmt.Errorf("ask the shim to run the prestart and createRuntime hooks: %w", err)
 		}
-		var m message
-		if err := readFrame(conn, &m); err != nil {
+		var m Message
+		if err := ReadFrame(conn, &m); err != nil {
 			return fmt.Errorf("wait for the prestart and createRuntime hooks: %w", err)
 		}
 		switch m.Type {
-		case msgHooksDone:
-		case msgError:
-			return errorFromMessage(m)
+		case MsgHooksDone:
+		case MsgError:
+			return ErrorFromMessage(m)
 		default:
-			return fmt.Errorf("%w %q while waiting for hooks", errUnexpectedMessage, m.Type)
+			return fmt.Errorf("%w %q while waiting for hooks", ErrUnexpectedMessage, m.Type)
 		}
 	}
 	// runc runs these from the rootfs, with an empty environment.
@@ -139,7 +139,7 @@ func runHooksBeforePivot(conn *os.File, cfg *initConfig) error {
 
 // hookState is the state the container-side hooks get: as with runc, the
 // pid is init's in the container's pid namespace.
-func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
+func (cfg *Config) hookState(status specs.ContainerState) *specs.State {
 	return &specs.State{
 		Version: specs.Version, ID: cfg.ID, Status: status, Pid: os.Getpid(),
 		Bundle: cfg.Bundle, Annotations: cfg.Spec.Annotations,
@@ -149,7 +149,7 @@ func (cfg *initConfig) hookState(status specs.ContainerState) *specs.State {
 // finishProcess applies what init and exec processes share (proc, and the
 // container-wide settings in cfg), reports ready, waits for start, runs
 // afterStart (init's startContainer hooks) and execve()s.
-func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg *initConfig, afterStart func() error) error {
+func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg *Config, afterStart func() error) error {
 	filter := cfg.Seccomp
 	// Capabilities, no_new_privs, a seccomp filter, LSM exec labels and
 	// the cpu affinity belong to a thread: everything from here to execve
@@ -179,7 +179,7 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 		cwd = "/"
 	}
 	if err := os.Chdir(cwd); err != nil {
-		return fmt.Errorf("chdir to cwd %q in container: %w", cwd, asNotFound(err))
+		return fmt.Errorf("chdir to cwd %q in container: %w", cwd, AsNotFound(err))
 	}
 	path, err := LookPath(proc.Args, proc.Env)
 	if err != nil {
@@ -236,24 +236,24 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 		}
 	}
 
-	ready := message{Type: msgReady}
+	ready := Message{Type: MsgReady}
 	if cfg.Steps {
 		steptime.Mark(ctx, "process")
 		ready.Steps = steptime.String(ctx)
 	}
-	if err := writeFrame(conn, ready); err != nil {
+	if err := WriteFrame(conn, ready); err != nil {
 		return fmt.Errorf("report ready: %w", err)
 	}
-	var m message
-	if err := readFrame(conn, &m); err != nil {
+	var m Message
+	if err := ReadFrame(conn, &m); err != nil {
 		if errors.Is(err, io.EOF) {
 			// The shim went away or deleted us before Start.
 			os.Exit(1)
 		}
 		return fmt.Errorf("wait for start: %w", err)
 	}
-	if m.Type != msgStart {
-		return fmt.Errorf("%w %q while waiting for start", errUnexpectedMessage, m.Type)
+	if m.Type != MsgStart {
+		return fmt.Errorf("%w %q while waiting for start", ErrUnexpectedMessage, m.Type)
 	}
 	if afterStart != nil {
 		if err := afterStart(); err != nil {
@@ -291,18 +291,18 @@ func loadSeccomp(conn *os.File, filter *seccomp.Program) error {
 		return nil
 	}
 	defer unix.Close(fd)
-	if err := writeFrame(conn, message{Type: msgSeccomp, Fd: fd}); err != nil {
+	if err := WriteFrame(conn, Message{Type: MsgSeccomp, Fd: fd}); err != nil {
 		return fmt.Errorf("report the seccomp listener fd: %w", err)
 	}
-	var m message
-	if err := readFrame(conn, &m); err != nil {
+	var m Message
+	if err := ReadFrame(conn, &m); err != nil {
 		return fmt.Errorf("wait for the seccomp listener fd to be sent: %w", err)
 	}
-	if m.Type == msgError {
-		return errorFromMessage(m)
+	if m.Type == MsgError {
+		return ErrorFromMessage(m)
 	}
-	if m.Type != msgSeccompDone {
-		return fmt.Errorf("%w %q while waiting for the seccomp listener", errUnexpectedMessage, m.Type)
+	if m.Type != MsgSeccompDone {
+		return fmt.Errorf("%w %q while waiting for the seccomp listener", ErrUnexpectedMessage, m.Type)
 	}
 	return nil
 }
@@ -355,11 +355,18 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 		}
 	}
 	var frame bytes.Buffer
-	if err := writeFrame(&frame, message{Type: msgConsole}); err != nil {
+	if err := WriteFrame(&frame, Message{Type: MsgConsole}); err != nil {
 		return err
 	}
 	if err := unix.Sendmsg(int(conn.Fd()), frame.Bytes(), unix.UnixRights(mfd), nil, 0); err != nil {
 		return fmt.Errorf("terminal: send pty master to the shim: %w", err)
 	}
 	return nil
+}
+
+func AsNotFound(err error) error {
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)
+	}
+	return err
 }

@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"errors"
@@ -26,9 +26,9 @@ func selinuxEnabled() bool {
 	return unix.Statfs("/sys/fs/selinux", &st) == nil && st.Type == selinuxMagic
 }
 
-// checkSELinuxLabel refuses a process label where SELinux is off, as runc
+// CheckSELinuxLabel refuses a process label where SELinux is off, as runc
 // does: the process would otherwise run unconfined.
-func checkSELinuxLabel(field, label string) error {
+func CheckSELinuxLabel(field, label string) error {
 	if label != "" && !selinuxEnabled() {
 		return fmt.Errorf("%s %q is set, but SELinux is disabled or not supported on this host: %w", field, label, errdefs.ErrFailedPrecondition)
 	}

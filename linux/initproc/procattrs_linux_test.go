@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"strings"
@@ -36,7 +36,7 @@ func TestProcessAttrsChecked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := checkProcessAttrs(&tt.p, &tt.lx)
+			err := CheckProcessAttrs(&tt.p, &tt.lx)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
@@ -47,15 +47,5 @@ func TestProcessAttrsChecked(t *testing.T) {
 				t.Fatalf("got %v; want InvalidArgument naming %q", err, tt.want)
 			}
 		})
-	}
-}
-
-func TestExecCPUAffinityParsed(t *testing.T) {
-	a, err := parseCPUAffinity(&specs.CPUAffinity{Initial: "0", Final: "0-1"})
-	if err != nil || a.initial.Count() != 1 || a.final.Count() != 2 {
-		t.Fatalf("parse: %+v, %v", a, err)
-	}
-	if _, err := parseCPUAffinity(&specs.CPUAffinity{Final: "x"}); !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "execCPUAffinity.final") {
-		t.Fatalf("bad list: %v", err)
 	}
 }

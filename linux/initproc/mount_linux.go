@@ -1,12 +1,14 @@
-package linux
+package initproc
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -456,7 +458,7 @@ func unescapeMountinfo(s string) string {
 }
 
 // classedError keeps err's text but also matches class with errors.Is, so a
-// message can read exactly like the syscall's while carrying an errdefs class.
+// Message can read exactly like the syscall's while carrying an errdefs class.
 type classedError struct {
 	class error
 	err   error
@@ -466,3 +468,18 @@ func (e *classedError) Error() string   { return e.err.Error() }
 func (e *classedError) Unwrap() []error { return []error{e.class, e.err} }
 
 func withClass(class, err error) error { return &classedError{class: class, err: err} }
+
+// MountOptionNames are the options a spec mount may carry, sorted; the
+// recursive and idmap ones only where the kernel has mount_setattr(2)
+// (setattr).
+func MountOptionNames(setattr bool) []string {
+	names := slices.Collect(maps.Keys(flagOptions))
+	names = slices.AppendSeq(names, maps.Keys(propagationOptions))
+	if setattr {
+		names = slices.AppendSeq(names, maps.Keys(recursiveOptions))
+		names = append(names, "idmap", "ridmap")
+	}
+	names = append(names, "tmpcopyup")
+	slices.Sort(names)
+	return names
+}

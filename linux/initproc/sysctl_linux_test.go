@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"fmt"
