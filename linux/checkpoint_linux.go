@@ -252,7 +252,7 @@ func criuWorkDir(dir, bundle string) (*os.File, func(), error) {
 }
 
 // keepCriuLog copies CRIU's log out of a work dir that may be removed and
-// returns, for an error initproc.Message, where it is and its error lines.
+// returns, for an error message, where it is and its error lines.
 func keepCriuLog(workDir, name, bundle, keepAs string) string {
 	src := filepath.Join(workDir, name)
 	dst := filepath.Join(bundle, keepAs)

@@ -153,7 +153,7 @@ func (r *Runtime) newUserNamespace(ctx context.Context, uid, gid []specs.LinuxID
 		// Never seen by a container: the binary itself will do.
 		Path:       "/proc/self/exe",
 		Args:       []string{"containerd-shim-mini-v2", "init"},
-		Env:        []string{"_MINI_SYNC_FD=3"},
+		Env:        preambleEnv(),
 		ExtraFiles: []*os.File{child},
 	}
 	_, err = r.start(cmd)
@@ -186,7 +186,7 @@ func (r *Runtime) newUserNamespace(ctx context.Context, uid, gid []specs.LinuxID
 }
 
 // sendMountFds sends init the idmapped mounts' fds after its config, in
-// batches the kernel takes in one initproc.Message.
+// batches the kernel takes in one message.
 func sendMountFds(conn *net.UnixConn, fds []int) error {
 	const batch = 200 // SCM_MAX_FD is 253
 	for len(fds) > 0 {

@@ -53,6 +53,13 @@ type spawnRequest struct {
 	mountSource func(index int) (int, error)
 }
 
+// preambleEnv is the environment that makes the binary's preamble act:
+// where its end of the handshake socket is (fd 3), and the protocol's
+// number, which it checks against its own.
+func preambleEnv() []string {
+	return []string{"_MINI_SYNC_FD=3", "_MINI_HANDSHAKE=" + strconv.Itoa(initproc.Handshake)}
+}
+
 // Process is a container process waiting to execve() its program.
 type Process struct {
 	Pid int
@@ -96,7 +103,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		cmd := &exec.Cmd{
 			Path:       req.binary,
 			Args:       []string{"containerd-shim-mini-v2", "init"},
-			Env:        []string{"_MINI_SYNC_FD=3", "_MINI_HANDSHAKE=" + strconv.Itoa(initproc.Handshake), "GOMAXPROCS=1"},
+			Env:        append(preambleEnv(), "GOMAXPROCS=1"),
 			Dir:        req.dir,
 			ExtraFiles: []*os.File{childFile},
 		}
@@ -386,7 +393,7 @@ func (p *Process) awaitReady(steps setupSteps) (initproc.Message, error) {
 		case initproc.MsgConsole:
 			fd, ok := p.in.takeFd()
 			if !ok {
-				return m, errors.New("console initproc.Message came without the pty master")
+				return m, errors.New("console message came without the pty master")
 			}
 			p.Console = os.NewFile(uintptr(fd), "pty-master")
 		case initproc.MsgSeccomp:

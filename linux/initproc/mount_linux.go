@@ -458,7 +458,7 @@ func unescapeMountinfo(s string) string {
 }
 
 // classedError keeps err's text but also matches class with errors.Is, so a
-// Message can read exactly like the syscall's while carrying an errdefs class.
+// message can read exactly like the syscall's while carrying an errdefs class.
 type classedError struct {
 	class error
 	err   error
