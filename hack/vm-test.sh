@@ -190,6 +190,10 @@ main() {
 		shim="$REPO/bin/containerd-shim-mini-v2"
 	fi
 	cp "$shim" "$share/bin/containerd-shim-mini-v2"
+	# The init binary, when it sits beside the shim (as make build puts it).
+	if [ -x "$(dirname "$shim")/containerd-shim-mini-v2-init" ]; then
+		cp "$(dirname "$shim")/containerd-shim-mini-v2-init" "$share/bin/"
+	fi
 	t_build=$((SECONDS - t0))
 
 	# --- 3. initramfs and what the guest reads --------------------------------

@@ -51,6 +51,7 @@ const Handshake = 1
 //	                (or Message{error} when execve failed)
 const MaxFrame = 16 << 20
 
+// MessageType says what a Message is.
 type MessageType string
 
 const (
@@ -128,6 +129,8 @@ type Config struct {
 	Steps bool `json:"steps,omitempty"`
 }
 
+// WriteFrame writes v as one frame: its JSON after a 4-byte little-endian
+// length.
 func WriteFrame(w io.Writer, v any) error {
 	payload, err := json.Marshal(v)
 	if err != nil {
@@ -140,6 +143,7 @@ func WriteFrame(w io.Writer, v any) error {
 	return err
 }
 
+// ReadFrame reads one frame into v; one over MaxFrame is refused unread.
 func ReadFrame(r io.Reader, v any) error {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -181,6 +185,8 @@ type initError struct {
 func (e *initError) Error() string { return e.msg }
 func (e *initError) Unwrap() error { return e.class }
 
+// ErrorFromMessage is the error an error message carries, in its errdefs
+// class.
 func ErrorFromMessage(m Message) error {
 	var class error
 	switch m.Class {
@@ -198,4 +204,5 @@ func ErrorFromMessage(m Message) error {
 	return &initError{msg: m.Error, class: class}
 }
 
+// ErrUnexpectedMessage is a message out of the protocol's order.
 var ErrUnexpectedMessage = errors.New("unexpected handshake message")

@@ -364,6 +364,7 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 	return nil
 }
 
+// AsNotFound adds errdefs.ErrNotFound to an error of a missing file.
 func AsNotFound(err error) error {
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("%w: %w", err, errdefs.ErrNotFound)

@@ -230,6 +230,7 @@ func applyProcessAttrs(p *specs.Process, personality *specs.LinuxPersonality, po
 	return nil
 }
 
+// ParseCPUList reads a cpu list as the kernel writes them ("0-3,8").
 func ParseCPUList(list string) (map[int]bool, error) {
 	set := map[int]bool{}
 	for _, part := range strings.Split(list, ",") {

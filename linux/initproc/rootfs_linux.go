@@ -188,6 +188,7 @@ func propagationName(p uintptr) string {
 	return "0x" + strconv.FormatUint(uint64(p), 16)
 }
 
+// IsBindMount says whether m binds a path rather than mounting a filesystem.
 func IsBindMount(m specs.Mount) bool {
 	if m.Type == "bind" {
 		return true
@@ -663,6 +664,7 @@ type CgroupHierarchy struct {
 	Path        string
 }
 
+// OwnCgroups are this process's cgroups.
 func OwnCgroups() ([]CgroupHierarchy, error) { return CgroupsOf("self") }
 
 // CgroupsOf is /proc/<pid>/cgroup ("self" for this process).
