@@ -53,3 +53,61 @@ func TestInitBinaryAbsent(t *testing.T) {
 		}
 	})
 }
+
+// A shim starts container processes from the init binary it opened first:
+// one replaced on disk under it (an upgrade) does not reach its containers,
+// whose execs and whose grouped siblings still start from the build the
+// shim was started with.
+func TestInitBinaryReplaced(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, tg target) {
+		if tg.runtime != MiniRuntime {
+			t.Skip("the init binary is our shim's")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		t.Cleanup(cancel)
+		dir := t.TempDir()
+		for _, name := range []string{ShimBinaryName(MiniRuntime), InitBinaryName} {
+			src, err := filepath.EvalSymlinks(filepath.Join(suite.ShimDir, name))
+			if err != nil {
+				t.Skipf("no %s beside the suite's shim: %v", name, err)
+			}
+			data, err := os.ReadFile(src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: dir, Keep: suite.Keep})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := c.Stop(context.Background()); err != nil {
+				t.Error(err)
+			}
+		})
+		own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+		group := []string{"--annotation", "io.containerd.mini.v2.shim-group=namespace"}
+
+		first := newCase(t, own, "initbinold")
+		first.startDetachedArgs(first.runArgs(append([]string{"--detach"}, group...), "", "/bin/sleep", "1000"))
+		// What `install` does: a new file in the old one's place.
+		broken := filepath.Join(dir, InitBinaryName+".new")
+		if err := os.WriteFile(broken, []byte("#!/bin/sh\necho replaced >&2\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(broken, filepath.Join(dir, InitBinaryName)); err != nil {
+			t.Fatal(err)
+		}
+		if res := first.exec("e1", "/bin/sh", "-c", "echo still"); res.ExitCode != 0 || strings.TrimSpace(res.Stdout) != "still" {
+			t.Errorf("exec after the init binary was replaced:\n%s", res)
+		}
+		// Another container of the group: the same shim, so the same build.
+		second := newCase(t, own, "initbinsib")
+		if res := second.ctr("", second.runArgs(append([]string{"--rm"}, group...), "", "/bin/sh", "-c", "echo sibling")...); res.ExitCode != 0 || res.Stdout != "sibling\n" {
+			t.Errorf("a container of the same shim after the init binary was replaced:\n%s", res)
+		}
+	})
+}

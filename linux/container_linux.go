@@ -34,9 +34,13 @@ type Runtime struct {
 	seccomp seccomp.Cache
 
 	// binary is what container processes start from (containerBinary),
-	// looked up once; sealed is it opened where nothing can write to it.
+	// and sealed the same file opened where nothing can write to it
+	// (selfexe_linux.go), both opened at first use: a shim keeps starting
+	// them from the build it found then, also after both binaries are
+	// upgraded under it. Without the overlay, sealed is a memfd copy of
+	// binary, made when a process first needs it.
 	binaryOnce sync.Once
-	binary     string
+	binary     *os.File
 	binaryErr  error
 	sealedOnce sync.Once
 	sealed     *os.File
@@ -78,14 +82,27 @@ func NewRuntime(start StartFunc) *Runtime {
 // pid namespace of its own is invisible to every container process until
 // it has execve()d the user's program, so it starts from the binary itself.
 func (r *Runtime) binaryPath(ownPidNamespace bool) (string, error) {
-	r.binaryOnce.Do(func() { r.binary, r.binaryErr = containerBinary() })
+	r.binaryOnce.Do(func() {
+		path, err := containerBinary()
+		if err != nil {
+			r.binaryErr = err
+			return
+		}
+		if r.binary, r.binaryErr = os.Open(path); r.binaryErr == nil {
+			r.sealed, _ = overlayBinary(path)
+		}
+	})
 	if r.binaryErr != nil {
-		return "", r.binaryErr
+		return "", fmt.Errorf("binary for container processes: %w", r.binaryErr)
 	}
 	if ownPidNamespace {
-		return r.binary, nil
+		return "/proc/self/fd/" + strconv.Itoa(int(r.binary.Fd())), nil
 	}
-	r.sealedOnce.Do(func() { r.sealed, r.sealedErr = sealedBinary(r.binary) })
+	r.sealedOnce.Do(func() {
+		if r.sealed == nil {
+			r.sealed, r.sealedErr = memfdBinary(r.binary)
+		}
+	})
 	if r.sealedErr != nil {
 		return "", r.sealedErr
 	}

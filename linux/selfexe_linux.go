@@ -45,21 +45,15 @@ func initBinaryBeside(exe string) (string, bool) {
 	return initBin, true
 }
 
-// sealedBinary opens binary (a path, or /proc/self/exe) where no process
-// can write to it. Init and exec processes are started from it, so a
-// container that reaches /proc/<pid>/exe of one of them before it
-// execve()s finds a file it cannot change, never the binary on the host
-// (the CVE-2019-5736 class). First choice: the binary seen through a
-// read-only overlayfs that is mounted nowhere (fsmount, detached; the open
-// file keeps it alive), which costs no copy. Where the kernel or the
-// binary's path does not allow that: a copy in a sealed memfd, which costs
-// the binary's size in memory for as long as the shim lives.
-func sealedBinary(binary string) (*os.File, error) {
-	if f, err := overlayBinary(binary); err == nil {
-		return f, nil
-	}
-	return memfdBinary(binary)
-}
+// The binary container processes start from is opened where no process
+// can write to it. A container that reaches /proc/<pid>/exe of one of
+// them before it execve()s then finds a file it cannot change, never the
+// binary on the host (the CVE-2019-5736 class). First choice: the binary
+// seen through a read-only overlayfs that is mounted nowhere (fsmount,
+// detached; the open file keeps it alive), which costs no copy
+// (overlayBinary). Where the kernel or the binary's path does not allow
+// that: a copy in a sealed memfd (memfdBinary), which costs the binary's
+// size in memory for as long as the shim lives.
 
 // emptyLowerDir is the second, empty, lower layer of the overlay: one
 // lower layer alone is not a read-only overlay the kernel accepts.
@@ -130,21 +124,16 @@ func checkSealed(f *os.File, exe string) error {
 	return nil
 }
 
-// memfdBinary copies binary into a sealed memfd.
-func memfdBinary(binary string) (*os.File, error) {
-	src, err := os.Open(binary)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", binary, err)
-	}
-	defer src.Close()
+// memfdBinary copies src, an open binary, into a sealed memfd.
+func memfdBinary(src *os.File) (*os.File, error) {
 	fd, err := unix.MemfdCreate("containerd-shim-mini-v2", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	mem := os.NewFile(uintptr(fd), "memfd:containerd-shim-mini-v2")
-	if _, err := io.Copy(mem, src); err != nil {
+	if _, err := io.Copy(mem, io.NewSectionReader(src, 0, 1<<62)); err != nil {
 		mem.Close()
-		return nil, fmt.Errorf("copy %s into memfd: %w", binary, err)
+		return nil, fmt.Errorf("copy %s into memfd: %w", src.Name(), err)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(mem.Fd(), unix.F_ADD_SEALS, seals); err != nil {

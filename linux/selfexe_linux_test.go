@@ -31,7 +31,14 @@ func TestSealedBinary(t *testing.T) {
 		prefix string // of the /proc link's target
 	}{
 		{name: "overlay", seal: func() (*os.File, error) { return overlayBinary("/proc/self/exe") }, prefix: "/"},
-		{name: "memfd", seal: func() (*os.File, error) { return memfdBinary("/proc/self/exe") }, prefix: "/memfd:"},
+		{name: "memfd", seal: func() (*os.File, error) {
+			self, err := os.Open("/proc/self/exe")
+			if err != nil {
+				return nil, err
+			}
+			defer self.Close()
+			return memfdBinary(self)
+		}, prefix: "/memfd:"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f, err := tt.seal()
