@@ -23,11 +23,11 @@ import (
 func TestEscapeClasses(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, tg target) {
 		t.Run("runtime-binary-unreachable", func(t *testing.T) {
-			// A seccomp listener holds an exec at a call it makes after it
-			// joined the container and before its execve (setgroups, as it
-			// switches to the user); meanwhile the test looks at the
-			// exec's /proc/PID/exe from the host, as a process in the
-			// container could.
+			// A seccomp listener holds init, and then an exec, at a call
+			// each makes in the container before its execve (setgroups, as
+			// it switches to the user); meanwhile the test looks at its
+			// /proc/PID/exe from the host, as a process in the container
+			// could.
 			tc := newCase(t, tg, "cve5736")
 			shimBins := runtimeBinaries(t, tg.runtime)
 			var mu sync.Mutex
@@ -65,10 +65,23 @@ func TestEscapeClasses(t *testing.T) {
 			if what != "" {
 				t.Errorf("an exec before its execve: %s", what)
 			}
+			// Init too, though it has a pid namespace of its own: an exec
+			// of a created container, or a startContainer hook, sees it
+			// before its execve.
+			if what, ok := found[specs.StateCreating]; !ok {
+				t.Errorf("init was never held at setgroups (held: %v)", found)
+			} else if what != "" {
+				t.Errorf("init before its execve: %s", what)
+			}
 			// With the init binary beside the shim, processes start from
-			// it (sealed the same way).
-			if _, err := os.Stat(shimBins[len(shimBins)-1]); tg.runtime == MiniRuntime && err == nil && filepath.Base(exes[specs.StateRunning]) != InitBinaryName {
-				t.Errorf("the exec started from %s, not from %s", exes[specs.StateRunning], InitBinaryName)
+			// it, sealed (through the overlay: its name; a memfd copy
+			// where there is none).
+			if _, err := os.Stat(shimBins[len(shimBins)-1]); tg.runtime == MiniRuntime && err == nil {
+				for _, st := range []specs.ContainerState{specs.StateCreating, specs.StateRunning} {
+					if exe := exes[st]; !strings.HasPrefix(exe, "/memfd:") && filepath.Base(exe) != InitBinaryName {
+						t.Errorf("the %s process started from %s, not from %s", st, exe, InitBinaryName)
+					}
+				}
 			}
 		})
 		t.Run("no-runtime-fds", func(t *testing.T) {

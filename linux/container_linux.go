@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -34,17 +35,12 @@ type Runtime struct {
 	seccomp seccomp.Cache
 
 	// binary is what container processes start from (containerBinary),
-	// and sealed the same file opened where nothing can write to it
-	// (selfexe_linux.go), both opened at first use: a shim keeps starting
-	// them from the build it found then, also after both binaries are
-	// upgraded under it. Without the overlay, sealed is a memfd copy of
-	// binary, made when a process first needs it.
+	// opened once, at first use, where nothing can write to it
+	// (selfexe_linux.go): a shim keeps starting them from the build it
+	// found then, also after both binaries are replaced under it.
 	binaryOnce sync.Once
-	binary     *os.File
+	binary     containerBinaryFile
 	binaryErr  error
-	sealedOnce sync.Once
-	sealed     *os.File
-	sealedErr  error
 
 	pinnedOnce sync.Once
 	isPinned   bool
@@ -75,38 +71,41 @@ func NewRuntime(start StartFunc) *Runtime {
 	return &Runtime{start: start, seccomp: seccomp.Cache{Dir: seccompCacheDir}, selfMoveLockFree: kernelAtLeast(5, 17)}
 }
 
-// binaryPath is what a container process is started from. A process that
-// other container processes can see before it execve()s (exec, or init in
-// a shared or joined pid namespace) starts from the sealed binary, so
-// /proc/PID/exe never leads to a binary on the host. An init that gets a
-// pid namespace of its own is invisible to every container process until
-// it has execve()d the user's program, so it starts from the binary itself.
-func (r *Runtime) binaryPath(ownPidNamespace bool) (string, error) {
+// containerBinaryFile is the binary container processes start from.
+type containerBinaryFile struct {
+	sealed *os.File
+	// name is its own (argv[0] of what starts from it).
+	name string
+}
+
+// binaryPath is what a container process is started from, and its name:
+// the binary sealed, for every process, inits with a pid namespace of
+// their own too. A container process can see init before its execve (an
+// exec while the container is created, a startContainer hook), and once
+// nothing runs the file any more the kernel would let a write through
+// /proc/PID/exe of the binary itself.
+func (r *Runtime) binaryPath() (string, string, error) {
 	r.binaryOnce.Do(func() {
 		path, err := containerBinary()
 		if err != nil {
 			r.binaryErr = err
 			return
 		}
-		if r.binary, r.binaryErr = os.Open(path); r.binaryErr == nil {
-			r.sealed, _ = overlayBinary(path)
+		sealed, err := sealedBinary(path)
+		if err != nil {
+			r.binaryErr = err
+			return
 		}
+		name := ShimBinaryName
+		if path != "/proc/self/exe" {
+			name = filepath.Base(path)
+		}
+		r.binary = containerBinaryFile{sealed: sealed, name: name}
 	})
 	if r.binaryErr != nil {
-		return "", fmt.Errorf("binary for container processes: %w", r.binaryErr)
+		return "", "", fmt.Errorf("binary for container processes: %w", r.binaryErr)
 	}
-	if ownPidNamespace {
-		return "/proc/self/fd/" + strconv.Itoa(int(r.binary.Fd())), nil
-	}
-	r.sealedOnce.Do(func() {
-		if r.sealed == nil {
-			r.sealed, r.sealedErr = memfdBinary(r.binary)
-		}
-	})
-	if r.sealedErr != nil {
-		return "", r.sealedErr
-	}
-	return "/proc/self/fd/" + strconv.Itoa(int(r.sealed.Fd())), nil
+	return "/proc/self/fd/" + strconv.Itoa(int(r.binary.sealed.Fd())), r.binary.name, nil
 }
 
 // Mount is one rootfs component containerd sent.
@@ -253,7 +252,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	}
 	// Init has its own copies once the config went out.
 	defer closeFds(mountFds)
-	binary, err := r.binaryPath(c.privatePid)
+	binary, binaryName, err := r.binaryPath()
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +264,10 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	}
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "container init",
-		binary: binary,
-		dir:    opts.Bundle,
-		ns:     ns,
-		cg:     c.cg,
+		binary: binary, binaryName: binaryName,
+		dir: opts.Bundle,
+		ns:  ns,
+		cg:  c.cg,
 		config: initproc.Config{
 			ID: c.ID, Bundle: c.Bundle, Rootfs: rootfs,
 			// Init learns the cgroup the shim chose (also when the

@@ -89,18 +89,16 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		// every cpu its cgroup allows.
 		final, bestEffort = allCPUs(), true
 	}
-	// Other container processes can see an exec before it execve()s, so it
-	// always starts from the sealed copy of the binary.
-	binary, err := r.binaryPath(false)
+	binary, binaryName, err := r.binaryPath()
 	if err != nil {
 		return nil, err
 	}
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "exec " + opts.ID,
-		binary: binary,
-		dir:    c.Bundle,
-		ns:     ns,
-		cg:     c.cg,
+		binary: binary, binaryName: binaryName,
+		dir: c.Bundle,
+		ns:  ns,
+		cg:  c.cg,
 		config: initproc.Config{
 			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
 			Affinity: final, AffinityBestEffort: bestEffort,

@@ -152,7 +152,7 @@ func (r *Runtime) newUserNamespace(ctx context.Context, uid, gid []specs.LinuxID
 	cmd := &exec.Cmd{
 		// Never seen by a container: the binary itself will do.
 		Path:       "/proc/self/exe",
-		Args:       []string{"containerd-shim-mini-v2", "init"},
+		Args:       []string{ShimBinaryName, "init"},
 		Env:        preambleEnv(),
 		ExtraFiles: []*os.File{child},
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -16,6 +17,9 @@ import (
 // preamble), which starts in about half the time the whole shim takes.
 // Without it they start from the shim binary, in its "init" mode.
 const InitBinaryName = "containerd-shim-mini-v2-init"
+
+// ShimBinaryName is the shim binary's name, as containerd looks it up.
+const ShimBinaryName = "containerd-shim-mini-v2"
 
 // containerBinary is the binary container processes start from: the init
 // binary beside the shim's own, when there is one, else the shim's.
@@ -42,18 +46,35 @@ func initBinaryBeside(exe string) (string, bool) {
 	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
 		return "", false
 	}
+	// Every container process runs it with the shim's privileges: only
+	// one that no one but the shim's user could have written.
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok || int(sys.Uid) != os.Geteuid() || st.Mode().Perm()&0o022 != 0 {
+		return "", false
+	}
 	return initBin, true
 }
 
-// The binary container processes start from is opened where no process
-// can write to it. A container that reaches /proc/<pid>/exe of one of
-// them before it execve()s then finds a file it cannot change, never the
-// binary on the host (the CVE-2019-5736 class). First choice: the binary
-// seen through a read-only overlayfs that is mounted nowhere (fsmount,
-// detached; the open file keeps it alive), which costs no copy
-// (overlayBinary). Where the kernel or the binary's path does not allow
-// that: a copy in a sealed memfd (memfdBinary), which costs the binary's
-// size in memory for as long as the shim lives.
+// sealedBinary opens binary (a path, or /proc/self/exe) where no process
+// can write to it. A container that reaches /proc/<pid>/exe of a container
+// process before it execve()s then finds a file it cannot change, never
+// the binary on the host (the CVE-2019-5736 class). First choice: the
+// binary seen through a read-only overlayfs that is mounted nowhere
+// (fsmount, detached; the open file keeps it alive), which costs no copy.
+// Where the kernel or the binary's path does not allow that: a copy in a
+// sealed memfd, which costs the binary's size in memory for as long as the
+// shim lives.
+func sealedBinary(binary string) (*os.File, error) {
+	if f, err := overlayBinary(binary); err == nil {
+		return f, nil
+	}
+	src, err := os.Open(binary)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return memfdBinary(src)
+}
 
 // emptyLowerDir is the second, empty, lower layer of the overlay: one
 // lower layer alone is not a read-only overlay the kernel accepts.

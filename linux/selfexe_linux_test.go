@@ -80,6 +80,18 @@ func TestInitBinaryBeside(t *testing.T) {
 		{"executable", func(p string) error { return os.WriteFile(p, nil, 0o755) }, true},
 		{"not executable", func(p string) error { return os.WriteFile(p, nil, 0o644) }, false},
 		{"directory", func(p string) error { return os.Mkdir(p, 0o755) }, false},
+		{"group-writable", func(p string) error {
+			if err := os.WriteFile(p, nil, 0o755); err != nil {
+				return err
+			}
+			return os.Chmod(p, 0o775)
+		}, false},
+		{"another user's", func(p string) error {
+			if err := os.WriteFile(p, nil, 0o755); err != nil {
+				return err
+			}
+			return os.Chown(p, os.Geteuid()+1, -1)
+		}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -27,10 +27,12 @@ import (
 type spawnRequest struct {
 	what   string // "container init" or "exec ID": names the process in errors
 	binary string
-	dir    string
-	ns     namespaces
-	cg     Cgroup
-	config initproc.Config
+	// binaryName is argv[0]: the preamble names itself by it.
+	binaryName string
+	dir        string
+	ns         namespaces
+	cg         Cgroup
+	config     initproc.Config
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known (Create saves its state).
@@ -102,7 +104,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 	newCmd := func() *exec.Cmd {
 		cmd := &exec.Cmd{
 			Path:       req.binary,
-			Args:       []string{"containerd-shim-mini-v2", "init"},
+			Args:       []string{req.binaryName, "init"},
 			Env:        append(preambleEnv(), "GOMAXPROCS=1"),
 			Dir:        req.dir,
 			ExtraFiles: []*os.File{childFile},

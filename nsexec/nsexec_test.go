@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
+	"golang.org/x/sys/unix"
 )
 
 // The preamble and the Go side number the protocol alike: the shim sends
@@ -55,5 +56,28 @@ func TestHandshakeMismatchRefused(t *testing.T) {
 				t.Errorf("preamble said %q; want an error naming both numbers (%q)", line, tt.want)
 			}
 		})
+	}
+}
+
+// With the number it was built with, the preamble goes on past the check
+// and reads its bootstrap: here it finds the parent's side shut.
+func TestHandshakeMatchAccepted(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours, theirs := os.NewFile(uintptr(fds[0]), "parent"), os.NewFile(uintptr(fds[1]), "child")
+	defer ours.Close()
+	if err := unix.Shutdown(fds[0], unix.SHUT_WR); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = []string{"_MINI_SYNC_FD=3", "_MINI_HANDSHAKE=" + strconv.Itoa(initproc.Handshake)}
+	cmd.ExtraFiles = []*os.File{theirs}
+	err = cmd.Run()
+	theirs.Close()
+	out, _ := io.ReadAll(ours)
+	if line := string(out); strings.Contains(line, "handshake") || !strings.Contains(line, "read bootstrap") {
+		t.Errorf("preamble said %q (%v); want it past the handshake check, reading its bootstrap", line, err)
 	}
 }
