@@ -65,15 +65,36 @@ func initBinaryBeside(exe string) (string, bool) {
 // sealed memfd, which costs the binary's size in memory for as long as the
 // shim lives.
 func sealedBinary(binary string) (*os.File, error) {
-	if f, err := overlayBinary(binary); err == nil {
-		return f, nil
-	}
-	src, err := os.Open(binary)
+	f, err := overlayBinary(binary)
 	if err != nil {
-		return nil, err
+		src, err := os.Open(binary)
+		if err != nil {
+			return nil, err
+		}
+		defer src.Close()
+		if f, err = memfdBinary(src); err != nil {
+			return nil, err
+		}
 	}
-	defer src.Close()
-	return memfdBinary(src)
+	return aboveChildFds(f)
+}
+
+// minExecFd is the lowest descriptor a binary that children start from
+// (as /proc/self/fd/N) may have. os/exec lays a child's fds out in the
+// child before execve: stdio and ExtraFiles from 0 up, and, to get them
+// there, copies of some just above them. A binary at one of those numbers
+// would be replaced by the handshake socket or a copy (execve then fails
+// with EACCES); these few ExtraFiles never reach this far.
+const minExecFd = 64
+
+// aboveChildFds moves f to a descriptor of minExecFd or more.
+func aboveChildFds(f *os.File) (*os.File, error) {
+	defer f.Close()
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, minExecFd)
+	if err != nil {
+		return nil, fmt.Errorf("move %s above the children's descriptors: %w", f.Name(), err)
+	}
+	return os.NewFile(uintptr(fd), f.Name()), nil
 }
 
 // emptyLowerDir is the second, empty, lower layer of the overlay: one

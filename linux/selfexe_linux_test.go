@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -110,5 +111,34 @@ func TestInitBinaryBeside(t *testing.T) {
 	}
 	if got, ok := initBinaryBeside(filepath.Join(dir, "containerd-shim-mini-v2") + " (deleted)"); ok {
 		t.Errorf("a deleted shim binary's neighbour %q was taken", got)
+	}
+}
+
+// The sealed binary sits above every descriptor os/exec lays out in a
+// child, so a child given ExtraFiles still execs it: at fd 3 it would be
+// replaced by the first of them (EACCES), as a shim whose fd 3 was free
+// once saw.
+func TestSealedBinaryStartsWithExtraFiles(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	f, err := sealedBinary("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.Fd() < minExecFd {
+		t.Errorf("sealed binary at fd %d, below %d", f.Fd(), minExecFd)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), "-test.run=^$")
+	cmd.ExtraFiles = []*os.File{r, w, r, w}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("start from the sealed binary with ExtraFiles: %v\n%s", err, out)
 	}
 }
