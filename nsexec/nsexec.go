@@ -10,10 +10,11 @@
 //
 // The constructor does nothing unless _MINI_SYNC_FD names the parent's end
 // of the handshake socket. It fails unless _MINI_HANDSHAKE is the protocol
-// number it was built with (nsexec.h). It then reads one bootstrap frame, joins and
-// creates namespaces, forks once when a pid namespace is involved (the child
-// becomes the namespace's process), reports the pid of the process that will
-// go on into Go, and returns (or, in the forking parent, exits).
+// number it was built with (nsexec.h). It then reads one bootstrap frame,
+// joins and creates namespaces, forks once when a pid namespace is involved
+// (the child becomes the namespace's process), reports the pid of the
+// process that will go on into Go, and returns (or, in the forking parent,
+// exits).
 //
 // Bootstrap frame: a 4-byte little-endian length, then text lines:
 //
