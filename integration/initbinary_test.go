@@ -17,30 +17,7 @@ func TestInitBinaryAbsent(t *testing.T) {
 		if tg.runtime != MiniRuntime {
 			t.Skip("the init binary is our shim's")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		t.Cleanup(cancel)
-		shim, err := filepath.EvalSymlinks(filepath.Join(suite.ShimDir, ShimBinaryName(MiniRuntime)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := os.ReadFile(shim)
-		if err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, ShimBinaryName(MiniRuntime)), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: dir, Keep: suite.Keep})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := c.Stop(context.Background()); err != nil {
-				t.Error(err)
-			}
-		})
-		own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+		own, _ := daemonWithBinaries(t, tg, ShimBinaryName(MiniRuntime))
 
 		run := newCase(t, own, "noinitbin")
 		if res := run.ctr("", run.runArgs([]string{"--rm"}, "", "/bin/sh", "-c", "echo ran")...); res.ExitCode != 0 || res.Stdout != "ran\n" {
@@ -63,32 +40,7 @@ func TestInitBinaryReplaced(t *testing.T) {
 		if tg.runtime != MiniRuntime {
 			t.Skip("the init binary is our shim's")
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		t.Cleanup(cancel)
-		dir := t.TempDir()
-		for _, name := range []string{ShimBinaryName(MiniRuntime), InitBinaryName} {
-			src, err := filepath.EvalSymlinks(filepath.Join(suite.ShimDir, name))
-			if err != nil {
-				t.Skipf("no %s beside the suite's shim: %v", name, err)
-			}
-			data, err := os.ReadFile(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: dir, Keep: suite.Keep})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			if err := c.Stop(context.Background()); err != nil {
-				t.Error(err)
-			}
-		})
-		own := target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}
+		own, dir := daemonWithBinaries(t, tg, ShimBinaryName(MiniRuntime), InitBinaryName)
 		group := []string{"--annotation", "io.containerd.mini.v2.shim-group=namespace"}
 
 		first := newCase(t, own, "initbinold")
@@ -110,4 +62,37 @@ func TestInitBinaryReplaced(t *testing.T) {
 			t.Errorf("a container of the same shim after the init binary was replaced:\n%s", res)
 		}
 	})
+}
+
+// daemonWithBinaries starts a containerd of tg's version of its own whose
+// shim directory (returned) holds copies of the suite's binaries of these
+// names and nothing else; it is stopped when the test ends.
+func daemonWithBinaries(t *testing.T, tg target, names ...string) (target, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	dir := t.TempDir()
+	for _, name := range names {
+		src, err := filepath.EvalSymlinks(filepath.Join(suite.ShimDir, name))
+		if err != nil {
+			t.Skipf("no %s beside the suite's shim: %v", name, err)
+		}
+		data, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: dir, Keep: suite.Keep})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}, dir
 }
