@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // ModulePath is the Go module of this repository.
@@ -40,8 +42,8 @@ const (
 )
 
 // InitBinaryName is the binary the shim starts container processes from
-// when it sits beside it (linux.InitBinaryName).
-const InitBinaryName = "containerd-shim-mini-v2-init"
+// when it sits beside it.
+const InitBinaryName = initproc.BinaryName
 
 // BuildShim builds containerd-shim-mini-v2 and its init binary (cgo on)
 // into outDir and returns the shim's path. go's build cache keeps repeated

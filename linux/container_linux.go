@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -78,15 +77,20 @@ type containerBinaryFile struct {
 	name string
 }
 
-// binaryPath is what a container process is started from, and its name:
-// the binary sealed, for every process, inits with a pid namespace of
+// path is where a child finds it.
+func (b containerBinaryFile) path() string {
+	return "/proc/self/fd/" + strconv.Itoa(int(b.sealed.Fd()))
+}
+
+// containerBinary is what a container process is started from: the binary
+// sealed, for every process, inits with a pid namespace of
 // their own too. A container process can see init before its execve (an
 // exec while the container is created, a startContainer hook), and once
 // nothing runs the file any more the kernel would let a write through
 // /proc/PID/exe of the binary itself.
-func (r *Runtime) binaryPath() (string, string, error) {
+func (r *Runtime) containerBinary() (containerBinaryFile, error) {
 	r.binaryOnce.Do(func() {
-		path, err := containerBinary()
+		path, name, err := containerBinary()
 		if err != nil {
 			r.binaryErr = err
 			return
@@ -96,16 +100,12 @@ func (r *Runtime) binaryPath() (string, string, error) {
 			r.binaryErr = err
 			return
 		}
-		name := ShimBinaryName
-		if path != "/proc/self/exe" {
-			name = filepath.Base(path)
-		}
 		r.binary = containerBinaryFile{sealed: sealed, name: name}
 	})
 	if r.binaryErr != nil {
-		return "", "", fmt.Errorf("binary for container processes: %w", r.binaryErr)
+		return containerBinaryFile{}, fmt.Errorf("binary for container processes: %w", r.binaryErr)
 	}
-	return "/proc/self/fd/" + strconv.Itoa(int(r.binary.sealed.Fd())), r.binary.name, nil
+	return r.binary, nil
 }
 
 // Mount is one rootfs component containerd sent.
@@ -252,7 +252,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	}
 	// Init has its own copies once the config went out.
 	defer closeFds(mountFds)
-	binary, binaryName, err := r.binaryPath()
+	binary, err := r.containerBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -264,10 +264,10 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	}
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "container init",
-		binary: binary, binaryName: binaryName,
-		dir: opts.Bundle,
-		ns:  ns,
-		cg:  c.cg,
+		binary: binary,
+		dir:    opts.Bundle,
+		ns:     ns,
+		cg:     c.cg,
 		config: initproc.Config{
 			ID: c.ID, Bundle: c.Bundle, Rootfs: rootfs,
 			// Init learns the cgroup the shim chose (also when the

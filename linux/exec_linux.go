@@ -89,16 +89,16 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 		// every cpu its cgroup allows.
 		final, bestEffort = allCPUs(), true
 	}
-	binary, binaryName, err := r.binaryPath()
+	binary, err := r.containerBinary()
 	if err != nil {
 		return nil, err
 	}
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "exec " + opts.ID,
-		binary: binary, binaryName: binaryName,
-		dir: c.Bundle,
-		ns:  ns,
-		cg:  c.cg,
+		binary: binary,
+		dir:    c.Bundle,
+		ns:     ns,
+		cg:     c.cg,
 		config: initproc.Config{
 			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
 			Affinity: final, AffinityBestEffort: bestEffort,

@@ -9,29 +9,26 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"golang.org/x/sys/unix"
 )
-
-// InitBinaryName is the binary init and exec processes start from when it
-// sits beside the shim's: the container side alone (linux/initproc, the
-// preamble), which starts in about half the time the whole shim takes.
-// Without it they start from the shim binary, in its "init" mode.
-const InitBinaryName = "containerd-shim-mini-v2-init"
 
 // ShimBinaryName is the shim binary's name, as containerd looks it up.
 const ShimBinaryName = "containerd-shim-mini-v2"
 
-// containerBinary is the binary container processes start from: the init
-// binary beside the shim's own, when there is one, else the shim's.
-func containerBinary() (string, error) {
+// containerBinary is the binary container processes start from, and its
+// name: the init binary (initproc.BinaryName) beside the shim's own, when
+// there is one, which starts in about half the time the whole shim takes;
+// else the shim's, in its "init" mode.
+func containerBinary() (path, name string, _ error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
-		return "", fmt.Errorf("own binary: %w", err)
+		return "", "", fmt.Errorf("own binary: %w", err)
 	}
 	if initBin, ok := initBinaryBeside(exe); ok {
-		return initBin, nil
+		return initBin, initproc.BinaryName, nil
 	}
-	return "/proc/self/exe", nil
+	return "/proc/self/exe", ShimBinaryName, nil
 }
 
 // initBinaryBeside is the init binary in exe's directory, if one is there
@@ -41,7 +38,7 @@ func initBinaryBeside(exe string) (string, bool) {
 	if strings.HasSuffix(exe, " (deleted)") {
 		return "", false
 	}
-	initBin := filepath.Join(filepath.Dir(exe), InitBinaryName)
+	initBin := filepath.Join(filepath.Dir(exe), initproc.BinaryName)
 	st, err := os.Stat(initBin)
 	if err != nil || !st.Mode().IsRegular() || st.Mode().Perm()&0o111 == 0 {
 		return "", false

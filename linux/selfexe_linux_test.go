@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 )
 
 // Both ways of sealing the binary give the binary itself, which takes no
@@ -96,17 +98,17 @@ func TestInitBinaryBeside(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if err := tt.make(filepath.Join(dir, InitBinaryName)); err != nil {
+			if err := tt.make(filepath.Join(dir, initproc.BinaryName)); err != nil {
 				t.Fatal(err)
 			}
 			got, ok := initBinaryBeside(filepath.Join(dir, "containerd-shim-mini-v2"))
-			if ok != tt.found || (ok && got != filepath.Join(dir, InitBinaryName)) {
+			if ok != tt.found || (ok && got != filepath.Join(dir, initproc.BinaryName)) {
 				t.Errorf("initBinaryBeside = %q, %v; want found %v", got, ok, tt.found)
 			}
 		})
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, InitBinaryName), nil, 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, initproc.BinaryName), nil, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if got, ok := initBinaryBeside(filepath.Join(dir, "containerd-shim-mini-v2") + " (deleted)"); ok {

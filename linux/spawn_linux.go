@@ -26,13 +26,11 @@ import (
 // its execve() is left: init (new namespaces) or an exec (joined ones).
 type spawnRequest struct {
 	what   string // "container init" or "exec ID": names the process in errors
-	binary string
-	// binaryName is argv[0]: the preamble names itself by it.
-	binaryName string
-	dir        string
-	ns         namespaces
-	cg         Cgroup
-	config     initproc.Config
+	binary containerBinaryFile
+	dir    string
+	ns     namespaces
+	cg     Cgroup
+	config initproc.Config
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known (Create saves its state).
@@ -103,8 +101,8 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 
 	newCmd := func() *exec.Cmd {
 		cmd := &exec.Cmd{
-			Path:       req.binary,
-			Args:       []string{req.binaryName, "init"},
+			Path:       req.binary.path(),
+			Args:       []string{req.binary.name, "init"}, // the preamble names itself so
 			Env:        append(preambleEnv(), "GOMAXPROCS=1"),
 			Dir:        req.dir,
 			ExtraFiles: []*os.File{childFile},
@@ -408,7 +406,7 @@ func (p *Process) awaitReady(steps setupSteps) (initproc.Message, error) {
 				err = steps.hooks()
 			}
 			if err != nil {
-				_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
+				_ = initproc.WriteFrame(p.conn, initproc.ErrorMessage(err))
 				return m, &stepError{err}
 			}
 			if err := initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgHooksDone}); err != nil {
@@ -432,7 +430,7 @@ func (p *Process) serveMountSource(clone func(index int) (int, error), index int
 		fd, err = clone(index)
 	}
 	if err != nil {
-		_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
+		_ = initproc.WriteFrame(p.conn, initproc.ErrorMessage(err))
 		return err
 	}
 	defer unix.Close(fd)
@@ -460,7 +458,7 @@ func (p *Process) serveSeccomp(listener func(pid, fd int) error, m initproc.Mess
 		err = listener(p.Pid, m.Fd)
 	}
 	if err != nil {
-		_ = initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgError, Error: err.Error(), Class: initproc.ClassOf(err)})
+		_ = initproc.WriteFrame(p.conn, initproc.ErrorMessage(err))
 		return err
 	}
 	return initproc.WriteFrame(p.conn, initproc.Message{Type: initproc.MsgSeccompDone})

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
@@ -53,15 +54,11 @@ func deadShimSocket(o *options, bundle string) string {
 	}
 	// Only start saw the runtime options: their grouping is not known
 	// here, the annotations' is.
-	group, err := task.ShimGroup(bundle, o.id, "")
+	group, err := linux.ShimGroup(bundle, o.id, "")
 	if err != nil {
 		group.Name, group.AllNamespaces = o.id, false
 	}
-	namespace := o.namespace
-	if group.AllNamespaces {
-		namespace = ""
-	}
-	p, err := socketPath(defaultSocketDir, o.address, namespace, group.Name)
+	p, err := groupSocketPath(defaultSocketDir, o.address, o.namespace, group)
 	if err != nil {
 		return ""
 	}

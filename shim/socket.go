@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"golang.org/x/sys/unix"
 )
 
@@ -33,6 +34,15 @@ func socketPath(dir, containerdAddress, namespace, group string) (string, error)
 			p, len(p), socketPathMaxBytes, errdefs.ErrInvalidArgument)
 	}
 	return p, nil
+}
+
+// groupSocketPath is socketPath of a shim group: a group of the whole
+// node (all namespaces) is named without the namespace.
+func groupSocketPath(dir, containerdAddress, namespace string, g linux.Group) (string, error) {
+	if g.AllNamespaces {
+		namespace = ""
+	}
+	return socketPath(dir, containerdAddress, namespace, g.Name)
 }
 
 func socketAddress(path string) string { return unixScheme + path }

@@ -18,7 +18,6 @@ import (
 	"github.com/minishim/containerd-shim-mini-v2/linux"
 	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	"github.com/minishim/containerd-shim-mini-v2/runtimeopts"
-	"github.com/minishim/containerd-shim-mini-v2/task"
 )
 
 // runStart is the `start` action: find or create the shim's socket, launch
@@ -39,23 +38,19 @@ func runStart(ctx context.Context, o *options, stdin io.Reader, stdout io.Writer
 	if err != nil {
 		return err
 	}
-	group, err := task.ShimGroup(bundle, o.id, ropts.ShimGroup)
+	group, err := linux.ShimGroup(bundle, o.id, ropts.ShimGroup)
 	if err != nil {
 		return err
 	}
 	containerdAddress := req.containerdAddress(o.address)
-	namespace := o.namespace
-	switch {
-	case group.AllNamespaces && req.bootstrap == nil:
+	if group.AllNamespaces && req.bootstrap == nil {
 		// containerd before 2.3 (no bootstrap protocol) does not name the
 		// namespace in each request (1.6 was seen not to), so one shim
 		// cannot tell two namespaces' containers apart: the node's
 		// grouping is the namespace's there.
 		group.Name, group.AllNamespaces = linux.NamespaceGroupName, false
-	case group.AllNamespaces:
-		namespace = ""
 	}
-	path, err := socketPath(req.socketDir(), containerdAddress, namespace, group.Name)
+	path, err := groupSocketPath(req.socketDir(), containerdAddress, o.namespace, group)
 	if err != nil {
 		return err
 	}

@@ -895,13 +895,6 @@ func (s *Service) checkpoint(ctx context.Context, r *taskv3.CheckpointTaskReques
 	return nil
 }
 
-// ShimGroup names the shim a container belongs to: containers of one group
-// (a pod, as with runc-v2; or a namespace or the node, as mode asks)
-// share a shim. See linux.ShimGroup.
-func ShimGroup(bundle, id, mode string) (linux.Group, error) {
-	return linux.ShimGroup(bundle, id, mode)
-}
-
 // Cleanup is what `containerd-shim-mini-v2 delete` runs when containerd lost
 // the shim: kill what is left of the container, unmount, remove its cgroup
 // and state, and say how it ended (137: killed, as runc-v2 reports).

@@ -12,3 +12,7 @@
 // shim's side (package linux) imports it for the handshake's types and the
 // mount code both sides use.
 package initproc
+
+// BinaryName is the binary that runs this package on its own (see
+// cmd/containerd-shim-mini-v2-init), installed beside the shim.
+const BinaryName = "containerd-shim-mini-v2-init"

@@ -175,6 +175,11 @@ func ClassOf(err error) string {
 	return ""
 }
 
+// ErrorMessage is err as a message, with its errdefs class.
+func ErrorMessage(err error) Message {
+	return Message{Type: MsgError, Error: err.Error(), Class: ClassOf(err)}
+}
+
 // initError is an error init reported; it unwraps to its errdefs class so
 // the task service maps it to the right code while keeping init's text.
 type initError struct {

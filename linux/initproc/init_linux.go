@@ -41,7 +41,7 @@ func Main() {
 	ctx, _ := steptime.With(context.Background())
 	if err := runInit(ctx, conn); err != nil {
 		// The parent turns this into Create's or Start's error.
-		_ = WriteFrame(conn, Message{Type: MsgError, Error: err.Error(), Class: ClassOf(err)})
+		_ = WriteFrame(conn, ErrorMessage(err))
 		os.Exit(1)
 	}
 	os.Exit(0) // unreachable: runInit only returns on error
