@@ -31,6 +31,9 @@ type spawnRequest struct {
 	ns     namespaces
 	cg     Cgroup
 	config initproc.Config
+	// plan, when set, is config as a process plan: the preamble sets the
+	// process up in C from it (see nsexec/plan.go), and config is not sent.
+	plan []byte
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known (Create saves its state).
@@ -159,7 +162,11 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
-	if err := writeBootstrap(conn, append(req.ns.bootstrap(), selfLines...)); err != nil {
+	boot := append(req.ns.bootstrap(), selfLines...)
+	if req.plan != nil {
+		boot = append(boot, "process\n"...)
+	}
+	if err := writeBootstrap(conn, boot); err != nil {
 		return nil, fmt.Errorf("send namespace bootstrap to %s: %w", req.what, deathCause(err, exited))
 	}
 	line, err := readPreambleLine(conn)
@@ -223,8 +230,13 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
-	req.config.Steps = steptime.Active(ctx)
-	if err := initproc.WriteFrame(conn, req.config); err != nil {
+	if req.plan != nil {
+		err = writeBootstrap(conn, req.plan)
+	} else {
+		req.config.Steps = steptime.Active(ctx)
+		err = initproc.WriteFrame(conn, req.config)
+	}
+	if err != nil {
 		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
 	}

@@ -215,6 +215,7 @@ void mini_nsexec(void)
 	int join_pid = 0, join_user = 0;
 	char offsets[MAX_TIMENS];
 	size_t noffsets = 0;
+	int process = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		if (strncmp(line, "unshare ", 8) == 0) {
@@ -245,6 +246,8 @@ void mini_nsexec(void)
 			memcpy(offsets + noffsets, line + 7, l);
 			noffsets += l;
 			offsets[noffsets++] = '\n';
+		} else if (strcmp(line, "process") == 0) {
+			process = 1;
 		} else if (strncmp(line, "cgroup ", 7) == 0) {
 			// First, before any namespace changes what the path means.
 			join_cgroup(line + 7);
@@ -280,6 +283,8 @@ void mini_nsexec(void)
 		char msg[32];
 		int n = snprintf(msg, sizeof(msg), "pid %d\n", getpid());
 		write_all(sync_fd, msg, (size_t)n);
+		if (process)
+			mini_process(sync_fd);
 		return;
 	}
 
@@ -290,8 +295,11 @@ void mini_nsexec(void)
 	pid_t child = fork();
 	if (child < 0)
 		fail("nsexec: fork into the new namespaces: %s", strerror(errno));
-	if (child == 0)
+	if (child == 0) {
+		if (process)
+			mini_process(sync_fd);
 		return;
+	}
 	char msg[32];
 	int n = snprintf(msg, sizeof(msg), "pid %d\n", child);
 	write_all(sync_fd, msg, (size_t)n);

@@ -1,7 +1,9 @@
 //go:build linux && cgo
 
-// Package nsexec is the C preamble that runs in the shim binary's "init"
-// mode before the Go runtime starts.
+// Package nsexec is the C preamble that runs in a container process (the
+// init binary, or the shim binary's "init" mode) before the Go runtime
+// starts, and for most execs the whole process setup (process.c, plan.go),
+// so that the Go runtime never starts in them.
 //
 // Namespaces cannot be entered from Go: setns(2) into a mount namespace
 // fails for a multi-threaded process, and a new pid namespace only applies to
@@ -22,6 +24,7 @@
 //	join <CLONE_NEW* flag of its type, decimal> <path of a namespace file>
 //	timens <clock> <seconds> <nanoseconds>   (offsets of a new time namespace)
 //	cgroup <tasks file of a cgroup v1 hierarchy>
+//	process                                  (set the process up in C from a plan; see plan.go)
 //
 // Before anything else the preamble writes 0 into each cgroup line's tasks
 // file: the one thread there is moves itself, which the kernel does
@@ -36,7 +39,9 @@
 // It forks when a pid namespace is joined or created, or a time namespace
 // created: both apply to children only.
 //
-// Reply line: "pid <n>\n" or "error <text>\n".
+// Reply line: "pid <n>\n" or "error <text>\n". After it the process that
+// goes on reads its config frame: initproc.Config for Go, or with a
+// "process" line the plan, which the preamble applies itself.
 package nsexec
 
 // #cgo CFLAGS: -Wall -Wextra -std=gnu11

@@ -18,7 +18,7 @@ import (
 // line: the shim sends it as _MINI_HANDSHAKE, and the preamble refuses
 // another number (nsexec/nsexec.h says the same one). The init binary may
 // be installed apart from the shim; bump both on any change to either.
-const Handshake = 1
+const Handshake = 2
 
 // The parent and the container's init talk over one socketpair. After the C
 // preamble's bootstrap frame and its "pid" line, every message is a frame: a

@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -105,14 +104,12 @@ func parseCaps(c *specs.LinuxCapabilities, last int) (processCaps, error) {
 	return pc, nil
 }
 
-// lastCap is the highest capability the running kernel knows.
+// lastCap is the highest capability the running kernel knows, asked of
+// the kernel: its bounding set refuses numbers it does not know. Not
+// /proc/sys/kernel/cap_last_cap: an exec reads the container's /proc,
+// which could say a lower number and so keep capabilities above it in the
+// bounding set.
 func lastCap() int {
-	if b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap"); err == nil {
-		if v, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			return v
-		}
-	}
-	// No procfs: probe the bounding set, which rejects unknown numbers.
 	last := 0
 	for c := 0; c < 64; c++ {
 		if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err != nil {

@@ -19,7 +19,7 @@ const keyringPerm = 0x3f000000 | 0x001b0000
 // an exec joins it (or, running as another user, gets one of its own).
 // A kernel without keys (ENOSYS) has nothing to isolate.
 func joinSessionKeyring(id string, init bool) error {
-	name := "_ses." + id
+	name := SessionKeyringName(id)
 	ring, err := unix.KeyctlJoinSessionKeyring(name)
 	if errors.Is(err, unix.ENOSYS) {
 		return nil
@@ -34,3 +34,6 @@ func joinSessionKeyring(id string, init bool) error {
 	}
 	return nil
 }
+
+// SessionKeyringName is the name of container id's session keyring.
+func SessionKeyringName(id string) string { return "_ses." + id }

@@ -68,8 +68,8 @@ func writeSysctl(key, value string) error {
 	return nil
 }
 
-// rlimitResource maps a runtime-spec rlimit name to its resource number.
-func rlimitResource(name string) (int, bool) {
+// RlimitResource maps a runtime-spec rlimit name to its resource number.
+func RlimitResource(name string) (int, bool) {
 	switch name {
 	case "RLIMIT_CPU":
 		return unix.RLIMIT_CPU, true
@@ -112,7 +112,7 @@ func rlimitResource(name string) (int, bool) {
 // it would otherwise restore at execve.
 func ApplyRlimits(rlimits []specs.POSIXRlimit) error {
 	for _, rl := range rlimits {
-		res, ok := rlimitResource(rl.Type)
+		res, ok := RlimitResource(rl.Type)
 		if !ok {
 			return fmt.Errorf("process.rlimits: unknown rlimit %q: %w", rl.Type, errdefs.ErrInvalidArgument)
 		}
