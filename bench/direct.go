@@ -537,15 +537,24 @@ type stepLog struct {
 // stepsAttr finds the steps="..." of a log line.
 var stepsAttr = regexp.MustCompile(`method=\S*/(\w+) steps="([^"]*)"`)
 
-// read drains a shim's log fifo; with l nil it only drains.
+// read drains a shim's log fifo; with l nil it only drains. A shim's
+// first Create is told apart: it pays for the shim being new.
 func (l *stepLog) read(f *os.File) {
 	sc := bufio.NewScanner(f)
+	creates := 0
 	for sc.Scan() {
 		if l == nil {
 			continue
 		}
 		if m := stepsAttr.FindStringSubmatch(sc.Text()); m != nil {
-			l.add(m[1], m[2])
+			method := m[1]
+			if method == "Create" {
+				if creates == 0 {
+					method = "Create (a new shim's first)"
+				}
+				creates++
+			}
+			l.add(method, m[2])
 		}
 	}
 }

@@ -36,7 +36,8 @@ type spawnRequest struct {
 	plan []byte
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
-	// recordPid runs once the final pid is known (Create saves its state).
+	// recordPid runs once the final pid is known, while the process sets
+	// itself up (Create saves its state).
 	recordPid func(pid int) error
 	// seccompListener hands the notify fd the process got from its
 	// seccomp filter (fd is its number in process pid) to the profile's
@@ -188,21 +189,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		return nil, fmt.Errorf("%s: %w", req.what, err)
 	}
 	steptime.Mark(ctx, "preamble")
-	if pid != stage0 {
-		p.Pid = pid
-		// The preamble forked into a pid namespace; the first stage exits at
-		// once and its status says whether it did so cleanly.
-		select {
-		case status := <-exited:
-			if status != 0 {
-				_ = unix.Kill(stage0, unix.SIGKILL)
-				return nil, fmt.Errorf("%s: preamble exited with status %d", req.what, status)
-			}
-		case <-ctx.Done():
-			_ = unix.Kill(stage0, unix.SIGKILL)
-			return nil, ctx.Err()
-		}
-	}
+	p.Pid = pid
 	moved := make(chan error, 1)
 	switch {
 	case !moveLater:
@@ -224,12 +211,6 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		moveOnce.Do(func() { moveErr = <-moved })
 		return moveErr
 	}
-	if req.recordPid != nil {
-		if err := req.recordPid(pid); err != nil {
-			_ = awaitMove()
-			return nil, err
-		}
-	}
 	if req.plan != nil {
 		err = writeBootstrap(conn, req.plan)
 	} else {
@@ -247,6 +228,30 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		}
 	}
 	steptime.Mark(ctx, "config")
+	// What is left of ours runs while the process sets itself up.
+	if pid != stage0 {
+		// The preamble forked into a pid namespace; the first stage exits at
+		// once and its status says whether it did so cleanly.
+		select {
+		case status := <-exited:
+			if status != 0 {
+				_ = unix.Kill(stage0, unix.SIGKILL)
+				_ = awaitMove()
+				return nil, fmt.Errorf("%s: preamble exited with status %d", req.what, status)
+			}
+		case <-ctx.Done():
+			_ = unix.Kill(stage0, unix.SIGKILL)
+			_ = awaitMove()
+			return nil, ctx.Err()
+		}
+	}
+	if req.recordPid != nil {
+		if err := req.recordPid(pid); err != nil {
+			_ = awaitMove()
+			return nil, err
+		}
+		steptime.Mark(ctx, "state")
+	}
 	var runHooks func() error
 	if req.hooks != nil {
 		runHooks = func() error {

@@ -22,8 +22,8 @@ import (
 //
 // The C setup applies what most execs ask for: args, env, cwd, user and
 // groups, umask, capabilities, no_new_privs, rlimits, the session keyring,
-// an AppArmor profile and a seccomp filter without a listener. An exec
-// that asks for more (a terminal, an SELinux label, scheduling, I/O priority, personality, a memory
+// a terminal, an AppArmor profile and a seccomp filter without a listener.
+// An exec that asks for more (an SELinux label, scheduling, I/O priority, personality, a memory
 // policy, cpu affinity, a seccomp listener), or whose spec the Go side
 // would refuse, is set up in Go as before.
 //
@@ -39,6 +39,7 @@ import (
 //	rlimit       resource (4 bytes), soft, hard (8 bytes each), the rlimit's name
 //	keyring      the session keyring's name
 //	apparmor     the AppArmor profile
+//	terminal     nothing, or its rows and columns (4 bytes each)
 //	seccomp      seccomp(2)'s flags (4 bytes), then the BPF program
 
 // ProcessPlan is cfg as a plan for the C setup, or false when cfg is not an
@@ -48,7 +49,7 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 	if !cfg.Exec || p == nil || len(p.Args) == 0 || p.Args[0] == "" {
 		return nil, false
 	}
-	if p.Terminal || p.SelinuxLabel != "" || p.Scheduler != nil || p.IOPriority != nil ||
+	if p.SelinuxLabel != "" || p.Scheduler != nil || p.IOPriority != nil ||
 		cfg.Personality != nil || cfg.MemoryPolicy != nil || cfg.Affinity != nil ||
 		(cfg.Seccomp != nil && cfg.Seccomp.Listener()) {
 		return nil, false
@@ -106,6 +107,14 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 	}
 	if !cfg.NoNewKeyring && !b.str(C.MINI_PLAN_KEYRING, initproc.SessionKeyringName(cfg.ID)) {
 		return nil, false
+	}
+	if p.Terminal {
+		var size []byte
+		if cs := p.ConsoleSize; cs != nil {
+			size = binary.LittleEndian.AppendUint32(nil, uint32(cs.Height))
+			size = binary.LittleEndian.AppendUint32(size, uint32(cs.Width))
+		}
+		b.record(C.MINI_PLAN_TERMINAL, size)
 	}
 	if p.ApparmorProfile != "" && !b.str(C.MINI_PLAN_APPARMOR, p.ApparmorProfile) {
 		return nil, false

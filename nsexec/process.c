@@ -18,6 +18,7 @@
 #include <linux/mount.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -88,6 +89,8 @@ struct plan {
 	size_t nrlimits;
 	char *keyring;
 	char *apparmor;
+	int terminal, has_size;
+	uint32_t rows, cols;
 	uint32_t seccomp_flags;
 	unsigned char *seccomp;
 	size_t seccomp_len;
@@ -370,6 +373,16 @@ static void parse_plan(const unsigned char *buf, uint32_t size, struct plan *p)
 		case MINI_PLAN_KEYRING:
 			p->keyring = dup_string(v, len);
 			break;
+		case MINI_PLAN_TERMINAL:
+			if (len != 0 && len != 8)
+				bad_plan(tag, len);
+			p->terminal = 1;
+			if (len == 8) {
+				p->has_size = 1;
+				p->rows = get_u32(v);
+				p->cols = get_u32(v + 4);
+			}
+			break;
 		case MINI_PLAN_APPARMOR:
 			p->apparmor = dup_string(v, len);
 			break;
@@ -595,6 +608,64 @@ static char *look_path(const struct plan *p)
 	fail("not_found", "exec: %s: executable file not found in $PATH", quote(name));
 }
 
+// setup_terminal is initproc's setupTerminal: a pty made inside the
+// container (from its own devpts), the slave the controlling terminal and
+// stdio of a new session, the master sent to the shim.
+static void setup_terminal(const struct plan *p)
+{
+	int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (master < 0)
+		fail("", "terminal: open /dev/ptmx in container: open /dev/ptmx: %s", errstr(errno));
+	int unlock = 0, n = 0;
+	if (ioctl(master, TIOCSPTLCK, &unlock) < 0)
+		fail("", "terminal: unlock pty: %s", errstr(errno));
+	if (ioctl(master, TIOCGPTN, &n) < 0)
+		fail("", "terminal: pty number: %s", errstr(errno));
+	char slave_path[64];
+	snprintf(slave_path, sizeof(slave_path), "/dev/pts/%d", n);
+	int slave = open(slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0)
+		fail("", "terminal: open %s: open %s: %s", slave_path, slave_path, errstr(errno));
+	// The process owns its terminal, as on a login.
+	if (fchown(slave, p->uid, p->gid) < 0)
+		fail("", "terminal: chown %s: %s", slave_path, errstr(errno));
+	if (p->has_size) {
+		struct winsize ws = {.ws_row = (unsigned short)p->rows, .ws_col = (unsigned short)p->cols};
+		if (ioctl(slave, TIOCSWINSZ, &ws) < 0)
+			fail("", "terminal: set size: %s", errstr(errno));
+	}
+	if (setsid() < 0)
+		fail("", "terminal: setsid: %s", errstr(errno));
+	if (ioctl(slave, TIOCSCTTY, 0) < 0)
+		fail("", "terminal: make %s the controlling terminal: %s", slave_path, errstr(errno));
+	for (int fd = 0; fd <= 2; fd++)
+		if (dup3(slave, fd, 0) < 0)
+			fail("", "terminal: dup %s to fd %d: %s", slave_path, fd, errstr(errno));
+	static const char console[] = "\x12\0\0\0{\"type\":\"console\"}";
+	struct iovec iov = {.iov_base = (void *)console, .iov_len = sizeof(console) - 1};
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} control;
+	memset(&control, 0, sizeof(control));
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &master, sizeof(int));
+	ssize_t sent;
+	do
+		sent = sendmsg(conn, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	if (sent < 0)
+		fail("", "terminal: send pty master to the shim: %s", errstr(errno));
+	if ((size_t)sent != iov.iov_len)
+		fail("", "terminal: send pty master to the shim: short write");
+	close(master);
+	close(slave);
+}
+
 static void load_seccomp(const struct plan *p)
 {
 	struct sock_fprog prog = {
@@ -774,9 +845,11 @@ void mini_process(int sync_fd)
 		     e == ENOENT ? ": not found" : "");
 	}
 	char *path = look_path(&p);
+	if (p.terminal)
+		setup_terminal(&p);
 	// A session of its own, as runc gives every container process; EPERM:
 	// it leads a process group already.
-	if (setsid() < 0 && errno != EPERM)
+	else if (setsid() < 0 && errno != EPERM)
 		fail("", "setsid: %s", errstr(errno));
 	// Without no_new_privs, loading a filter takes CAP_SYS_ADMIN, which
 	// the identity switch may drop: load it first.

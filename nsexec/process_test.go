@@ -2,6 +2,7 @@ package nsexec
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -87,8 +88,20 @@ func runProcess(t *testing.T, cfg initproc.Config, viaC bool) processOutcome {
 		t.Fatal(err)
 	}
 	var m initproc.Message
-	if err := initproc.ReadFrame(ours, &m); err != nil {
-		t.Fatalf("wait for ready: %v (output %q)", err, stdout.String())
+	var console *os.File
+	for {
+		fd, err := readFrameWithFd(ours, &m)
+		if err != nil {
+			t.Fatalf("wait for ready: %v (output %q)", err, stdout.String())
+		}
+		if m.Type != initproc.MsgConsole {
+			break
+		}
+		if fd < 0 {
+			t.Fatal("console message came without the pty master")
+		}
+		console = os.NewFile(uintptr(fd), "pty-master")
+		defer console.Close()
 	}
 	if m.Type == initproc.MsgError {
 		return processOutcome{errText: m.Error, errClass: m.Class}
@@ -109,10 +122,47 @@ func runProcess(t *testing.T, cfg initproc.Config, viaC bool) processOutcome {
 	default:
 		t.Fatalf("got %q after start; want the socket closed on execve", m.Type)
 	}
+	if console != nil {
+		// The terminal's output, until the slave's last holder is gone
+		// (EIO); the line discipline writes \r\n for \n.
+		out, _ := io.ReadAll(console)
+		stdout.WriteString(strings.ReplaceAll(string(out), "\r\n", "\n"))
+	}
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("process: %v (output %q)", err, stdout.String())
 	}
 	return processOutcome{stdout: stdout.String()}
+}
+
+// readFrameWithFd reads one frame as initproc.ReadFrame does, and the fd
+// that came with it (SCM_RIGHTS), or -1.
+func readFrameWithFd(f *os.File, v any) (int, error) {
+	buf := make([]byte, 64<<10)
+	oob := make([]byte, unix.CmsgSpace(4))
+	n, oobn, _, _, err := unix.Recvmsg(int(f.Fd()), buf[:4], oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	if oobn > 0 {
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for i := range msgs {
+			if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil && len(fds) > 0 {
+				fd = fds[0]
+			}
+		}
+	}
+	if n == 0 {
+		return fd, io.EOF
+	}
+	if _, err := io.ReadFull(f, buf[n:4]); err != nil {
+		return fd, err
+	}
+	size := int(buf[0]) | int(buf[1])<<8 | int(buf[2])<<16 | int(buf[3])<<24
+	if _, err := io.ReadFull(f, buf[4:4+size]); err != nil {
+		return fd, err
+	}
+	return fd, json.Unmarshal(buf[4:4+size], v)
 }
 
 func frame(payload []byte) []byte {
@@ -204,6 +254,11 @@ func TestProcessSetupParity(t *testing.T) {
 			want:    []string{"Seccomp:\t2", "NoNewPrivs:\t1", "1000\n1000\n"},
 		},
 		{name: "no keyring", process: sh(&specs.Process{}), cfg: func(c *initproc.Config) { c.NoNewKeyring = true }, want: []string{"own-session\nenv"}},
+		{
+			name:    "terminal",
+			process: sh(&specs.Process{Terminal: true, ConsoleSize: &specs.Box{Height: 33, Width: 101}, User: specs.User{UID: 1000, GID: 1000}, Args: []string{"sh", "-c", "stty size; ls -ln $(tty) | cut -d' ' -f3,4; ps -o sid= -p $$ | tr -d ' ' | grep -qx $$ && echo own-session"}}),
+			want:    []string{"33 101\n", "1000 1000\n", "own-session"},
+		},
 		{name: "PATH cleaned", process: sh(&specs.Process{Args: []string{"found-me"}, Env: []string{"PATH=/nowhere::" + dir + "/link/../bin/"}}), want: []string{"found"}},
 		{name: "odd bytes quoted", process: sh(&specs.Process{Cwd: "/no\rsuch\x01/caf\u00e9"}), fails: true},
 		{name: "not on PATH", process: sh(&specs.Process{Args: []string{"no-such-program"}}), wantErr: `exec: "no-such-program": executable file not found in $PATH` + " [not_found]"},
@@ -288,7 +343,7 @@ func TestProcessPlanEligible(t *testing.T) {
 		{"plain exec", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"true"}}}, true},
 		{"init", initproc.Config{Process: &specs.Process{Args: []string{"true"}}}, false},
 		{"no args", initproc.Config{Exec: true, Process: &specs.Process{}}, false},
-		{"terminal", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Terminal: true}}, false},
+		{"terminal", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Terminal: true}}, true},
 		{"apparmor", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, ApparmorProfile: "p"}}, true},
 		{"selinux", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, SelinuxLabel: "l"}}, false},
 		{"scheduler", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Scheduler: &specs.Scheduler{}}}, false},
