@@ -262,6 +262,7 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 	if r.pinned() {
 		initAffinity = allCPUs()
 	}
+	var state diskState // with init's pid, for `delete` after a crash
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "container init",
 		binary: binary,
@@ -290,8 +291,10 @@ func (r *Runtime) Create(ctx context.Context, opts CreateOpts) (_ *Container, re
 					return fmt.Errorf("container init's pid namespace: %w", err)
 				}
 			}
-			return writeState(c.Bundle, c.diskState())
+			state = c.diskState()
+			return nil
 		},
+		saveState:       func() error { return writeState(c.Bundle, state) },
 		seccompListener: c.seccompListener(specs.StateCreating),
 		hooks:           c.createRuntimeHooks(ctx, func() int { return c.InitPid }),
 		oomScoreAdj:     spec.Process.OOMScoreAdj,

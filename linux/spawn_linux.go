@@ -36,9 +36,12 @@ type spawnRequest struct {
 	plan []byte
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
-	// recordPid runs once the final pid is known, while the process sets
-	// itself up (Create saves its state).
+	// recordPid runs once the final pid is known, while the process waits
+	// for its config (Create reads what it keeps of the process);
+	// saveState runs once the config went out, while the process sets
+	// itself up (Create writes its state file).
 	recordPid func(pid int) error
+	saveState func() error
 	// seccompListener hands the notify fd the process got from its
 	// seccomp filter (fd is its number in process pid) to the profile's
 	// listener; set when the container's profile has one.
@@ -211,6 +214,13 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		moveOnce.Do(func() { moveErr = <-moved })
 		return moveErr
 	}
+	// While the process waits for its config, so it is there to be read.
+	if req.recordPid != nil {
+		if err := req.recordPid(pid); err != nil {
+			_ = awaitMove()
+			return nil, err
+		}
+	}
 	if req.plan != nil {
 		err = writeBootstrap(conn, req.plan)
 	} else {
@@ -235,7 +245,7 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		select {
 		case status := <-exited:
 			if status != 0 {
-				_ = unix.Kill(stage0, unix.SIGKILL)
+				// Reaped already: its pid is no longer ours to signal.
 				_ = awaitMove()
 				return nil, fmt.Errorf("%s: preamble exited with status %d", req.what, status)
 			}
@@ -245,8 +255,8 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, ctx.Err()
 		}
 	}
-	if req.recordPid != nil {
-		if err := req.recordPid(pid); err != nil {
+	if req.saveState != nil {
+		if err := req.saveState(); err != nil {
 			_ = awaitMove()
 			return nil, err
 		}

@@ -623,9 +623,16 @@ static void setup_terminal(const struct plan *p)
 		fail("", "terminal: pty number: %s", errstr(errno));
 	char slave_path[64];
 	snprintf(slave_path, sizeof(slave_path), "/dev/pts/%d", n);
-	int slave = open(slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
-	if (slave < 0)
-		fail("", "terminal: open %s: open %s: %s", slave_path, slave_path, errstr(errno));
+	// Through the master (Linux 4.13+), not by a path the container could
+	// have lead elsewhere before the fchown below.
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (slave < 0 && errno != EINVAL && errno != ENOTTY)
+		fail("", "terminal: open %s: %s", slave_path, errstr(errno));
+	if (slave < 0) {
+		slave = open(slave_path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (slave < 0)
+			fail("", "terminal: open %s: open %s: %s", slave_path, slave_path, errstr(errno));
+	}
 	// The process owns its terminal, as on a login.
 	if (fchown(slave, p->uid, p->gid) < 0)
 		fail("", "terminal: chown %s: %s", slave_path, errstr(errno));
@@ -660,8 +667,15 @@ static void setup_terminal(const struct plan *p)
 	while (sent < 0 && errno == EINTR);
 	if (sent < 0)
 		fail("", "terminal: send pty master to the shim: %s", errstr(errno));
-	if ((size_t)sent != iov.iov_len)
-		fail("", "terminal: send pty master to the shim: short write");
+	// The fd went with the first byte; the rest of the frame follows.
+	for (size_t off = (size_t)sent; off < iov.iov_len;) {
+		ssize_t n = send(conn, console + off, iov.iov_len - off, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			_exit(1); // no frame can follow half of one
+		off += (size_t)n;
+	}
 	close(master);
 	close(slave);
 }

@@ -325,9 +325,9 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 		return fmt.Errorf("terminal: pty number: %w", err)
 	}
 	slavePath := "/dev/pts/" + strconv.Itoa(n)
-	slave, err := os.OpenFile(slavePath, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	slave, err := openPtyPeer(mfd, slavePath)
 	if err != nil {
-		return fmt.Errorf("terminal: open %s: %w", slavePath, err)
+		return err
 	}
 	defer slave.Close()
 	sfd := int(slave.Fd())
@@ -362,6 +362,25 @@ func setupTerminal(conn *os.File, proc *specs.Process) error {
 		return fmt.Errorf("terminal: send pty master to the shim: %w", err)
 	}
 	return nil
+}
+
+// openPtyPeer opens the pty's slave through its master (TIOCGPTPEER, Linux
+// 4.13+) rather than by path: a container that can replace its /dev/pts
+// could have the path lead to another file, which would then be chowned
+// with the preamble's capabilities. Older kernels: by path.
+func openPtyPeer(master int, path string) (*os.File, error) {
+	fd, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(master), unix.TIOCGPTPEER, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC)
+	if errno == 0 {
+		return os.NewFile(fd, path), nil
+	}
+	if errno != unix.EINVAL && errno != unix.ENOTTY {
+		return nil, fmt.Errorf("terminal: open %s: %w", path, errno)
+	}
+	f, err := os.OpenFile(path, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("terminal: open %s: %w", path, err)
+	}
+	return f, nil
 }
 
 // AsNotFound adds errdefs.ErrNotFound to an error of a missing file.
