@@ -20,6 +20,7 @@
 #define MINI_PLAN_SECCOMP 's'
 #define MINI_PLAN_APPARMOR 'A'
 #define MINI_PLAN_TERMINAL 'T'
+#define MINI_PLAN_AFFINITY 'F'
 
 // mini_process sets up an exec's process from the plan the shim sends
 // next on sync_fd, reports ready, waits for start and execve()s. It never

@@ -22,10 +22,11 @@ import (
 //
 // The C setup applies what most execs ask for: args, env, cwd, user and
 // groups, umask, capabilities, no_new_privs, rlimits, the session keyring,
-// a terminal, an AppArmor profile and a seccomp filter without a listener.
-// An exec that asks for more (an SELinux label, scheduling, I/O priority, personality, a memory
-// policy, cpu affinity, a seccomp listener), or whose spec the Go side
-// would refuse, is set up in Go as before.
+// a terminal, an AppArmor profile, the final cpu affinity and a seccomp
+// filter without a listener. An exec that asks for more (an SELinux label,
+// scheduling, I/O priority, personality, a memory policy, a seccomp
+// listener), or whose spec the Go side would refuse, is set up in Go as
+// before.
 //
 // A plan is a run of records: a tag byte (MINI_PLAN_* of nsexec.h), a
 // 4-byte little-endian length and the payload. Numbers are little-endian.
@@ -40,6 +41,7 @@ import (
 //	keyring      the session keyring's name
 //	apparmor     the AppArmor profile
 //	terminal     nothing, or its rows and columns (4 bytes each)
+//	affinity     flags (4 bytes; 1: best effort), then the cpu mask (unix.CPUSet's 128 bytes)
 //	seccomp      seccomp(2)'s flags (4 bytes), then the BPF program
 
 // ProcessPlan is cfg as a plan for the C setup, or false when cfg is not an
@@ -50,7 +52,7 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 		return nil, false
 	}
 	if p.SelinuxLabel != "" || p.Scheduler != nil || p.IOPriority != nil ||
-		cfg.Personality != nil || cfg.MemoryPolicy != nil || cfg.Affinity != nil ||
+		cfg.Personality != nil || cfg.MemoryPolicy != nil ||
 		(cfg.Seccomp != nil && cfg.Seccomp.Listener()) {
 		return nil, false
 	}
@@ -118,6 +120,17 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 	}
 	if p.ApparmorProfile != "" && !b.str(C.MINI_PLAN_APPARMOR, p.ApparmorProfile) {
 		return nil, false
+	}
+	if a := cfg.Affinity; a != nil {
+		var flags uint32
+		if cfg.AffinityBestEffort {
+			flags = 1
+		}
+		v := binary.LittleEndian.AppendUint32(nil, flags)
+		for _, word := range a {
+			v = binary.LittleEndian.AppendUint64(v, uint64(word))
+		}
+		b.record(C.MINI_PLAN_AFFINITY, v)
 	}
 	if s := cfg.Seccomp; s != nil {
 		if len(s.Filter) == 0 || len(s.Filter)%8 != 0 || len(s.Filter)/8 > 4096 {

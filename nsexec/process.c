@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <grp.h>
+#include <sched.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/magic.h>
@@ -91,6 +92,8 @@ struct plan {
 	char *apparmor;
 	int terminal, has_size;
 	uint32_t rows, cols;
+	int has_affinity, affinity_best_effort;
+	cpu_set_t affinity;
 	uint32_t seccomp_flags;
 	unsigned char *seccomp;
 	size_t seccomp_len;
@@ -385,6 +388,13 @@ static void parse_plan(const unsigned char *buf, uint32_t size, struct plan *p)
 			break;
 		case MINI_PLAN_APPARMOR:
 			p->apparmor = dup_string(v, len);
+			break;
+		case MINI_PLAN_AFFINITY:
+			if (len != 4 + sizeof(cpu_set_t))
+				bad_plan(tag, len);
+			p->has_affinity = 1;
+			p->affinity_best_effort = (get_u32(v) & 1) != 0;
+			memcpy(&p->affinity, v + 4, sizeof(cpu_set_t));
 			break;
 		case MINI_PLAN_SECCOMP:
 			if (len < 4 + 8 || (len - 4) % 8 != 0 || (len - 4) / 8 > BPF_MAXINSNS)
@@ -888,6 +898,9 @@ void mini_process(int sync_fd)
 	if (strcmp(buf, "{\"type\":\"start\"}") != 0)
 		fail("", "unexpected handshake message %.64s while waiting for start", buf);
 	free(buf);
+	// The cpus the program runs on are this thread's from execve on.
+	if (p.has_affinity && sched_setaffinity(0, sizeof(p.affinity), &p.affinity) < 0 && !p.affinity_best_effort)
+		fail("", "process.execCPUAffinity.final: %s", errstr(errno));
 	cloexec_extra_fds();
 	execve(path, p.argv, p.envp);
 	fail("", "exec %s: %s", quote(path), errstr(errno));

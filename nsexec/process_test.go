@@ -259,6 +259,24 @@ func TestProcessSetupParity(t *testing.T) {
 			process: sh(&specs.Process{Terminal: true, ConsoleSize: &specs.Box{Height: 33, Width: 101}, User: specs.User{UID: 1000, GID: 1000}, Args: []string{"sh", "-c", "stty size; ls -ln $(tty) | cut -d' ' -f3,4; ps -o sid= -p $$ | tr -d ' ' | grep -qx $$ && echo own-session"}}),
 			want:    []string{"33 101\n", "1000 1000\n", "own-session"},
 		},
+		{
+			name:    "final cpu affinity",
+			process: sh(&specs.Process{Args: []string{"sh", "-c", "grep Cpus_allowed_list /proc/self/status"}}),
+			cfg:     func(c *initproc.Config) { c.Affinity = cpus(0) },
+			want:    []string{"Cpus_allowed_list:\t0\n"},
+		},
+		{
+			// A cpu this host does not have: refused unless best effort.
+			name:    "final cpu affinity refused",
+			process: sh(&specs.Process{}),
+			cfg:     func(c *initproc.Config) { c.Affinity = cpus(1000) },
+			wantErr: "process.execCPUAffinity.final: invalid argument []",
+		},
+		{
+			name:    "final cpu affinity, best effort",
+			process: sh(&specs.Process{Args: []string{"true"}}),
+			cfg:     func(c *initproc.Config) { c.Affinity, c.AffinityBestEffort = cpus(1000), true },
+		},
 		{name: "PATH cleaned", process: sh(&specs.Process{Args: []string{"found-me"}, Env: []string{"PATH=/nowhere::" + dir + "/link/../bin/"}}), want: []string{"found"}},
 		{name: "odd bytes quoted", process: sh(&specs.Process{Cwd: "/no\rsuch\x01/caf\u00e9"}), fails: true},
 		{name: "not on PATH", process: sh(&specs.Process{Args: []string{"no-such-program"}}), wantErr: `exec: "no-such-program": executable file not found in $PATH` + " [not_found]"},
@@ -330,6 +348,15 @@ func TestProcessSetupParity(t *testing.T) {
 	}
 }
 
+// cpus is a cpu set of the given cpus.
+func cpus(list ...int) *unix.CPUSet {
+	var set unix.CPUSet
+	for _, c := range list {
+		set.Set(c)
+	}
+	return &set
+}
+
 var procPids = regexp.MustCompile(`/proc/[0-9]+/task/[0-9]+/`)
 
 // What the C setup cannot apply whole is left to the Go one.
@@ -350,7 +377,7 @@ func TestProcessPlanEligible(t *testing.T) {
 		{"io priority", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, IOPriority: &specs.LinuxIOPriority{}}}, false},
 		{"personality", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}}, Personality: &specs.LinuxPersonality{}}, false},
 		{"memory policy", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}}, MemoryPolicy: &specs.LinuxMemoryPolicy{}}, false},
-		{"affinity", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}}, Affinity: &unix.CPUSet{}}, false},
+		{"affinity", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}}, Affinity: &unix.CPUSet{}}, true},
 		{"seccomp listener", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}}, Seccomp: listener}, false},
 		{"unknown capability", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_NOPE"}}}}, false},
 		{"unknown rlimit", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Rlimits: []specs.POSIXRlimit{{Type: "RLIMIT_NOPE"}}}}, false},
