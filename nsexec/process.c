@@ -634,7 +634,7 @@ static void setup_terminal(const struct plan *p)
 	char slave_path[64];
 	snprintf(slave_path, sizeof(slave_path), "/dev/pts/%d", n);
 	// Through the master (Linux 4.13+), not by a path the container could
-	// have lead elsewhere before the fchown below.
+	// have pointed elsewhere before the fchown below.
 	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (slave < 0 && errno != EINVAL && errno != ENOTTY)
 		fail("", "terminal: open %s: %s", slave_path, errstr(errno));
