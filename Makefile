@@ -63,7 +63,7 @@ vet:
 	$(GO) vet ./...
 	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2 | grep -qx google.golang.org/grpc; then \
 		echo "the shim links gRPC again: something beside containerd/api's task stubs imports google.golang.org/grpc"; exit 1; fi
-	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2-init | grep -E '^(google.golang.org/protobuf|github.com/containerd/ttrpc|github.com/containerd/cgroups/v3/cgroup[12])$$'; then \
+	@if $(GO) list -tags $(BUILDTAGS) -deps ./cmd/containerd-shim-mini-v2-init | grep -E '^(google.golang.org/protobuf|github.com/containerd/ttrpc|github.com/containerd/cgroups/v3/cgroup[12]|github.com/seccomp/libseccomp-golang)$$'; then \
 		echo "the init binary links shim-side packages (above): linux/initproc must import none of them"; exit 1; fi
 	cd $(CLIENT_DIR) && $(GO) vet ./...
 	@unformatted="$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*'))"; \

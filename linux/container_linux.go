@@ -44,6 +44,10 @@ type Runtime struct {
 	pinnedOnce sync.Once
 	isPinned   bool
 
+	// lastCapability is the kernel's last capability, asked once.
+	lastCapOnce    sync.Once
+	lastCapability int
+
 	// selfMoveLockFree: a thread moving itself into a v1 cgroup skips
 	// the kernel's global threadgroup lock here (Linux 5.17, "cgroup:
 	// Optimize single thread migration"), so the preamble places itself
@@ -90,7 +94,7 @@ func (b containerBinaryFile) path() string {
 // /proc/PID/exe of the binary itself.
 func (r *Runtime) containerBinary() (containerBinaryFile, error) {
 	r.binaryOnce.Do(func() {
-		path, name, err := containerBinary()
+		path, name, err := findContainerBinary()
 		if err != nil {
 			r.binaryErr = err
 			return
@@ -106,6 +110,12 @@ func (r *Runtime) containerBinary() (containerBinaryFile, error) {
 		return containerBinaryFile{}, fmt.Errorf("binary for container processes: %w", r.binaryErr)
 	}
 	return r.binary, nil
+}
+
+// lastCap is initproc.LastCap, which the kernel's answer does not change.
+func (r *Runtime) lastCap() int {
+	r.lastCapOnce.Do(func() { r.lastCapability = initproc.LastCap() })
+	return r.lastCapability
 }
 
 // Mount is one rootfs component containerd sent.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
-	"github.com/minishim/containerd-shim-mini-v2/nsexec"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -94,23 +93,18 @@ func (r *Runtime) Exec(ctx context.Context, c *Container, opts ExecOpts) (*Proce
 	if err != nil {
 		return nil, err
 	}
-	config := initproc.Config{
-		ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
-		Affinity: final, AffinityBestEffort: bestEffort,
-		Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,
-	}
-	// Most execs are set up by the preamble in C, with no Go runtime
-	// starting in them; the rest by initproc, in Go.
-	plan, _ := nsexec.ProcessPlan(&config)
 	p, err := r.spawn(ctx, spawnRequest{
 		what:   "exec " + opts.ID,
 		binary: binary,
 		dir:    c.Bundle,
 		ns:     ns,
 		cg:     c.cg,
-		config: config,
-		plan:   plan,
-		stdin:  opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		config: initproc.Config{
+			ID: c.ID, Exec: true, Process: opts.Process, Seccomp: c.seccomp, NoNewKeyring: c.noNewKeyring,
+			Affinity: final, AffinityBestEffort: bestEffort,
+			Personality: c.Spec.Linux.Personality, MemoryPolicy: c.Spec.Linux.MemoryPolicy,
+		},
+		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
 		seccompListener: c.seccompListener(specs.StateRunning),
 		initialAffinity: affinity.initial,
 		oomScoreAdj:     opts.Process.OOMScoreAdj,

@@ -16,11 +16,11 @@ import (
 // ShimBinaryName is the shim binary's name, as containerd looks it up.
 const ShimBinaryName = "containerd-shim-mini-v2"
 
-// containerBinary is the binary container processes start from, and its
+// findContainerBinary is the binary container processes start from, and its
 // name: the init binary (initproc.BinaryName) beside the shim's own, when
 // there is one, which starts in about half the time the whole shim takes;
 // else the shim's, in its "init" mode.
-func containerBinary() (path, name string, _ error) {
+func findContainerBinary() (path, name string, _ error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
 		return "", "", fmt.Errorf("own binary: %w", err)
@@ -165,11 +165,11 @@ func checkSealed(f *os.File, exe string) error {
 
 // memfdBinary copies src, an open binary, into a sealed memfd.
 func memfdBinary(src *os.File) (*os.File, error) {
-	fd, err := unix.MemfdCreate("containerd-shim-mini-v2", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	fd, err := unix.MemfdCreate(ShimBinaryName, unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
-	mem := os.NewFile(uintptr(fd), "memfd:containerd-shim-mini-v2")
+	mem := os.NewFile(uintptr(fd), "memfd:"+ShimBinaryName)
 	if _, err := io.Copy(mem, io.NewSectionReader(src, 0, 1<<62)); err != nil {
 		mem.Close()
 		return nil, fmt.Errorf("copy %s into memfd: %w", src.Name(), err)

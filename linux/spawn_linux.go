@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
+	"github.com/minishim/containerd-shim-mini-v2/nsexec"
 	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
@@ -31,9 +32,6 @@ type spawnRequest struct {
 	ns     namespaces
 	cg     Cgroup
 	config initproc.Config
-	// plan, when set, is config as a process plan: the preamble sets the
-	// process up in C from it (see nsexec/plan.go), and config is not sent.
-	plan []byte
 	// Stdio for fds 0-2; nil ones get /dev/null.
 	stdin, stdout, stderr *os.File
 	// recordPid runs once the final pid is known, while the process waits
@@ -166,8 +164,15 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 			return nil, err
 		}
 	}
+	// Most execs are set up by the preamble in C from a plan of their
+	// config (nsexec/plan.go), with no Go runtime starting in them; init
+	// and the other execs by initproc, in Go, from the config itself.
+	var plan []byte
+	if req.config.Exec {
+		plan, _ = nsexec.ProcessPlan(&req.config, r.lastCap())
+	}
 	boot := append(req.ns.bootstrap(), selfLines...)
-	if req.plan != nil {
+	if plan != nil {
 		boot = append(boot, "process\n"...)
 	}
 	if err := writeBootstrap(conn, boot); err != nil {
@@ -214,26 +219,26 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		moveOnce.Do(func() { moveErr = <-moved })
 		return moveErr
 	}
+	// On every way out, before an abandoned process is killed (defers run
+	// last first): no move is left in flight.
+	defer func() { _ = awaitMove() }()
 	// While the process waits for its config, so it is there to be read.
 	if req.recordPid != nil {
 		if err := req.recordPid(pid); err != nil {
-			_ = awaitMove()
 			return nil, err
 		}
 	}
-	if req.plan != nil {
-		err = writeBootstrap(conn, req.plan)
+	if plan != nil {
+		err = writeBootstrap(conn, plan)
 	} else {
 		req.config.Steps = steptime.Active(ctx)
 		err = initproc.WriteFrame(conn, req.config)
 	}
 	if err != nil {
-		_ = awaitMove()
 		return nil, fmt.Errorf("send config to %s: %w", req.what, err)
 	}
 	if len(req.mountFds) > 0 {
 		if err := sendMountFds(conn, req.mountFds); err != nil {
-			_ = awaitMove()
 			return nil, fmt.Errorf("%s: %w", req.what, err)
 		}
 	}
@@ -246,18 +251,15 @@ func (r *Runtime) spawn(ctx context.Context, req spawnRequest) (_ *Process, retE
 		case status := <-exited:
 			if status != 0 {
 				// Reaped already: its pid is no longer ours to signal.
-				_ = awaitMove()
 				return nil, fmt.Errorf("%s: preamble exited with status %d", req.what, status)
 			}
 		case <-ctx.Done():
 			_ = unix.Kill(stage0, unix.SIGKILL)
-			_ = awaitMove()
 			return nil, ctx.Err()
 		}
 	}
 	if req.saveState != nil {
 		if err := req.saveState(); err != nil {
-			_ = awaitMove()
 			return nil, err
 		}
 		steptime.Mark(ctx, "state")

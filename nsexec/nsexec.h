@@ -11,6 +11,7 @@
 #define MINI_PLAN_ARG 'a'
 #define MINI_PLAN_ENV 'e'
 #define MINI_PLAN_CWD 'c'
+#define MINI_PLAN_PATH 'p'
 #define MINI_PLAN_USER 'u'
 #define MINI_PLAN_UMASK 'm'
 #define MINI_PLAN_CAPS 'C'

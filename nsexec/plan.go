@@ -33,9 +33,13 @@ import (
 //
 //	arg, env     one string each, in order
 //	cwd          a string
+//	path         for args[0] without a slash: each file to try, in order
+//	             (initproc.PathCandidates)
 //	user         uid, gid (4 bytes each), then each additional gid (4 bytes)
 //	umask        4 bytes
-//	caps         bounding, effective, permitted, inheritable, ambient: 8-byte bit sets
+//	caps         the kernel's last capability (4 bytes), then bounding, effective,
+//	             permitted, inheritable, ambient: 8-byte bit sets without the
+//	             capabilities above it
 //	no-new-privs no payload
 //	rlimit       resource (4 bytes), soft, hard (8 bytes each), the rlimit's name
 //	keyring      the session keyring's name
@@ -45,30 +49,33 @@ import (
 //	seccomp      seccomp(2)'s flags (4 bytes), then the BPF program
 
 // ProcessPlan is cfg as a plan for the C setup, or false when cfg is not an
-// exec the C setup can apply whole.
-func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
+// exec the C setup can apply whole. lastCap is initproc.LastCap, which the
+// caller asks the kernel once: capabilities above it are left out, as the
+// Go setup leaves them out.
+func ProcessPlan(cfg *initproc.Config, lastCap int) ([]byte, bool) {
 	p := cfg.Process
 	if !cfg.Exec || p == nil || len(p.Args) == 0 || p.Args[0] == "" {
 		return nil, false
 	}
 	if p.SelinuxLabel != "" || p.Scheduler != nil || p.IOPriority != nil ||
 		cfg.Personality != nil || cfg.MemoryPolicy != nil ||
-		(cfg.Seccomp != nil && cfg.Seccomp.Listener()) {
+		(cfg.Seccomp != nil && (cfg.Seccomp.Listener() || cfg.Seccomp.CheckShape() != nil)) {
 		return nil, false
 	}
 	var b planWriter
 	for _, a := range p.Args {
-		if !b.str(C.MINI_PLAN_ARG, a) {
-			return nil, false
-		}
+		b.str(C.MINI_PLAN_ARG, a)
 	}
 	for _, e := range p.Env {
-		if !b.str(C.MINI_PLAN_ENV, e) {
-			return nil, false
-		}
+		b.str(C.MINI_PLAN_ENV, e)
 	}
-	if p.Cwd != "" && !b.str(C.MINI_PLAN_CWD, p.Cwd) {
-		return nil, false
+	if p.Cwd != "" {
+		b.str(C.MINI_PLAN_CWD, p.Cwd)
+	}
+	if !strings.Contains(p.Args[0], "/") {
+		for _, c := range initproc.PathCandidates(p.Args[0], p.Env) {
+			b.str(C.MINI_PLAN_PATH, c)
+		}
 	}
 	user := binary.LittleEndian.AppendUint32(nil, p.User.UID)
 	user = binary.LittleEndian.AppendUint32(user, p.User.GID)
@@ -80,17 +87,18 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 		b.record(C.MINI_PLAN_UMASK, binary.LittleEndian.AppendUint32(nil, *p.User.Umask))
 	}
 	if c := p.Capabilities; c != nil {
-		var sets []byte
+		known := uint64(1)<<(lastCap+1) - 1
+		sets := binary.LittleEndian.AppendUint32(nil, uint32(lastCap))
 		for _, names := range [][]string{c.Bounding, c.Effective, c.Permitted, c.Inheritable, c.Ambient} {
 			var set uint64
 			for _, n := range names {
 				v, err := initproc.CapabilityFromName(n)
-				if err != nil || v >= 64 {
-					return nil, false // the Go side names the bad one
+				if err != nil {
+					return nil, false // the Go setup names the bad one
 				}
 				set |= 1 << v
 			}
-			sets = binary.LittleEndian.AppendUint64(sets, set)
+			sets = binary.LittleEndian.AppendUint64(sets, set&known)
 		}
 		b.record(C.MINI_PLAN_CAPS, sets)
 	}
@@ -99,7 +107,7 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 	}
 	for _, rl := range p.Rlimits {
 		res, ok := initproc.RlimitResource(rl.Type)
-		if !ok || strings.IndexByte(rl.Type, 0) >= 0 {
+		if !ok {
 			return nil, false
 		}
 		v := binary.LittleEndian.AppendUint32(nil, uint32(res))
@@ -107,8 +115,8 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 		v = binary.LittleEndian.AppendUint64(v, rl.Hard)
 		b.record(C.MINI_PLAN_RLIMIT, append(v, rl.Type...))
 	}
-	if !cfg.NoNewKeyring && !b.str(C.MINI_PLAN_KEYRING, initproc.SessionKeyringName(cfg.ID)) {
-		return nil, false
+	if !cfg.NoNewKeyring {
+		b.str(C.MINI_PLAN_KEYRING, initproc.SessionKeyringName(cfg.ID))
 	}
 	if p.Terminal {
 		var size []byte
@@ -118,8 +126,8 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 		}
 		b.record(C.MINI_PLAN_TERMINAL, size)
 	}
-	if p.ApparmorProfile != "" && !b.str(C.MINI_PLAN_APPARMOR, p.ApparmorProfile) {
-		return nil, false
+	if p.ApparmorProfile != "" {
+		b.str(C.MINI_PLAN_APPARMOR, p.ApparmorProfile)
 	}
 	if a := cfg.Affinity; a != nil {
 		var flags uint32
@@ -133,16 +141,21 @@ func ProcessPlan(cfg *initproc.Config) ([]byte, bool) {
 		b.record(C.MINI_PLAN_AFFINITY, v)
 	}
 	if s := cfg.Seccomp; s != nil {
-		if len(s.Filter) == 0 || len(s.Filter)%8 != 0 || len(s.Filter)/8 > 4096 {
-			return nil, false
-		}
 		v := binary.LittleEndian.AppendUint32(nil, uint32(s.Flags))
 		b.record(C.MINI_PLAN_SECCOMP, append(v, s.Filter...))
+	}
+	if b.bad {
+		return nil, false
 	}
 	return b.buf, true
 }
 
-type planWriter struct{ buf []byte }
+// planWriter appends records; bad is set once a string could not be
+// passed.
+type planWriter struct {
+	buf []byte
+	bad bool
+}
 
 func (w *planWriter) record(tag byte, payload []byte) {
 	w.buf = append(w.buf, tag)
@@ -152,12 +165,12 @@ func (w *planWriter) record(tag byte, payload []byte) {
 
 // str records s, which C reads as a NUL-terminated string: one holding a
 // NUL cannot be passed (execve would see it cut short; Go refuses it).
-func (w *planWriter) str(tag byte, s string) bool {
+func (w *planWriter) str(tag byte, s string) {
 	if strings.IndexByte(s, 0) >= 0 {
-		return false
+		w.bad = true
+		return
 	}
 	w.record(tag, []byte(s))
-	return true
 }
 
 // capabilityNames are the names process.c gives capabilities in its

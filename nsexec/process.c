@@ -44,7 +44,7 @@
 #endif
 #define KEYCTL_JOIN_SESSION_KEYRING 1
 
-// As initproc.MaxFrame.
+// As initproc's maxFrame.
 #define MAX_FRAME (16u << 20)
 
 // The kernel's capability numbers, as initproc's capabilityNames: only
@@ -83,7 +83,9 @@ struct plan {
 	size_t ngroups;
 	int has_umask;
 	uint32_t umask;
-	int has_caps;
+	char **candidates; // where to look for argv[0], which has no slash
+	size_t ncandidates;
+	int has_caps, last_cap;
 	uint64_t bounding, effective, permitted, inheritable, ambient;
 	int no_new_privs;
 	struct rlimit_entry *rlimits;
@@ -203,7 +205,7 @@ static int send_frame(const char *json, size_t len)
 }
 
 // fail sends the error as initproc.ErrorMessage does (class is an
-// initproc.ClassOf name, or "") and ends the process.
+// initproc classOf name, or "") and ends the process.
 static void __attribute__((noreturn, format(printf, 2, 3))) fail(const char *class, const char *fmt, ...)
 {
 	char *msg = NULL;
@@ -333,6 +335,10 @@ static void parse_plan(const unsigned char *buf, uint32_t size, struct plan *p)
 		case MINI_PLAN_CWD:
 			p->cwd = dup_string(v, len);
 			break;
+		case MINI_PLAN_PATH:
+			p->candidates = grow(p->candidates, p->ncandidates + 1, sizeof(char *));
+			p->candidates[p->ncandidates++] = dup_string(v, len);
+			break;
 		case MINI_PLAN_USER:
 			if (len < 8 || len % 4 != 0)
 				bad_plan(tag, len);
@@ -351,14 +357,15 @@ static void parse_plan(const unsigned char *buf, uint32_t size, struct plan *p)
 			p->umask = get_u32(v);
 			break;
 		case MINI_PLAN_CAPS:
-			if (len != 40)
+			if (len != 44 || get_u32(v) > 63)
 				bad_plan(tag, len);
 			p->has_caps = 1;
-			p->bounding = get_u64(v);
-			p->effective = get_u64(v + 8);
-			p->permitted = get_u64(v + 16);
-			p->inheritable = get_u64(v + 24);
-			p->ambient = get_u64(v + 32);
+			p->last_cap = (int)get_u32(v);
+			p->bounding = get_u64(v + 4);
+			p->effective = get_u64(v + 12);
+			p->permitted = get_u64(v + 20);
+			p->inheritable = get_u64(v + 28);
+			p->ambient = get_u64(v + 36);
 			break;
 		case MINI_PLAN_NO_NEW_PRIVS:
 			p->no_new_privs = 1;
@@ -533,53 +540,9 @@ static int check_executable(const char *path)
 	return 0;
 }
 
-// clean_path is Go's filepath.Clean, in place: one slash between
-// elements, no "." elements, ".." eaten with the element before it where
-// there is one, "." for nothing.
-static void clean_path(char *path)
-{
-	int rooted = path[0] == '/';
-	char *out = path, *r = path;
-	size_t w = 0, dotdot = 0; // dotdot: where ".." can no longer backtrack
-	if (rooted) {
-		out[w++] = '/';
-		r++;
-		dotdot = 1;
-	}
-	while (*r != '\0') {
-		if (*r == '/') {
-			r++;
-		} else if (r[0] == '.' && (r[1] == '/' || r[1] == '\0')) {
-			r++;
-		} else if (r[0] == '.' && r[1] == '.' && (r[2] == '/' || r[2] == '\0')) {
-			r += 2;
-			if (w > dotdot) {
-				w--;
-				while (w > dotdot && out[w] != '/')
-					w--;
-			} else if (!rooted) {
-				if (w > 0)
-					out[w++] = '/';
-				out[w++] = '.';
-				out[w++] = '.';
-				dotdot = w;
-			}
-		} else {
-			if ((rooted && w != 1) || (!rooted && w != 0))
-				out[w++] = '/';
-			while (*r != '\0' && *r != '/')
-				out[w++] = *r++;
-		}
-	}
-	if (w == 0)
-		out[w++] = '.';
-	out[w] = '\0';
-}
-
-// look_path is initproc's LookPath: a name with a slash as given, else
-// the first executable file of that name on the process env's PATH (the
-// last PATH= of the env; an empty one searches nothing), each candidate
-// joined as filepath.Join does.
+// look_path is initproc's lookPath: a name with a slash as given, else
+// the first executable file among the shim's candidates (PathCandidates of
+// the process env's PATH).
 static char *look_path(const struct plan *p)
 {
 	const char *name = p->argv[0];
@@ -592,29 +555,9 @@ static char *look_path(const struct plan *p)
 		fail(e == ENOENT || e == ENOTDIR ? "not_found" : "invalid_argument", "exec: %s: stat %s: %s", quote(name), name,
 		     errstr(e));
 	}
-	const char *path = NULL;
-	for (size_t i = 0; i < p->envc; i++)
-		if (strncmp(p->envp[i], "PATH=", 5) == 0)
-			path = p->envp[i] + 5;
-	if (path != NULL && *path != '\0') {
-		for (const char *dir = path;;) {
-			const char *end = strchrnul(dir, ':');
-			char *cand;
-			if (end == dir) {
-				if (asprintf(&cand, "%s", name) < 0) // "" is "."
-					fail("", "look up %s: out of memory", quote(name));
-			} else if (asprintf(&cand, "%.*s/%s", (int)(end - dir), dir, name) < 0) {
-				fail("", "look up %s: out of memory", quote(name));
-			}
-			clean_path(cand);
-			if (check_executable(cand) == 0)
-				return cand;
-			free(cand);
-			if (*end == '\0')
-				break;
-			dir = end + 1;
-		}
-	}
+	for (size_t i = 0; i < p->ncandidates; i++)
+		if (check_executable(p->candidates[i]) == 0)
+			return p->candidates[i];
 	fail("not_found", "exec: %s: executable file not found in $PATH", quote(name));
 }
 
@@ -700,19 +643,6 @@ static void load_seccomp(const struct plan *p)
 		fail("", "load seccomp filter: %s", errstr(errno));
 }
 
-// last_cap is the highest capability the kernel knows, asked of the
-// kernel itself: the container's /proc could say anything.
-static int last_cap(void)
-{
-	int last = 0;
-	for (int c = 0; c < 64; c++) {
-		if (prctl(PR_CAPBSET_READ, c, 0, 0, 0) < 0)
-			break;
-		last = c;
-	}
-	return last;
-}
-
 static void cap_list(char *out, size_t size, uint64_t set)
 {
 	size_t o = 0;
@@ -738,7 +668,7 @@ static int setgroups_denied(void)
 	return n >= 4 && strncmp(buf, "deny", 4) == 0;
 }
 
-static void set_caps(uint64_t effective, uint64_t permitted, uint64_t inheritable, uint64_t ambient, int last)
+static void set_caps(uint64_t effective, uint64_t permitted, uint64_t inheritable, uint64_t ambient)
 {
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
@@ -767,7 +697,7 @@ static void set_caps(uint64_t effective, uint64_t permitted, uint64_t inheritabl
 	}
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
 		fail("", "clear ambient capabilities: %s", errstr(errno));
-	for (int c = 0; c <= last && c < 64; c++) {
+	for (int c = 0; c < 64; c++) {
 		if (!(ambient & (1ULL << c)))
 			continue;
 		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
@@ -776,21 +706,15 @@ static void set_caps(uint64_t effective, uint64_t permitted, uint64_t inheritabl
 	}
 }
 
-// finalize_identity is initproc's FinalizeIdentity: bounding set, groups,
+// finalize_identity is initproc's finalizeIdentity: bounding set, groups,
 // gid and uid (keeping the permitted set across the switch), capabilities,
 // no_new_privs and umask.
 static void finalize_identity(const struct plan *p)
 {
-	int last = 0;
-	uint64_t known = 0;
-	if (p->has_caps) {
-		last = last_cap();
-		known = last >= 63 ? ~0ULL : (1ULL << (last + 1)) - 1;
-	}
 	if (p->has_umask)
 		umask((mode_t)p->umask);
 	if (p->has_caps) {
-		for (int c = 0; c <= last && c < 64; c++) {
+		for (int c = 0; c <= p->last_cap; c++) {
 			if (p->bounding & (1ULL << c))
 				continue;
 			if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
@@ -817,7 +741,7 @@ static void finalize_identity(const struct plan *p)
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		fail("", "prctl(PR_SET_KEEPCAPS): %s", errstr(errno));
 	if (p->has_caps)
-		set_caps(p->effective & known, p->permitted & known, p->inheritable & known, p->ambient & known, last);
+		set_caps(p->effective, p->permitted, p->inheritable, p->ambient);
 	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		fail("", "prctl(PR_SET_NO_NEW_PRIVS): %s", errstr(errno));
 }

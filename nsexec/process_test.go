@@ -64,7 +64,7 @@ func runProcess(t *testing.T, cfg initproc.Config, viaC bool) processOutcome {
 
 	var boot, config []byte
 	if viaC {
-		plan, ok := ProcessPlan(&cfg)
+		plan, ok := ProcessPlan(&cfg, initproc.LastCap())
 		if !ok {
 			t.Fatalf("ProcessPlan refused %+v", cfg.Process)
 		}
@@ -385,7 +385,7 @@ func TestProcessPlanEligible(t *testing.T) {
 		{"NUL in env", initproc.Config{Exec: true, Process: &specs.Process{Args: []string{"sh"}, Env: []string{"A=\x00"}}}, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, ok := ProcessPlan(&tt.cfg); ok != tt.want {
+			if _, ok := ProcessPlan(&tt.cfg, initproc.LastCap()); ok != tt.want {
 				t.Errorf("ProcessPlan: %v; want %v", ok, tt.want)
 			}
 		})

@@ -3,7 +3,6 @@ package client
 import (
 	"runtime"
 	"testing"
-	"time"
 
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
@@ -24,43 +23,28 @@ func TestExecCPUAffinity(t *testing.T) {
 		}
 		tc := newCase(t, tg, "affinity")
 		s := tc.start(cio.NullIO, oci.WithProcessArgs("/bin/sleep", "1000"))
-		ctx, cancel := tc.callCtx()
-		defer cancel()
-		spec, err := s.container.Spec(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pspec := *spec.Process
-		pspec.Args = []string{"/bin/sleep", "1000"}
-		pspec.ExecCPUAffinity = &specs.CPUAffinity{Initial: "0", Final: "1"}
 		var out syncBuffer
-		p, err := s.task.Exec(ctx, "aff", &pspec, outputTo(&out))
-		if err != nil {
-			t.Fatalf("exec: %v", err)
+		ep := tc.execProcess(s, "aff", outputTo(&out), func(p *specs.Process) {
+			p.Args = []string{"/bin/sleep", "1000"}
+			p.ExecCPUAffinity = &specs.CPUAffinity{Initial: "0", Final: "1"}
+		})
+		if ep.err != nil {
+			t.Fatalf("exec: %v", ep.err)
 		}
-		exited, err := p.Wait(tc.ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := p.Start(ctx); err != nil {
-			t.Fatalf("start exec: %v", err)
-		}
-		got, err := integration.ProcStatusField(int(p.Pid()), "Cpus_allowed_list")
+		got, err := integration.ProcStatusField(int(ep.proc.Pid()), "Cpus_allowed_list")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got != "1" {
 			t.Errorf("exec runs on cpus %q, want 1 (execCPUAffinity.final)", got)
 		}
-		if err := p.Kill(ctx, 9); err != nil {
+		ctx, cancel := tc.callCtx()
+		defer cancel()
+		if err := ep.proc.Kill(ctx, 9); err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			t.Fatal("exec did not exit")
-		}
-		if _, err := p.Delete(ctx); err != nil {
+		waitExit(t, "exec", ep.exit)
+		if _, err := ep.proc.Delete(ctx); err != nil {
 			t.Fatal(err)
 		}
 	})

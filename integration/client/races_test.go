@@ -20,6 +20,7 @@ import (
 	"github.com/containerd/errdefs/pkg/errgrpc"
 	"github.com/containerd/typeurl/v2"
 	"github.com/minishim/containerd-shim-mini-v2/integration"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Issue 9, the races model/shim.pml checks, provoked for real: each case
@@ -258,9 +259,19 @@ type execProc struct {
 	err     error // of Exec, Wait or Start
 }
 
-// execCommand runs Exec, Wait and Start for one exec of s; a failure is
-// kept in the result, not the case's.
+// execCommand runs Exec, Wait and Start for one exec of s running args;
+// a failure is kept in the result, not the case's.
 func (tc *tcase) execCommand(s *started, execID string, args ...string) *execProc {
+	return tc.execProcess(s, execID, cio.NullIO, func(p *specs.Process) {
+		p.Args = args
+		p.Terminal = false
+	})
+}
+
+// execProcess runs Exec, Wait and Start for one exec of s: the container's
+// process as edit changes it, with stdio from ioc. A failure is kept in
+// the result, not the case's.
+func (tc *tcase) execProcess(s *started, execID string, ioc cio.Creator, edit func(*specs.Process)) *execProc {
 	ctx, cancel := tc.callCtx()
 	defer cancel()
 	ep := &execProc{id: execID}
@@ -270,9 +281,8 @@ func (tc *tcase) execCommand(s *started, execID string, args ...string) *execPro
 		return ep
 	}
 	pspec := *spec.Process
-	pspec.Args = args
-	pspec.Terminal = false
-	if ep.proc, ep.err = s.task.Exec(ctx, execID, &pspec, cio.NullIO); ep.err != nil {
+	edit(&pspec)
+	if ep.proc, ep.err = s.task.Exec(ctx, execID, &pspec, ioc); ep.err != nil {
 		return ep
 	}
 	// Wait's stream must outlive this call.

@@ -11,7 +11,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
-	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp/bpf"
 )
 
 // Handshake numbers this protocol, with the preamble's bootstrap and pid
@@ -49,7 +49,7 @@ const Handshake = 2
 //	parent → init   Message{start}
 //	init            execve(): the socket closes on exec, the parent reads EOF
 //	                (or Message{error} when execve failed)
-const MaxFrame = 16 << 20
+const maxFrame = 16 << 20
 
 // MessageType says what a Message is.
 type MessageType string
@@ -108,7 +108,7 @@ type Config struct {
 	NewUTS bool `json:"new_uts"`
 	// Seccomp is the container's compiled linux.seccomp profile, for init
 	// and every exec; the process only loads it.
-	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+	Seccomp *bpf.Program `json:"seccomp,omitempty"`
 	// Personality and MemoryPolicy are the container's, which init and
 	// every exec apply to themselves.
 	Personality  *specs.LinuxPersonality  `json:"personality,omitempty"`
@@ -143,15 +143,15 @@ func WriteFrame(w io.Writer, v any) error {
 	return err
 }
 
-// ReadFrame reads one frame into v; one over MaxFrame is refused unread.
+// ReadFrame reads one frame into v; one over maxFrame is refused unread.
 func ReadFrame(r io.Reader, v any) error {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
 		return err
 	}
 	n := binary.LittleEndian.Uint32(hdr[:])
-	if n > MaxFrame {
-		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, MaxFrame)
+	if n > maxFrame {
+		return fmt.Errorf("handshake frame of %d bytes exceeds %d", n, maxFrame)
 	}
 	payload := make([]byte, n)
 	if _, err := io.ReadFull(r, payload); err != nil {
@@ -160,8 +160,8 @@ func ReadFrame(r io.Reader, v any) error {
 	return json.Unmarshal(payload, v)
 }
 
-// ClassOf names err's errdefs class for the wire.
-func ClassOf(err error) string {
+// classOf names err's errdefs class for the wire.
+func classOf(err error) string {
 	switch {
 	case errdefs.IsNotFound(err):
 		return "not_found"
@@ -177,7 +177,7 @@ func ClassOf(err error) string {
 
 // ErrorMessage is err as a message, with its errdefs class.
 func ErrorMessage(err error) Message {
-	return Message{Type: MsgError, Error: err.Error(), Class: ClassOf(err)}
+	return Message{Type: MsgError, Error: err.Error(), Class: classOf(err)}
 }
 
 // initError is an error init reported; it unwraps to its errdefs class so

@@ -6,7 +6,7 @@ import (
 )
 
 // FuzzHandshakeFrame feeds arbitrary bytes to the frame reader: it must
-// never panic or allocate past MaxFrame, whatever a broken or hostile init
+// never panic or allocate past maxFrame, whatever a broken or hostile init
 // writes.
 func FuzzHandshakeFrame(f *testing.F) {
 	var ok bytes.Buffer

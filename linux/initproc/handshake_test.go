@@ -40,7 +40,7 @@ func TestHandshakeFrameTooLarge(t *testing.T) {
 func TestHandshakeClassRoundTrip(t *testing.T) {
 	for _, class := range []error{errdefs.ErrNotFound, errdefs.ErrInvalidArgument, errdefs.ErrNotImplemented, errdefs.ErrPermissionDenied} {
 		err := fmt.Errorf("wrapped: %w", class)
-		back := ErrorFromMessage(Message{Type: MsgError, Error: err.Error(), Class: ClassOf(err)})
+		back := ErrorFromMessage(Message{Type: MsgError, Error: err.Error(), Class: classOf(err)})
 		if !errors.Is(back, class) {
 			t.Errorf("class %v lost: %v", class, back)
 		}

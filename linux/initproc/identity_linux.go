@@ -104,12 +104,12 @@ func parseCaps(c *specs.LinuxCapabilities, last int) (processCaps, error) {
 	return pc, nil
 }
 
-// lastCap is the highest capability the running kernel knows, asked of
+// LastCap is the highest capability the running kernel knows, asked of
 // the kernel: its bounding set refuses numbers it does not know. Not
 // /proc/sys/kernel/cap_last_cap: an exec reads the container's /proc,
 // which could say a lower number and so keep capabilities above it in the
 // bounding set.
-func lastCap() int {
+func LastCap() int {
 	last := 0
 	for c := 0; c < 64; c++ {
 		if _, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0); err != nil {
@@ -120,13 +120,13 @@ func lastCap() int {
 	return last
 }
 
-// FinalizeIdentity is init's last step before execve: bounding set, user and
+// finalizeIdentity is init's last step before execve: bounding set, user and
 // groups, capabilities, no_new_privs and umask.
 //
 // Capabilities and no_new_privs belong to a thread, not a process, so the
 // calling goroutine is locked to its thread for good: the caller must execve
 // from this same goroutine.
-func FinalizeIdentity(p *specs.Process) error {
+func finalizeIdentity(p *specs.Process) error {
 	if p == nil {
 		return fmt.Errorf("finalize identity: no process: %w", errdefs.ErrInvalidArgument)
 	}
@@ -135,7 +135,7 @@ func FinalizeIdentity(p *specs.Process) error {
 	var caps *processCaps
 	last := 0
 	if p.Capabilities != nil {
-		last = lastCap()
+		last = LastCap()
 		pc, err := parseCaps(p.Capabilities, last)
 		if err != nil {
 			return err

@@ -47,7 +47,7 @@ func TestIdentityCapabilityFromName(t *testing.T) {
 }
 
 func TestIdentityUnknownCapability(t *testing.T) {
-	err := FinalizeIdentity(&specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_BOGUS"}}})
+	err := finalizeIdentity(&specs.Process{Capabilities: &specs.LinuxCapabilities{Bounding: []string{"CAP_CHOWN", "CAP_BOGUS"}}})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"CAP_BOGUS"`) {
 		t.Fatalf("err = %v; want invalid argument naming CAP_BOGUS", err)
 	}
@@ -65,7 +65,7 @@ func TestIdentityChild(t *testing.T) {
 		fmt.Println("ERROR:", err)
 		os.Exit(3)
 	}
-	if err := FinalizeIdentity(&p); err != nil {
+	if err := finalizeIdentity(&p); err != nil {
 		fmt.Println("ERROR:", err)
 		os.Exit(3)
 	}

@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/minishim/containerd-shim-mini-v2/linux/hooks"
-	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp"
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp/bpf"
 	"github.com/minishim/containerd-shim-mini-v2/steptime"
 )
 
@@ -65,7 +65,7 @@ func runInit(ctx context.Context, conn *os.File) error {
 	spec := cfg.Spec
 	proc := spec.Process
 
-	// The hostname first: SetupRootfs applies the sysctls, and a
+	// The hostname first: setupRootfs applies the sysctls, and a
 	// kernel.hostname sysctl wins over spec.hostname, as with runc.
 	if cfg.NewUTS {
 		if spec.Hostname != "" {
@@ -86,7 +86,7 @@ func runInit(ctx context.Context, conn *os.File) error {
 			return err
 		}
 	}
-	err := SetupRootfs(spec, cfg.Rootfs, RootfsOptions{
+	err := setupRootfs(spec, cfg.Rootfs, rootfsOptions{
 		MountFds:    mountFds,
 		MountSource: func(index int) (int, error) { return requestMountSource(conn, index) },
 		NoPivotRoot: cfg.NoPivotRoot,
@@ -171,7 +171,7 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 			return err
 		}
 	}
-	if err := ApplyRlimits(proc.Rlimits); err != nil {
+	if err := applyRlimits(proc.Rlimits); err != nil {
 		return err
 	}
 	cwd := proc.Cwd
@@ -181,7 +181,7 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 	if err := os.Chdir(cwd); err != nil {
 		return fmt.Errorf("chdir to cwd %q in container: %w", cwd, AsNotFound(err))
 	}
-	path, err := LookPath(proc.Args, proc.Env)
+	path, err := lookPath(proc.Args, proc.Env)
 	if err != nil {
 		return err
 	}
@@ -218,7 +218,7 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 			return err
 		}
 	}
-	if err := FinalizeIdentity(proc); err != nil {
+	if err := finalizeIdentity(proc); err != nil {
 		return err
 	}
 	if attrs != nil && cfg.Exec {
@@ -282,8 +282,8 @@ func finishProcess(ctx context.Context, conn *os.File, proc *specs.Process, cfg 
 // gives a notify fd: its number goes to the parent, which takes the fd
 // from this process and hands it to the listener, and this process waits
 // for that before going on (the profile's calls may need the listener).
-func loadSeccomp(conn *os.File, filter *seccomp.Program) error {
-	fd, err := seccomp.Load(filter)
+func loadSeccomp(conn *os.File, filter *bpf.Program) error {
+	fd, err := bpf.Load(filter)
 	if err != nil {
 		return err
 	}

@@ -31,10 +31,10 @@ func (e *lookPathError) Unwrap() []error {
 
 var errNotInPath = errors.New("executable file not found in $PATH")
 
-// LookPath resolves args[0] inside the container: it runs after the pivot
+// lookPath resolves args[0] inside the container: it runs after the pivot
 // and the chdir to the process cwd. A name with a slash is checked as given
 // and returned as given; otherwise PATH from env is searched.
-func LookPath(args []string, env []string) (string, error) {
+func lookPath(args []string, env []string) (string, error) {
 	if len(args) == 0 || args[0] == "" {
 		return "", fmt.Errorf("process.args is empty: %w", errdefs.ErrInvalidArgument)
 	}
@@ -45,19 +45,28 @@ func LookPath(args []string, env []string) (string, error) {
 		}
 		return name, nil
 	}
-	// No PATH in the process env means no search, as with runc: a spec
-	// without PATH (ctr run --rootfs) must name its binary by path.
-	pathEnv, _ := lookupEnv(env, "PATH")
-	for _, dir := range filepath.SplitList(pathEnv) {
-		if dir == "" {
-			dir = "."
-		}
-		p := filepath.Join(dir, name)
+	for _, p := range PathCandidates(name, env) {
 		if checkExecutable(p) == nil {
 			return p, nil
 		}
 	}
 	return "", &lookPathError{name: name, err: errNotInPath, class: errdefs.ErrNotFound}
+}
+
+// PathCandidates are the files lookPath tries, in order, for a name
+// without a slash: name in each directory of the PATH of env. No PATH
+// means no search, as with runc: a spec without PATH (ctr run --rootfs)
+// must name its binary by path.
+func PathCandidates(name string, env []string) []string {
+	pathEnv, _ := lookupEnv(env, "PATH")
+	var out []string
+	for _, dir := range filepath.SplitList(pathEnv) {
+		if dir == "" {
+			dir = "."
+		}
+		out = append(out, filepath.Join(dir, name))
+	}
+	return out
 }
 
 // classifyLookPath attaches the class a caller cares about: a missing file is

@@ -71,20 +71,20 @@ func TestLookPath(t *testing.T) {
 		{"no args", nil, nil, "", "process.args is empty: invalid argument", errdefs.IsInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := LookPath(tc.args, tc.env)
+			got, err := lookPath(tc.args, tc.env)
 			if tc.wantErr == "" {
 				if err != nil || got != tc.want {
-					t.Fatalf("LookPath(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
+					t.Fatalf("lookPath(%q) = %q, %v; want %q", tc.args, got, err, tc.want)
 				}
 				return
 			}
 			if err == nil || err.Error() != tc.wantErr || !tc.class(err) {
-				t.Fatalf("LookPath(%q) = %q, %v; want error %q of the right class", tc.args, got, err, tc.wantErr)
+				t.Fatalf("lookPath(%q) = %q, %v; want error %q of the right class", tc.args, got, err, tc.wantErr)
 			}
 		})
 	}
 
-	_, err = LookPath([]string{"/bin/nope"}, nil)
+	_, err = lookPath([]string{"/bin/nope"}, nil)
 	if !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file error %v does not match fs.ErrNotExist", err)
 	}

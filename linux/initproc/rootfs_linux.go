@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RootfsOptions are what SetupRootfs takes besides the spec.
-type RootfsOptions struct {
+// rootfsOptions are what setupRootfs takes besides the spec.
+type rootfsOptions struct {
 	// MountFds are detached mounts the shim made (idmapped ones), by
 	// index of the spec mount they are; each is attached where its mount
 	// goes.
@@ -35,14 +35,14 @@ type RootfsOptions struct {
 	BeforePivot func() error
 }
 
-// SetupRootfs builds the container's filesystem view and pivots into it. It
+// setupRootfs builds the container's filesystem view and pivots into it. It
 // runs in init, inside the container's fresh mount namespace, before any user
 // code. rootfs is the absolute host path of the root.
 //
 // spec.Linux.Sysctl is applied here, after the pivot and before the
 // read-only paths, because the usual /proc/sys read-only path would make a
 // later write fail.
-func SetupRootfs(spec *ContainerSpec, rootfs string, opts RootfsOptions) error {
+func setupRootfs(spec *ContainerSpec, rootfs string, opts rootfsOptions) error {
 	if spec == nil {
 		return fmt.Errorf("setup rootfs: no spec: %w", errdefs.ErrInvalidArgument)
 	}
@@ -134,7 +134,7 @@ func SetupRootfs(spec *ContainerSpec, rootfs string, opts RootfsOptions) error {
 			return fmt.Errorf("set rootfs propagation %q: %w", lx.RootfsPropagation, err)
 		}
 	}
-	if err := ApplySysctl(lx.Sysctl); err != nil {
+	if err := applySysctl(lx.Sysctl); err != nil {
 		return err
 	}
 	for _, p := range lx.ReadonlyPaths {

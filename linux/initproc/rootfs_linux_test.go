@@ -18,7 +18,7 @@ import (
 
 const rootfsChildEnv = "MINISHIM_TEST_ROOTFS_CHILD"
 
-// rootfsCheckScript runs as the container's pid 1 after SetupRootfs and
+// rootfsCheckScript runs as the container's pid 1 after setupRootfs and
 // prints KEY=value lines the parent test asserts on.
 const rootfsCheckScript = `
 echo "PID=$$"
@@ -65,17 +65,17 @@ func TestRootfsChild(t *testing.T) {
 	if spec.Linux != nil {
 		cgroupsPath = spec.Linux.CgroupsPath
 	}
-	if err := SetupRootfs(ContainerSpecOf(&spec, cgroupsPath), spec.Root.Path, RootfsOptions{}); err != nil {
+	if err := setupRootfs(ContainerSpecOf(&spec, cgroupsPath), spec.Root.Path, rootfsOptions{}); err != nil {
 		fail("SETUP", err)
 	}
-	if err := ApplySysctl(spec.Linux.Sysctl); err != nil {
+	if err := applySysctl(spec.Linux.Sysctl); err != nil {
 		fail("SYSCTL", err)
 	}
-	sh, err := LookPath(spec.Process.Args, spec.Process.Env)
+	sh, err := lookPath(spec.Process.Args, spec.Process.Env)
 	if err != nil {
 		fail("LOOKPATH", err)
 	}
-	_, nopeErr := LookPath([]string{"/bin/nope"}, spec.Process.Env)
+	_, nopeErr := lookPath([]string{"/bin/nope"}, spec.Process.Env)
 	fmt.Printf("LOOKPATH=%s\nNOPE=%v\n", sh, nopeErr)
 	fail("EXEC", syscall.Exec(sh, spec.Process.Args, spec.Process.Env))
 }

@@ -15,10 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ApplySysctl writes each key under /proc/sys. A key already holding its
+// applySysctl writes each key under /proc/sys. A key already holding its
 // value is not written again, so applying the same map twice works even once
 // /proc/sys has been made read-only.
-func ApplySysctl(sysctl map[string]string) error {
+func applySysctl(sysctl map[string]string) error {
 	keys := make([]string, 0, len(sysctl))
 	for k := range sysctl {
 		keys = append(keys, k)
@@ -107,10 +107,10 @@ func RlimitResource(name string) (int, bool) {
 	return 0, false
 }
 
-// ApplyRlimits sets each rlimit on the calling process. unix.Prlimit (not
+// applyRlimits sets each rlimit on the calling process. unix.Prlimit (not
 // the raw syscall) is used so that the Go runtime forgets the RLIMIT_NOFILE
 // it would otherwise restore at execve.
-func ApplyRlimits(rlimits []specs.POSIXRlimit) error {
+func applyRlimits(rlimits []specs.POSIXRlimit) error {
 	for _, rl := range rlimits {
 		res, ok := RlimitResource(rl.Type)
 		if !ok {

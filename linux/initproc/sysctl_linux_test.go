@@ -41,7 +41,7 @@ func TestSysctlPath(t *testing.T) {
 }
 
 func TestSysctlUnknownKey(t *testing.T) {
-	err := ApplySysctl(map[string]string{"kernel.no_such_knob": "1"})
+	err := applySysctl(map[string]string{"kernel.no_such_knob": "1"})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"kernel.no_such_knob"`) {
 		t.Fatalf("err = %v; want invalid argument naming the key", err)
 	}
@@ -59,7 +59,7 @@ func TestSysctlChild(t *testing.T) {
 		"net.ipv4.ip_local_port_range": "2000 3000",
 	}
 	for i := 0; i < 2; i++ { // a second pass finds the values in place
-		if err := ApplySysctl(values); err != nil {
+		if err := applySysctl(values); err != nil {
 			fmt.Println("ERROR:", err)
 			os.Exit(3)
 		}
@@ -99,10 +99,10 @@ func TestRlimitChild(t *testing.T) {
 	}
 	switch mode {
 	case "raise":
-		err := ApplyRlimits([]specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: cur.Max + 1000, Hard: cur.Max + 1000}})
+		err := applyRlimits([]specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: cur.Max + 1000, Hard: cur.Max + 1000}})
 		fmt.Printf("ERROR: %v\nHARD=%d\n", err, cur.Max+1000)
 	case "lower":
-		err := ApplyRlimits([]specs.POSIXRlimit{
+		err := applyRlimits([]specs.POSIXRlimit{
 			{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 1024},
 			{Type: "RLIMIT_CORE", Soft: 0, Hard: 0},
 		})
@@ -121,7 +121,7 @@ func TestRlimitChild(t *testing.T) {
 }
 
 func TestRlimitUnknownName(t *testing.T) {
-	err := ApplyRlimits([]specs.POSIXRlimit{{Type: "RLIMIT_BOGUS", Soft: 1, Hard: 1}})
+	err := applyRlimits([]specs.POSIXRlimit{{Type: "RLIMIT_BOGUS", Soft: 1, Hard: 1}})
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), `"RLIMIT_BOGUS"`) {
 		t.Fatalf("err = %v; want invalid argument naming RLIMIT_BOGUS", err)
 	}

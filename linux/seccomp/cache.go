@@ -98,7 +98,7 @@ func (c *Cache) load(key [sha256.Size]byte) *Program {
 		return nil
 	}
 	var p Program
-	if json.Unmarshal(data, &p) != nil || p.checkShape() != nil {
+	if json.Unmarshal(data, &p) != nil || p.CheckShape() != nil {
 		return nil
 	}
 	return &p

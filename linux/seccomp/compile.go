@@ -13,30 +13,19 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
+
+	"github.com/minishim/containerd-shim-mini-v2/linux/seccomp/bpf"
 )
 
-// Program is a compiled profile: what the container process hands to
-// seccomp(SECCOMP_SET_MODE_FILTER, Flags, ...).
-type Program struct {
-	// Filter is the BPF program as the kernel takes it: struct
-	// sock_filter entries of 8 bytes, in native byte order.
-	Filter []byte `json:"filter"`
-	// Flags are seccomp(2)'s SECCOMP_FILTER_FLAG_* bits.
-	Flags uint `json:"flags,omitempty"`
-}
+// Program is a compiled profile (package bpf, which container processes
+// load it with).
+type Program = bpf.Program
 
-// Listener says whether loading returns a user notification fd, which
-// must go to the profile's listenerPath.
-func (p *Program) Listener() bool { return p.Flags&unix.SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 }
+// maxInstructions is the kernel's BPF_MAXINSNS.
+const maxInstructions = bpf.MaxInstructions
 
-// checkShape says what is wrong with the program's shape, if anything: it
-// must be whole 8-byte BPF instructions, 1 to maxInstructions of them.
-func (p *Program) checkShape() error {
-	if n := len(p.Filter) / 8; n == 0 || len(p.Filter)%8 != 0 || n > maxInstructions {
-		return fmt.Errorf("a program of %d bytes is not %d-byte BPF instructions, 1 to %d of them", len(p.Filter), 8, maxInstructions)
-	}
-	return nil
-}
+// Load installs prog for the calling thread; see bpf.Load.
+func Load(prog *Program) (int, error) { return bpf.Load(prog) }
 
 // defaultErrno is what an ERRNO action without errnoRet returns, as runc.
 const defaultErrno = int16(unix.EPERM)

@@ -1,4 +1,4 @@
-package linux
+package initproc
 
 import (
 	"os"
@@ -10,14 +10,13 @@ import (
 	"testing"
 
 	"github.com/containerd/errdefs"
-	"github.com/minishim/containerd-shim-mini-v2/linux/initproc"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
 // testUserns makes user namespaces the way os/exec does, for the rootfs
 // code under test (the runtime's own comes from its preamble).
-func testUserns(t *testing.T) initproc.UsernsFunc {
+func testUserns(t *testing.T) UsernsFunc {
 	return func(uid, gid []specs.LinuxIDMapping) (int, error) {
 		toSys := func(r []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 			var out []syscall.SysProcIDMap
@@ -52,13 +51,13 @@ func TestMountRootfsIDMapped(t *testing.T) {
 	idmap := []string{"uidmap=0:100000:65536", "gidmap=0:200000:65536"}
 	for _, tt := range []struct {
 		name string
-		m    func(upper, work string) initproc.Mount
+		m    func(upper, work string) Mount
 	}{
-		{"bind", func(_, _ string) initproc.Mount {
-			return initproc.Mount{Type: "bind", Source: lower, Options: append([]string{"rbind", "ro"}, idmap...)}
+		{"bind", func(_, _ string) Mount {
+			return Mount{Type: "bind", Source: lower, Options: append([]string{"rbind", "ro"}, idmap...)}
 		}},
-		{"overlay", func(upper, work string) initproc.Mount {
-			return initproc.Mount{Type: "overlay", Source: "overlay", Options: append([]string{"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work}, idmap...)}
+		{"overlay", func(upper, work string) Mount {
+			return Mount{Type: "overlay", Source: "overlay", Options: append([]string{"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work}, idmap...)}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -69,10 +68,10 @@ func TestMountRootfsIDMapped(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			if err := initproc.MountRootfs([]initproc.Mount{tt.m(upper, work)}, target, testUserns(t)); err != nil {
+			if err := MountRootfs([]Mount{tt.m(upper, work)}, target, testUserns(t)); err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = initproc.UnmountRootfs(target) })
+			t.Cleanup(func() { _ = UnmountRootfs(target) })
 			fi, err := os.Stat(filepath.Join(target, "f"))
 			if err != nil {
 				t.Fatal(err)
@@ -91,15 +90,8 @@ func TestMountRootfsIDMapped(t *testing.T) {
 }
 
 func TestMountIDMappedTmpfsRefused(t *testing.T) {
-	err := initproc.MountRootfs([]initproc.Mount{{Type: "tmpfs", Source: "tmpfs", Options: []string{"uidmap=0:1:2", "gidmap=0:1:2"}}}, t.TempDir(), testUserns(t))
+	err := MountRootfs([]Mount{{Type: "tmpfs", Source: "tmpfs", Options: []string{"uidmap=0:1:2", "gidmap=0:1:2"}}}, t.TempDir(), testUserns(t))
 	if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "only bind and overlay") {
 		t.Errorf("idmapped tmpfs: %v", err)
-	}
-}
-
-func requireRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
 	}
 }

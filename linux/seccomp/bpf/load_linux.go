@@ -1,4 +1,4 @@
-package seccomp
+package bpf
 
 import (
 	"fmt"
@@ -8,10 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxInstructions is the kernel's BPF_MAXINSNS: a longer program is
-// refused at load.
-const maxInstructions = 4096
-
 // Load installs prog for the calling thread (every thread of the process
 // with TSYNC), which must be locked to its goroutine and execve() from it,
 // so the user's process inherits the filter. It returns the user
@@ -20,7 +16,7 @@ const maxInstructions = 4096
 // Loading takes no_new_privs or CAP_SYS_ADMIN; the caller orders it so one
 // of them holds.
 func Load(prog *Program) (int, error) {
-	if err := prog.checkShape(); err != nil {
+	if err := prog.CheckShape(); err != nil {
 		return -1, fmt.Errorf("load seccomp filter: %w", err)
 	}
 	fprog := unix.SockFprog{Len: uint16(len(prog.Filter) / 8), Filter: (*unix.SockFilter)(unsafe.Pointer(&prog.Filter[0]))}
