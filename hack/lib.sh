@@ -34,3 +34,21 @@ go_test_args() {
 		esac
 	done
 }
+
+# copy_shim_binaries DEST: the shim (MINI_SHIM_BIN, or make build's) and,
+# when it sits beside it (as make build puts it), the init binary, into
+# directory DEST.
+copy_shim_binaries() {
+	local dest="$1" shim
+	if [ -n "${MINI_SHIM_BIN:-}" ]; then
+		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
+		shim="$MINI_SHIM_BIN"
+	else
+		make -C "$REPO" --no-print-directory build >&2
+		shim="$REPO/bin/containerd-shim-mini-v2"
+	fi
+	cp "$shim" "$dest/containerd-shim-mini-v2"
+	if [ -x "$(dirname "$shim")/containerd-shim-mini-v2-init" ]; then
+		cp "$(dirname "$shim")/containerd-shim-mini-v2-init" "$dest/"
+	fi
+}

@@ -597,18 +597,7 @@ main() {
 		log "building integration.test"
 		(cd "$REPO" && go test -c -o "$work/integration.test" ./integration/)
 	fi
-	local shim="$REPO/bin/containerd-shim-mini-v2"
-	if [ -n "${MINI_SHIM_BIN:-}" ]; then
-		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
-		shim="$MINI_SHIM_BIN"
-	else
-		make -C "$REPO" --no-print-directory build >&2
-	fi
-	cp "$shim" "$work/containerd-shim-mini-v2"
-	# The init binary, when it sits beside the shim (as make build puts it).
-	if [ -x "$(dirname "$shim")/containerd-shim-mini-v2-init" ]; then
-		cp "$(dirname "$shim")/containerd-shim-mini-v2-init" "$work/"
-	fi
+	copy_shim_binaries "$work"
 	t_build=$((SECONDS - t0))
 
 	# "mountpoint fstype superopts" of every cgroup mount we see.

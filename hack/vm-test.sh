@@ -182,18 +182,7 @@ main() {
 	(cd "$REPO" && go test -c -o "$share/integration.test" ./integration/)
 	# A module of its own (containerd's Go client): built from its directory.
 	(cd "$REPO/integration/client" && go test -c -o "$share/" . ./cri/)
-	if [ -n "${MINI_SHIM_BIN:-}" ]; then
-		[ -x "$MINI_SHIM_BIN" ] || die "MINI_SHIM_BIN=$MINI_SHIM_BIN is not an executable"
-		shim="$MINI_SHIM_BIN"
-	else
-		make -C "$REPO" --no-print-directory build >&2
-		shim="$REPO/bin/containerd-shim-mini-v2"
-	fi
-	cp "$shim" "$share/bin/containerd-shim-mini-v2"
-	# The init binary, when it sits beside the shim (as make build puts it).
-	if [ -x "$(dirname "$shim")/containerd-shim-mini-v2-init" ]; then
-		cp "$(dirname "$shim")/containerd-shim-mini-v2-init" "$share/bin/"
-	fi
+	copy_shim_binaries "$share/bin"
 	t_build=$((SECONDS - t0))
 
 	# --- 3. initramfs and what the guest reads --------------------------------

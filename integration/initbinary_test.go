@@ -77,22 +77,9 @@ func daemonWithBinaries(t *testing.T, tg target, names ...string) (target, strin
 		if err != nil {
 			t.Skipf("no %s beside the suite's shim: %v", name, err)
 		}
-		data, err := os.ReadFile(src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+		if err := copyFile(src, filepath.Join(dir, name), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: dir, Keep: suite.Keep})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := c.Stop(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
-	return target{d: &daemon{version: tg.d.version, c: c}, runtime: tg.runtime}, dir
+	return ownDaemonIn(ctx, t, tg, dir), dir
 }

@@ -110,7 +110,13 @@ func TestContainerdRestart(t *testing.T) {
 // removal and leak checks.
 func ownDaemon(ctx context.Context, t *testing.T, tg target) target {
 	t.Helper()
-	c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: suite.ShimDir, Keep: suite.Keep})
+	return ownDaemonIn(ctx, t, tg, suite.ShimDir)
+}
+
+// ownDaemonIn is ownDaemon with the shims of shimDir.
+func ownDaemonIn(ctx context.Context, t *testing.T, tg target, shimDir string) target {
+	t.Helper()
+	c, err := StartContainerd(ctx, Options{Version: tg.d.version, ShimDir: shimDir, Keep: suite.Keep})
 	if err != nil {
 		t.Fatal(err)
 	}
